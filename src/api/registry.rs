@@ -1,0 +1,551 @@
+//! `mapreg.v1.Registry`: CRUD of APIs, stages, domain names and API mappings.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{paging, rpc};
+use crate::auth::{Access, Caller};
+use crate::domain::{rules, validate};
+use crate::error::{Error, Result};
+use crate::pb::registry_server::Registry;
+use crate::pb::*;
+use crate::store::writer::Writer;
+use crate::store::{Db, WriteOp, WriteResult};
+
+/// The Registry service over a [`Db`] (reads) and its [`Writer`] (writes).
+#[derive(Clone)]
+pub struct RegistryService {
+    db: Arc<Db>,
+    writer: Writer,
+}
+
+impl RegistryService {
+    /// A service reading `db` and writing through `writer`.
+    pub fn new(db: Arc<Db>, writer: Writer) -> Self {
+        RegistryService { db, writer }
+    }
+
+    async fn write(&self, op: WriteOp) -> Result<WriteResult> {
+        self.writer.submit(op).await
+    }
+}
+
+/// An identifier that is looked up: required and not absurdly long; an unknown one is NOT_FOUND.
+fn id(field: &str, value: &str) -> Result<()> {
+    validate::resource_id(field, value)
+}
+
+/// A domain name that is looked up: lower-cased; a syntactically impossible one is simply absent.
+fn lookup_domain(raw: &str) -> Result<String> {
+    if raw.is_empty() {
+        return Err(Error::invalid("domain_name", "domain_name is required"));
+    }
+    if raw.chars().count() > 253 {
+        return Err(Error::invalid(
+            "domain_name",
+            "domain_name is longer than 253 characters",
+        ));
+    }
+    Ok(raw.to_ascii_lowercase())
+}
+
+fn unexpected(what: &str) -> Error {
+    Error::internal(format!(
+        "the writer answered with something other than {what}"
+    ))
+}
+
+fn as_api(r: WriteResult) -> Result<Api> {
+    match r {
+        WriteResult::Api(a) => Ok(a),
+        _ => Err(unexpected("an API")),
+    }
+}
+fn as_stage(r: WriteResult) -> Result<Stage> {
+    match r {
+        WriteResult::Stage(s) => Ok(s),
+        _ => Err(unexpected("a stage")),
+    }
+}
+fn as_domain(r: WriteResult) -> Result<DomainName> {
+    match r {
+        WriteResult::DomainName(d) => Ok(d),
+        _ => Err(unexpected("a domain name")),
+    }
+}
+fn as_mapping(r: WriteResult) -> Result<ApiMapping> {
+    match r {
+        WriteResult::ApiMapping(m) => Ok(m),
+        _ => Err(unexpected("an API mapping")),
+    }
+}
+fn as_revision(r: WriteResult) -> Result<u64> {
+    match r {
+        WriteResult::Deleted(rev) => Ok(rev),
+        _ => Err(unexpected("a delete")),
+    }
+}
+
+#[tonic::async_trait]
+impl Registry for RegistryService {
+    async fn create_api(&self, req: Request<CreateApiRequest>) -> Result<Response<Api>, Status> {
+        rpc(
+            "CreateApi",
+            Access::Write,
+            req,
+            async |c: Caller, m: CreateApiRequest| {
+                validate::api_name(&m.name)?;
+                let protocol = rules::protocol_type(m.protocol_type)?;
+                validate::description("description", &m.description)?;
+                validate::tags(&m.tags)?;
+                let op = WriteOp::CreateApi {
+                    account: c.account_id,
+                    name: m.name,
+                    protocol,
+                    description: m.description,
+                    tags: m.tags,
+                };
+                as_api(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn get_api(&self, req: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
+        rpc(
+            "GetApi",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetApiRequest| {
+                id("api_id", &m.api_id)?;
+                self.db.get_api(&c.scope(), &m.api_id)
+            },
+        )
+        .await
+    }
+
+    async fn get_apis(
+        &self,
+        req: Request<GetApisRequest>,
+    ) -> Result<Response<GetApisResponse>, Status> {
+        rpc(
+            "GetApis",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetApisRequest| {
+                let page = paging::page("apis", "", m.max_results, &m.next_token)?;
+                let listed = self.db.list_apis(&c.scope(), &page)?;
+                Ok(GetApisResponse {
+                    items: listed.items,
+                    next_token: paging::encode("apis", "", listed.next.as_deref()),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_api(&self, req: Request<UpdateApiRequest>) -> Result<Response<Api>, Status> {
+        rpc(
+            "UpdateApi",
+            Access::Write,
+            req,
+            async |c: Caller, m: UpdateApiRequest| {
+                id("api_id", &m.api_id)?;
+                if let Some(n) = &m.name {
+                    validate::api_name(n)?;
+                }
+                if let Some(d) = &m.description {
+                    validate::description("description", d)?;
+                }
+                let op = WriteOp::UpdateApi {
+                    account: c.account_id,
+                    api_id: m.api_id,
+                    name: m.name,
+                    description: m.description,
+                    expected_revision: m.expected_revision,
+                };
+                as_api(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn delete_api(
+        &self,
+        req: Request<DeleteApiRequest>,
+    ) -> Result<Response<DeleteApiResponse>, Status> {
+        rpc(
+            "DeleteApi",
+            Access::Write,
+            req,
+            async |c: Caller, m: DeleteApiRequest| {
+                id("api_id", &m.api_id)?;
+                let op = WriteOp::DeleteApi {
+                    account: c.account_id,
+                    api_id: m.api_id,
+                    expected_revision: m.expected_revision,
+                };
+                Ok(DeleteApiResponse {
+                    revision: as_revision(self.write(op).await?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn create_stage(
+        &self,
+        req: Request<CreateStageRequest>,
+    ) -> Result<Response<Stage>, Status> {
+        rpc(
+            "CreateStage",
+            Access::Write,
+            req,
+            async |c: Caller, m: CreateStageRequest| {
+                id("api_id", &m.api_id)?;
+                validate::stage_name("stage_name", &m.stage_name)?;
+                validate::description("description", &m.description)?;
+                validate::tags(&m.tags)?;
+                let op = WriteOp::CreateStage {
+                    account: c.account_id,
+                    api_id: m.api_id,
+                    stage_name: m.stage_name,
+                    description: m.description,
+                    tags: m.tags,
+                };
+                as_stage(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn get_stage(&self, req: Request<GetStageRequest>) -> Result<Response<Stage>, Status> {
+        rpc(
+            "GetStage",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetStageRequest| {
+                id("api_id", &m.api_id)?;
+                id("stage_name", &m.stage_name)?;
+                self.db.get_stage(&c.scope(), &m.api_id, &m.stage_name)
+            },
+        )
+        .await
+    }
+
+    async fn get_stages(
+        &self,
+        req: Request<GetStagesRequest>,
+    ) -> Result<Response<GetStagesResponse>, Status> {
+        rpc(
+            "GetStages",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetStagesRequest| {
+                id("api_id", &m.api_id)?;
+                let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
+                let listed = self.db.list_stages(&c.scope(), &m.api_id, &page)?;
+                Ok(GetStagesResponse {
+                    items: listed.items,
+                    next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_stage(
+        &self,
+        req: Request<UpdateStageRequest>,
+    ) -> Result<Response<Stage>, Status> {
+        rpc(
+            "UpdateStage",
+            Access::Write,
+            req,
+            async |c: Caller, m: UpdateStageRequest| {
+                id("api_id", &m.api_id)?;
+                id("stage_name", &m.stage_name)?;
+                if let Some(d) = &m.description {
+                    validate::description("description", d)?;
+                }
+                let op = WriteOp::UpdateStage {
+                    account: c.account_id,
+                    api_id: m.api_id,
+                    stage_name: m.stage_name,
+                    description: m.description,
+                    expected_revision: m.expected_revision,
+                };
+                as_stage(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn delete_stage(
+        &self,
+        req: Request<DeleteStageRequest>,
+    ) -> Result<Response<DeleteStageResponse>, Status> {
+        rpc(
+            "DeleteStage",
+            Access::Write,
+            req,
+            async |c: Caller, m: DeleteStageRequest| {
+                id("api_id", &m.api_id)?;
+                id("stage_name", &m.stage_name)?;
+                let op = WriteOp::DeleteStage {
+                    account: c.account_id,
+                    api_id: m.api_id,
+                    stage_name: m.stage_name,
+                    expected_revision: m.expected_revision,
+                };
+                Ok(DeleteStageResponse {
+                    revision: as_revision(self.write(op).await?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn create_domain_name(
+        &self,
+        req: Request<CreateDomainNameRequest>,
+    ) -> Result<Response<DomainName>, Status> {
+        rpc(
+            "CreateDomainName",
+            Access::Write,
+            req,
+            async |c: Caller, m: CreateDomainNameRequest| {
+                let domain_name = validate::normalize_domain_name("domain_name", &m.domain_name)?;
+                let configuration = rules::configuration_for_create(m.domain_name_configurations)?;
+                validate::tags(&m.tags)?;
+                let op = WriteOp::CreateDomainName {
+                    account: c.account_id,
+                    domain_name,
+                    configuration,
+                    tags: m.tags,
+                };
+                as_domain(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn get_domain_name(
+        &self,
+        req: Request<GetDomainNameRequest>,
+    ) -> Result<Response<DomainName>, Status> {
+        rpc(
+            "GetDomainName",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetDomainNameRequest| {
+                let domain = lookup_domain(&m.domain_name)?;
+                self.db.get_domain(&c.scope(), &domain)
+            },
+        )
+        .await
+    }
+
+    async fn get_domain_names(
+        &self,
+        req: Request<GetDomainNamesRequest>,
+    ) -> Result<Response<GetDomainNamesResponse>, Status> {
+        rpc(
+            "GetDomainNames",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetDomainNamesRequest| {
+                let page = paging::page("domains", "", m.max_results, &m.next_token)?;
+                let listed = self.db.list_domains(&c.scope(), &page)?;
+                Ok(GetDomainNamesResponse {
+                    items: listed.items,
+                    next_token: paging::encode("domains", "", listed.next.as_deref()),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_domain_name(
+        &self,
+        req: Request<UpdateDomainNameRequest>,
+    ) -> Result<Response<DomainName>, Status> {
+        rpc(
+            "UpdateDomainName",
+            Access::Write,
+            req,
+            async |c: Caller, m: UpdateDomainNameRequest| {
+                let domain_name = lookup_domain(&m.domain_name)?;
+                let configuration = rules::configuration_patch(m.domain_name_configurations)?;
+                let op = WriteOp::UpdateDomainName {
+                    account: c.account_id,
+                    domain_name,
+                    configuration,
+                    expected_revision: m.expected_revision,
+                };
+                as_domain(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn delete_domain_name(
+        &self,
+        req: Request<DeleteDomainNameRequest>,
+    ) -> Result<Response<DeleteDomainNameResponse>, Status> {
+        rpc(
+            "DeleteDomainName",
+            Access::Write,
+            req,
+            async |c: Caller, m: DeleteDomainNameRequest| {
+                let domain_name = lookup_domain(&m.domain_name)?;
+                let op = WriteOp::DeleteDomainName {
+                    account: c.account_id,
+                    domain_name,
+                    expected_revision: m.expected_revision,
+                };
+                Ok(DeleteDomainNameResponse {
+                    revision: as_revision(self.write(op).await?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn create_api_mapping(
+        &self,
+        req: Request<CreateApiMappingRequest>,
+    ) -> Result<Response<ApiMapping>, Status> {
+        rpc(
+            "CreateApiMapping",
+            Access::Write,
+            req,
+            async |c: Caller, m: CreateApiMappingRequest| {
+                let domain_name = lookup_domain(&m.domain_name)?;
+                validate::api_mapping_key(&m.api_mapping_key)?;
+                id("api_id", &m.api_id)?;
+                id("stage", &m.stage)?;
+                let op = WriteOp::CreateApiMapping {
+                    account: c.account_id,
+                    domain_name,
+                    api_mapping_key: m.api_mapping_key,
+                    api_id: m.api_id,
+                    stage: m.stage,
+                };
+                as_mapping(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn get_api_mapping(
+        &self,
+        req: Request<GetApiMappingRequest>,
+    ) -> Result<Response<ApiMapping>, Status> {
+        rpc(
+            "GetApiMapping",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetApiMappingRequest| {
+                let domain = lookup_domain(&m.domain_name)?;
+                id("api_mapping_id", &m.api_mapping_id)?;
+                self.db.get_mapping(&c.scope(), &domain, &m.api_mapping_id)
+            },
+        )
+        .await
+    }
+
+    async fn get_api_mappings(
+        &self,
+        req: Request<GetApiMappingsRequest>,
+    ) -> Result<Response<GetApiMappingsResponse>, Status> {
+        rpc(
+            "GetApiMappings",
+            Access::Read,
+            req,
+            async |c: Caller, m: GetApiMappingsRequest| {
+                let domain = lookup_domain(&m.domain_name)?;
+                let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
+                let listed = self.db.list_mappings(&c.scope(), &domain, &page)?;
+                Ok(GetApiMappingsResponse {
+                    items: listed.items,
+                    next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_api_mapping(
+        &self,
+        req: Request<UpdateApiMappingRequest>,
+    ) -> Result<Response<ApiMapping>, Status> {
+        rpc(
+            "UpdateApiMapping",
+            Access::Write,
+            req,
+            async |c: Caller, m: UpdateApiMappingRequest| {
+                let domain_name = lookup_domain(&m.domain_name)?;
+                id("api_mapping_id", &m.api_mapping_id)?;
+                if let Some(k) = &m.api_mapping_key {
+                    validate::api_mapping_key(k)?;
+                }
+                if let Some(a) = &m.api_id {
+                    id("api_id", a)?;
+                }
+                if let Some(s) = &m.stage {
+                    id("stage", s)?;
+                }
+                let op = WriteOp::UpdateApiMapping {
+                    account: c.account_id,
+                    domain_name,
+                    api_mapping_id: m.api_mapping_id,
+                    api_mapping_key: m.api_mapping_key,
+                    api_id: m.api_id,
+                    stage: m.stage,
+                    expected_revision: m.expected_revision,
+                };
+                as_mapping(self.write(op).await?)
+            },
+        )
+        .await
+    }
+
+    async fn delete_api_mapping(
+        &self,
+        req: Request<DeleteApiMappingRequest>,
+    ) -> Result<Response<DeleteApiMappingResponse>, Status> {
+        rpc(
+            "DeleteApiMapping",
+            Access::Write,
+            req,
+            async |c: Caller, m: DeleteApiMappingRequest| {
+                let domain_name = lookup_domain(&m.domain_name)?;
+                id("api_mapping_id", &m.api_mapping_id)?;
+                let op = WriteOp::DeleteApiMapping {
+                    account: c.account_id,
+                    domain_name,
+                    api_mapping_id: m.api_mapping_id,
+                    expected_revision: m.expected_revision,
+                };
+                Ok(DeleteApiMappingResponse {
+                    revision: as_revision(self.write(op).await?)?,
+                })
+            },
+        )
+        .await
+    }
+
+    async fn resolve_route(
+        &self,
+        req: Request<ResolveRouteRequest>,
+    ) -> Result<Response<ResolveRouteResponse>, Status> {
+        rpc("ResolveRoute", Access::Read, req, async |_c: Caller, _m: ResolveRouteRequest| {
+            Err::<ResolveRouteResponse, _>(Error::Unimplemented {
+                message: "ResolveRoute is not implemented yet (tracked by the route resolution issue)".into(),
+            })
+        })
+        .await
+    }
+}

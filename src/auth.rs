@@ -1,0 +1,237 @@
+//! Authentication and authorisation (SPEC.md section 6).
+//!
+//! A request carries `authorization: Bearer <token>`. The token's SHA-256 is looked up among the
+//! configured hashes (the clear token is never stored). The interceptor puts the resulting
+//! [`Caller`] in the request's extensions; each RPC then asks [`Caller::require`] for the kind of
+//! access it needs. With no tokens configured (dev mode) every caller is admin of
+//! [`DEV_ACCOUNT`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status};
+
+use crate::config::TokenConfig;
+use crate::error::Error;
+use crate::store::Scope;
+
+/// The account every dev-mode caller acts in.
+pub const DEV_ACCOUNT: &str = "000000000000";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// All reads and writes in its account.
+    Admin,
+    /// Reads and Watch in its account.
+    Reader,
+    /// Reads (Get*, ResolveRoute) and Watch across all accounts; no writes.
+    Gateway,
+}
+
+impl Role {
+    /// The role's name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Reader => "reader",
+            Role::Gateway => "gateway",
+        }
+    }
+}
+
+/// The kind of access an RPC needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Get*, ResolveRoute.
+    Read,
+    /// Create*, Update*, Delete*.
+    Write,
+    /// ChangeFeed.Watch.
+    Watch,
+}
+
+/// The authenticated caller of one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The caller's account.
+    pub account_id: String,
+    /// The caller's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Ok when the role allows `access` (method names the RPC in the error).
+    pub fn require(&self, access: Access, method: &str) -> Result<(), Error> {
+        let allowed = match self.role {
+            Role::Admin => true,
+            Role::Reader | Role::Gateway => access != Access::Write,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                reason: "PERMISSION_DENIED",
+                message: format!(
+                    "role {} of account {} may not call {method}: the role is read-only",
+                    self.role.as_str(),
+                    self.account_id
+                ),
+            })
+        }
+    }
+
+    /// The records this caller may read.
+    pub fn scope(&self) -> Scope {
+        match self.role {
+            Role::Gateway => Scope::All,
+            _ => Scope::Account(self.account_id.clone()),
+        }
+    }
+}
+
+/// Whether `s` is a 12-digit account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Resolves bearer tokens to callers.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    tokens: Arc<HashMap<[u8; 32], Caller>>,
+}
+
+impl Authenticator {
+    /// From the configured tokens; none means dev mode.
+    pub fn new(tokens: &[TokenConfig]) -> Self {
+        let mut map = HashMap::new();
+        for t in tokens {
+            let mut h = [0u8; 32];
+            if hex::decode_to_slice(&t.sha256, &mut h).is_ok() {
+                map.insert(
+                    h,
+                    Caller {
+                        account_id: t.account_id.clone(),
+                        role: t.role,
+                    },
+                );
+            }
+        }
+        Authenticator {
+            tokens: Arc::new(map),
+        }
+    }
+
+    /// Dev mode: no tokens configured.
+    pub fn dev_mode(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The caller for an `authorization` header value (None: header absent).
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, Error> {
+        if self.dev_mode() {
+            return Ok(Caller {
+                account_id: DEV_ACCOUNT.to_string(),
+                role: Role::Admin,
+            });
+        }
+        let Some(header) = header else {
+            return Err(Error::Unauthenticated {
+                reason: "TOKEN_MISSING",
+                message: "missing credentials: send `authorization: Bearer <token>` metadata"
+                    .into(),
+            });
+        };
+        let token = std::str::from_utf8(header)
+            .ok()
+            .and_then(|h| {
+                let (scheme, token) = h.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()));
+        let Some(token) = token else {
+            return Err(Error::invalid(
+                "authorization",
+                "authorization metadata is malformed: expected `Bearer <token>`",
+            ));
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.tokens
+            .get(&digest)
+            .cloned()
+            .ok_or_else(|| Error::Unauthenticated {
+                reason: "TOKEN_UNKNOWN",
+                message: "the bearer token is not known to this server".into(),
+            })
+    }
+
+    /// A tonic interceptor: authenticates and stores the [`Caller`] in the request extensions.
+    pub fn intercept(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes().to_vec());
+        match self.authenticate(header.as_deref()) {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                Ok(req)
+            }
+            Err(e) => {
+                tracing::info!(code = ?e.code(), reason = e.reason(), "request refused by authentication");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// SHA-256 of a token, hex: what goes in the config file.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        Authenticator::new(&[TokenConfig {
+            sha256: token_hash("s3cret"),
+            account_id: "111122223333".into(),
+            role: Role::Reader,
+        }])
+    }
+
+    #[test]
+    fn tokens_resolve_by_hash() {
+        let a = auth();
+        let c = a.authenticate(Some(b"Bearer s3cret")).expect("known");
+        assert_eq!(c.account_id, "111122223333");
+        assert_eq!(
+            a.authenticate(Some(b"Bearer other"))
+                .expect_err("unknown")
+                .reason(),
+            "TOKEN_UNKNOWN"
+        );
+        assert_eq!(
+            a.authenticate(None).expect_err("missing").reason(),
+            "TOKEN_MISSING"
+        );
+        assert_eq!(
+            a.authenticate(Some(b"Basic x")).expect_err("bad").reason(),
+            "INVALID_AUTHORIZATION"
+        );
+        assert!(c.require(Access::Write, "CreateApi").is_err());
+        assert!(c.require(Access::Watch, "Watch").is_ok());
+    }
+
+    #[test]
+    fn dev_mode_is_admin_of_the_dev_account() {
+        let c = Authenticator::new(&[]).authenticate(None).expect("dev");
+        assert_eq!((c.account_id.as_str(), c.role), (DEV_ACCOUNT, Role::Admin));
+    }
+}

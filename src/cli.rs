@@ -1,0 +1,70 @@
+//! The `mapreg` command line: `serve`, plus helpers for operators.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Command-line interface of the `mapreg` binary.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mapreg",
+    version,
+    about = "Self-hosted registry of API Gateway v2 style API mappings"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve(ServeArgs),
+    /// Print the SHA-256 of a token, for the `sha256` field of a `[[tokens]]` entry.
+    HashToken {
+        /// The bearer token.
+        token: String,
+    },
+}
+
+/// Flags of `mapreg serve`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (default ./mapreg-data).
+    #[arg(long, env = "MAPREG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:50051).
+    #[arg(long, env = "MAPREG_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// TOML config file (tokens, limits).
+    #[arg(long, env = "MAPREG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Revisions kept in the change log (default 100000).
+    #[arg(long)]
+    pub watch_history: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The effective configuration: defaults, then the file, then flags.
+    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = self.listen {
+            config.listen = l;
+        }
+        if let Some(h) = self.watch_history {
+            config.watch_history = h;
+        }
+        config.check()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,227 @@
+//! The one error type of the library, and its single mapping to `tonic::Status`.
+//!
+//! Every error a client can see carries a stable `reason` (UPPER_SNAKE, sent as a
+//! `google.rpc.ErrorInfo` with domain [`ERROR_DOMAIN`]) and a message that names the offending
+//! field or record. Validation errors also carry the field, sent as a `google.rpc.BadRequest`
+//! field violation.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `domain` of every `google.rpc.ErrorInfo` mapreg sends.
+pub const ERROR_DOMAIN: &str = "mapreg";
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in mapreg, by the gRPC code a client will see.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// Bad input: `field` names the request field, `reason` is e.g. `INVALID_API_MAPPING_KEY`.
+    #[error("{message}")]
+    InvalidArgument {
+        /// The request field at fault, as named in the proto (`api_mapping_key`).
+        field: String,
+        /// Stable machine-readable reason.
+        reason: String,
+        /// Human-readable explanation naming the field.
+        message: String,
+    },
+    /// The record does not exist (or belongs to another account).
+    #[error("{message}")]
+    NotFound {
+        /// Stable machine-readable reason, e.g. `STAGE_NOT_FOUND`.
+        reason: &'static str,
+        /// Human-readable explanation naming the record.
+        message: String,
+    },
+    /// A record with this identity or unique key exists already.
+    #[error("{message}")]
+    AlreadyExists {
+        /// Stable machine-readable reason, e.g. `MAPPING_KEY_CONFLICT`.
+        reason: &'static str,
+        /// Human-readable explanation naming the record.
+        message: String,
+    },
+    /// The write would break a rule about the state of other records.
+    #[error("{message}")]
+    FailedPrecondition {
+        /// Stable machine-readable reason, e.g. `PROTOCOL_CONFLICT`.
+        reason: &'static str,
+        /// Human-readable explanation naming the conflicting record.
+        message: String,
+    },
+    /// `expected_revision` did not match the record's `mod_revision`.
+    #[error("{message}")]
+    Aborted {
+        /// Stable machine-readable reason (`REVISION_MISMATCH`).
+        reason: &'static str,
+        /// Human-readable explanation with both revisions.
+        message: String,
+    },
+    /// A quota would be exceeded.
+    #[error("{message}")]
+    ResourceExhausted {
+        /// Stable machine-readable reason, e.g. `MULTI_LEVEL_MAPPING_LIMIT`.
+        reason: &'static str,
+        /// Human-readable explanation naming the limit.
+        message: String,
+    },
+    /// A watch asked for history the store no longer has, or another store's history.
+    #[error("{message}")]
+    OutOfRange {
+        /// `REVISION_COMPACTED` or `STORE_CHANGED`.
+        reason: &'static str,
+        /// Human-readable explanation.
+        message: String,
+        /// ErrorInfo metadata, e.g. `compact_revision`.
+        metadata: Vec<(String, String)>,
+    },
+    /// No credentials, or credentials that match no configured token.
+    #[error("{message}")]
+    Unauthenticated {
+        /// `TOKEN_MISSING` or `TOKEN_UNKNOWN`.
+        reason: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The caller's role may not do this.
+    #[error("{message}")]
+    PermissionDenied {
+        /// `PERMISSION_DENIED`.
+        reason: &'static str,
+        /// Human-readable explanation naming the role and the action.
+        message: String,
+    },
+    /// The server is shutting down or cannot serve now; clients should retry elsewhere or later.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable machine-readable reason, e.g. `SHUTTING_DOWN`.
+        reason: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// The RPC is declared but not served by this version.
+    #[error("{message}")]
+    Unimplemented {
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// Storage failed or data on disk is corrupt. Nothing of the request was applied.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A validation error on `field`; the reason is `INVALID_<FIELD>`.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            field: field.to_string(),
+            reason: format!("INVALID_{}", field.to_ascii_uppercase()),
+            message: message.into(),
+        }
+    }
+
+    /// A storage or encoding fault.
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Error::Internal(what.to_string())
+    }
+
+    /// The gRPC code this error is sent with.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::InvalidArgument { .. } => Code::InvalidArgument,
+            Error::NotFound { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Error::Aborted { .. } => Code::Aborted,
+            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::OutOfRange { .. } => Code::OutOfRange,
+            Error::Unauthenticated { .. } => Code::Unauthenticated,
+            Error::PermissionDenied { .. } => Code::PermissionDenied,
+            Error::Unavailable { .. } => Code::Unavailable,
+            Error::Unimplemented { .. } => Code::Unimplemented,
+            Error::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The stable `ErrorInfo` reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Error::InvalidArgument { reason, .. } => reason,
+            Error::NotFound { reason, .. }
+            | Error::AlreadyExists { reason, .. }
+            | Error::FailedPrecondition { reason, .. }
+            | Error::Aborted { reason, .. }
+            | Error::ResourceExhausted { reason, .. }
+            | Error::OutOfRange { reason, .. }
+            | Error::Unauthenticated { reason, .. }
+            | Error::PermissionDenied { reason, .. }
+            | Error::Unavailable { reason, .. } => reason,
+            Error::Unimplemented { .. } => "UNIMPLEMENTED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Internal(format!("storage: {e}"))
+    }
+}
+
+impl From<prost::DecodeError> for Error {
+    fn from(e: prost::DecodeError) -> Self {
+        Error::Internal(format!("corrupt record: {e}"))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = e.code();
+        let message = e.to_string();
+        let metadata: HashMap<String, String> = match &e {
+            Error::OutOfRange { metadata, .. } => metadata.iter().cloned().collect(),
+            _ => HashMap::new(),
+        };
+        let mut details = ErrorDetails::with_error_info(e.reason(), ERROR_DOMAIN, metadata);
+        if let Error::InvalidArgument { field, message, .. } = &e {
+            details.add_bad_request_violation(field.clone(), message.clone());
+        }
+        Status::with_error_details(code, message, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_carries_error_info_and_field_violation() {
+        let status: Status = Error::invalid("api_mapping_key", "bad key").into();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "INVALID_API_MAPPING_KEY");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        let bad = details.bad_request().expect("bad request");
+        assert_eq!(bad.field_violations[0].field, "api_mapping_key");
+    }
+
+    #[test]
+    fn out_of_range_carries_metadata() {
+        let status: Status = Error::OutOfRange {
+            reason: "REVISION_COMPACTED",
+            message: "compacted".into(),
+            metadata: vec![("compact_revision".into(), "42".into())],
+        }
+        .into();
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(
+            info.metadata.get("compact_revision").map(String::as_str),
+            Some("42")
+        );
+    }
+}

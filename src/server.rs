@@ -1,0 +1,193 @@
+//! Assembles and runs a server: storage, the writer thread, the gRPC services (Registry, health,
+//! reflection v1 and v1alpha), authentication, and graceful shutdown.
+//!
+//! Shutdown, when `shutdown` resolves: health turns NOT_SERVING, the listener stops accepting,
+//! in-flight requests finish (bounded by [`SHUTDOWN_GRACE`] so a stream cannot hold the process
+//! open), the writer drains its queue, and the store is flushed.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::api::registry::RegistryService;
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::pb::registry_server::RegistryServer;
+use crate::store::sled::SledStore;
+use crate::store::writer::Writer;
+use crate::store::{Db, Limits, Store};
+
+/// Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// How long in-flight requests and streams may run on after shutdown begins.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable (e.g. dev mode on a non-loopback address).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data dir could not be opened.
+    #[error("cannot open data dir {dir}: {source}")]
+    Store {
+        /// The data dir.
+        dir: String,
+        /// What failed.
+        source: crate::error::Error,
+    },
+    /// The listener or the transport failed.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// Serves `config` on `listener` until `shutdown` resolves, then shuts down gracefully.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServeError::Transport(e.to_string()))?;
+    let mut effective = config.clone();
+    effective.listen = local;
+    effective.check()?;
+    effective.check_listen()?;
+
+    let store_err = |source| ServeError::Store {
+        dir: config.data_dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| store_err(crate::error::Error::internal(e)))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir).map_err(store_err)?);
+    let limits = Limits {
+        max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
+    };
+    let db = Arc::new(Db::open(store, limits).map_err(store_err)?);
+    let (writer, writer_thread) = Writer::spawn(db.clone(), Box::new(|_| {})).map_err(store_err)?;
+
+    let auth = Authenticator::new(&config.tokens);
+    let registry = RegistryServer::new(RegistryService::new(db.clone(), writer.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let interceptor = {
+        let auth = auth.clone();
+        move |req| auth.intercept(req)
+    };
+    let registry = InterceptedService::new(registry, interceptor);
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RegistryServer<RegistryService>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| ServeError::Transport(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Transport(e.to_string()))?;
+
+    tracing::info!(
+        listen = %local,
+        data_dir = %config.data_dir.display(),
+        store_id = db.store_id(),
+        revision = db.revision().unwrap_or(0),
+        dev_mode = auth.dev_mode(),
+        "mapreg serving"
+    );
+
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let health_on_stop = health.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, no new connections");
+        health_on_stop
+            .set_not_serving::<RegistryServer<RegistryService>>()
+            .await;
+        health_on_stop
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx.clone();
+    let serve = Server::builder()
+        .layer(tower::util::MapResponseLayer::new(
+            too_large_is_resource_exhausted,
+        ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(registry)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+    tokio::pin!(serve);
+    let grace = async {
+        let _ = stop_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = &mut serve => r.map_err(|e| ServeError::Transport(e.to_string())),
+        _ = grace => {
+            tracing::warn!("in-flight requests did not finish within {SHUTDOWN_GRACE:?}; closing them");
+            Ok(())
+        }
+    };
+    drop(serve);
+    drop(writer);
+    // The writer ends once every handle is gone; a connection task that outlived the grace
+    // period may still hold one, so the wait is bounded too. Everything acknowledged is
+    // already durable; the final flush only covers writes nobody was told about.
+    let joined = tokio::task::spawn_blocking(move || writer_thread.join());
+    if tokio::time::timeout(Duration::from_secs(5), joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("writer thread still busy at exit");
+    }
+    if let Err(e) = db.flush() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+    tracing::info!("mapreg stopped");
+    result
+}
+
+/// tonic refuses an oversized request with OUT_OF_RANGE; SPEC.md section 7 wants
+/// RESOURCE_EXHAUSTED with a reason, like grpc-go. Only that refusal is rewritten: no handler
+/// of a unary RPC answers OUT_OF_RANGE.
+fn too_large_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+    let headers = resp.headers_mut();
+    let is_out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    let too_large = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("too large") || m.contains("too%20large"));
+    if is_out_of_range && too_large {
+        let status: tonic::Status = crate::error::Error::ResourceExhausted {
+            reason: "REQUEST_TOO_LARGE",
+            message: format!("request message is larger than the {MAX_REQUEST_BYTES}-byte limit"),
+        }
+        .into();
+        headers.remove("grpc-message");
+        headers.remove("grpc-status-details-bin");
+        let _ = status.add_header(headers);
+    }
+    resp
+}
