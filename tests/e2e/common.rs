@@ -1,0 +1,300 @@
+//! The harness: start/stop servers, make clients, read error details.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mapreg::auth::Role;
+use mapreg::config::{Config, TokenConfig};
+use mapreg::pb::registry_client::RegistryClient;
+use mapreg::pb::*;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+/// Adds `authorization: Bearer <token>` when a token is set.
+#[derive(Clone)]
+pub struct Bearer(pub Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            let v = MetadataValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| Status::internal("bad token"))?;
+            req.metadata_mut().insert("authorization", v);
+        }
+        Ok(req)
+    }
+}
+
+/// A Registry client, with or without a token.
+pub type Client = RegistryClient<InterceptedService<Channel, Bearer>>;
+
+/// A running server on an ephemeral loopback port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub config: Config,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), mapreg::server::ServeError>>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+/// Tokens used by auth tests: (token, account, role).
+pub const TOKENS: &[(&str, &str, Role)] = &[
+    ("admin-a", "111122223333", Role::Admin),
+    ("reader-a", "111122223333", Role::Reader),
+    ("admin-b", "444455556666", Role::Admin),
+    ("gateway", "999999999999", Role::Gateway),
+];
+
+/// A config with the [`TOKENS`] above.
+pub fn token_config(data_dir: &Path) -> Config {
+    Config {
+        data_dir: data_dir.to_path_buf(),
+        tokens: TOKENS
+            .iter()
+            .map(|(t, a, r)| TokenConfig {
+                sha256: mapreg::auth::token_hash(t),
+                account_id: a.to_string(),
+                role: *r,
+            })
+            .collect(),
+        ..Config::default()
+    }
+}
+
+impl TestServer {
+    /// A dev-mode server on a fresh temp data dir.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: tmp.path().join("data"),
+            ..Config::default()
+        };
+        let mut s = Self::start_with(config).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server with the auth [`TOKENS`] on a fresh temp data dir.
+    pub async fn start_with_tokens() -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut s = Self::start_with(token_config(&tmp.path().join("data"))).await;
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// A server with `config` (its `listen` is replaced by 127.0.0.1:0).
+    pub async fn start_with(config: Config) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let data_dir = config.data_dir.clone();
+        let cfg = config.clone();
+        let handle = tokio::spawn(mapreg::server::run(cfg, listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            data_dir,
+            config,
+            stop: Some(tx),
+            handle: Some(handle),
+            _tmp: None,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has released its data dir.
+    /// Returns the temp dir guard so the data survives for a restart.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), h)
+                .await
+                .expect("server stops within 30 s")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+        self._tmp.take()
+    }
+
+    /// Restarts on the same data dir (and config); the new server gets a new port.
+    pub async fn restart(self) -> TestServer {
+        let config = self.config.clone();
+        let tmp = self.stop().await;
+        let mut s = Self::start_with(config).await;
+        s._tmp = tmp;
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(self.endpoint())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// A client without a token (dev mode: admin of 000000000000).
+    pub async fn client(&self) -> Client {
+        RegistryClient::with_interceptor(self.channel().await, Bearer(None))
+    }
+
+    /// A client sending `token`.
+    pub async fn client_with(&self, token: &str) -> Client {
+        RegistryClient::with_interceptor(self.channel().await, Bearer(Some(token.to_string())))
+    }
+}
+
+/// The ErrorInfo reason of a status ("" when absent).
+pub fn reason(s: &Status) -> String {
+    s.get_details_error_info()
+        .map(|i| {
+            assert_eq!(i.domain, "mapreg", "ErrorInfo domain");
+            i.reason
+        })
+        .unwrap_or_default()
+}
+
+/// The BadRequest field violations of a status.
+pub fn violated_fields(s: &Status) -> Vec<String> {
+    s.get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Asserts the code and reason of a failed call and returns the status.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, Status>,
+    code: Code,
+    reason_: &str,
+) -> Status {
+    let s = match r {
+        Ok(v) => panic!("expected {code:?}/{reason_}, got OK: {:?}", v.into_inner()),
+        Err(s) => s,
+    };
+    assert_eq!(s.code(), code, "code of {s:?}");
+    assert_eq!(reason(&s), reason_, "reason of {s:?}");
+    s
+}
+
+// ---- fixtures ------------------------------------------------------------------------------
+
+pub async fn create_api(c: &mut Client, name: &str, protocol: ProtocolType) -> Api {
+    c.create_api(CreateApiRequest {
+        name: name.into(),
+        protocol_type: protocol as i32,
+        ..Default::default()
+    })
+    .await
+    .expect("create api")
+    .into_inner()
+}
+
+pub async fn create_stage(c: &mut Client, api_id: &str, stage: &str) -> Stage {
+    c.create_stage(CreateStageRequest {
+        api_id: api_id.into(),
+        stage_name: stage.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create stage")
+    .into_inner()
+}
+
+pub async fn create_domain(c: &mut Client, domain: &str) -> DomainName {
+    c.create_domain_name(CreateDomainNameRequest {
+        domain_name: domain.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("create domain")
+    .into_inner()
+}
+
+pub async fn create_domain_with(
+    c: &mut Client,
+    domain: &str,
+    endpoint: EndpointType,
+    policy: SecurityPolicy,
+) -> DomainName {
+    c.create_domain_name(CreateDomainNameRequest {
+        domain_name: domain.into(),
+        domain_name_configurations: vec![DomainNameConfiguration {
+            endpoint_type: endpoint as i32,
+            security_policy: policy as i32,
+            ..Default::default()
+        }],
+        ..Default::default()
+    })
+    .await
+    .expect("create domain")
+    .into_inner()
+}
+
+pub fn mapping_req(domain: &str, key: &str, api_id: &str, stage: &str) -> CreateApiMappingRequest {
+    CreateApiMappingRequest {
+        domain_name: domain.into(),
+        api_mapping_key: key.into(),
+        api_id: api_id.into(),
+        stage: stage.into(),
+    }
+}
+
+pub async fn create_mapping(
+    c: &mut Client,
+    domain: &str,
+    key: &str,
+    api_id: &str,
+    stage: &str,
+) -> ApiMapping {
+    c.create_api_mapping(mapping_req(domain, key, api_id, stage))
+        .await
+        .expect("create mapping")
+        .into_inner()
+}
+
+/// An API of `protocol` with a stage `test`.
+pub async fn api_with_stage(c: &mut Client, protocol: ProtocolType) -> Api {
+    let api = create_api(c, "api", protocol).await;
+    create_stage(c, &api.api_id, "test").await;
+    api
+}
+
+/// Every mapping of a domain, all pages.
+pub async fn all_mappings(c: &mut Client, domain: &str) -> Vec<ApiMapping> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .get_api_mappings(GetApiMappingsRequest {
+                domain_name: domain.into(),
+                max_results: 0,
+                next_token: token,
+            })
+            .await
+            .expect("list mappings")
+            .into_inner();
+        out.extend(page.items);
+        if page.next_token.is_empty() {
+            return out;
+        }
+        token = page.next_token;
+    }
+}

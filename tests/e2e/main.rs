@@ -1,0 +1,15 @@
+//! End-to-end tests: a real server on 127.0.0.1:0 with a real data dir in a temp folder, driven
+//! through real gRPC clients. One test binary, one module per area.
+//!
+//! Tests that need an external tool (grpcurl, Python grpcio) are `#[ignore]`d by default; CI
+//! installs the tools and runs them with `--include-ignored`.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod external;
+mod lists;
+mod races;
+mod restart;
+mod rules;

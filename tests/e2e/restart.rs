@@ -1,0 +1,41 @@
+//! A server restarted on the same data dir keeps every record and continues the revision sequence.
+
+use crate::common::*;
+use mapreg::pb::*;
+
+#[tokio::test]
+async fn restart_keeps_records_and_revision_sequence() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let api = api_with_stage(&mut c, ProtocolType::Http).await;
+    create_domain(&mut c, "api.example.com").await;
+    let m = create_mapping(&mut c, "api.example.com", "v1", &api.api_id, "test").await;
+    assert_eq!(m.create_revision, 4);
+    let store_before = server.data_dir.clone();
+    drop(c);
+
+    let server = server.restart().await;
+    assert_eq!(server.data_dir, store_before);
+    let mut c = server.client().await;
+    let got = c
+        .get_api_mapping(GetApiMappingRequest {
+            domain_name: "api.example.com".into(),
+            api_mapping_id: m.api_mapping_id.clone(),
+        })
+        .await
+        .expect("mapping survives restart")
+        .into_inner();
+    assert_eq!(got, m);
+    let api_again = c
+        .get_api(GetApiRequest {
+            api_id: api.api_id.clone(),
+        })
+        .await
+        .expect("api survives")
+        .into_inner();
+    assert_eq!(api_again, api);
+    let next = create_api(&mut c, "second", ProtocolType::Rest).await;
+    assert_eq!(next.create_revision, 5, "revisions continue after restart");
+    drop(c);
+    server.stop().await;
+}
