@@ -183,11 +183,20 @@ pub struct Committed {
     pub events: Vec<Event>,
 }
 
+/// Told, inside a write's transaction and before it becomes visible to any reader, which
+/// records the write touches and what each looked like before (None: it did not exist).
+/// The change feed uses this to read an exact snapshot while writes go on.
+pub trait TouchObserver: Send + Sync {
+    /// `key` is the record's data key; `prev` its committed state before this write.
+    fn touched(&self, key: &[u8], prev: Option<&Resource>);
+}
+
 /// The registry over a [`Store`].
 pub struct Db {
     store: Arc<dyn Store>,
     limits: Limits,
     store_id: String,
+    observers: std::sync::Mutex<Vec<std::sync::Weak<dyn TouchObserver>>>,
 }
 
 fn now() -> Timestamp {
@@ -223,8 +232,35 @@ fn tdel(tx: &dyn Txn, key: &[u8]) -> Result<(), TxError> {
     tx.delete(Space::Data, key)
 }
 
+/// The data key of a resource's record.
+pub fn resource_key(r: &Resource) -> Option<Vec<u8>> {
+    Some(match r.resource.as_ref()? {
+        resource::Resource::Api(a) => keys::api(&a.api_id),
+        resource::Resource::Stage(s) => keys::stage(&s.api_id, &s.stage_name),
+        resource::Resource::DomainName(d) => keys::domain(&d.domain_name),
+        resource::Resource::ApiMapping(m) => keys::mapping(&m.domain_name, &m.api_mapping_id),
+    })
+}
+
+/// Decodes a record of the data space by its key prefix.
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Option<Resource>> {
+    let r = match key.first() {
+        Some(b'a') if key.get(1) == Some(&0) => resource::Resource::Api(codec::decode(value)?),
+        Some(b's') if key.get(1) == Some(&0) => resource::Resource::Stage(codec::decode(value)?),
+        Some(b'd') if key.get(1) == Some(&0) => {
+            resource::Resource::DomainName(codec::decode(value)?)
+        }
+        Some(b'm') if key.get(1) == Some(&0) => {
+            resource::Resource::ApiMapping(codec::decode(value)?)
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Resource { resource: Some(r) }))
+}
+
 /// Takes the next revision and appends `events` to the log under it.
-fn commit_revision(tx: &dyn Txn, events: &[Event]) -> Result<u64, TxError> {
+fn commit_revision(db: &Db, tx: &dyn Txn, events: &[Event]) -> Result<u64, TxError> {
+    db.observe(events)?;
     let revision = next_revision(tx)?;
     let cs = ChangeSet {
         events: events.to_vec(),
@@ -313,6 +349,114 @@ impl Db {
             store,
             limits,
             store_id,
+            observers: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Registers an observer of every later write (until it is dropped). Only the writer
+    /// thread calls this, between writes, so the observer sees every write after the
+    /// current revision and none before.
+    pub fn add_observer(&self, o: std::sync::Weak<dyn TouchObserver>) {
+        if let Ok(mut obs) = self.observers.lock() {
+            obs.retain(|w| w.strong_count() > 0);
+            obs.push(o);
+        }
+    }
+
+    /// Tells the observers what `events` touch, with each record's committed (previous) state.
+    /// Called inside the transaction, before commit, so no reader has seen the new state yet.
+    fn observe(&self, events: &[Event]) -> Result<(), TxError> {
+        let observers: Vec<Arc<dyn TouchObserver>> = match self.observers.lock() {
+            Ok(obs) => obs.iter().filter_map(|w| w.upgrade()).collect(),
+            Err(_) => return Err(Error::internal("observer list poisoned").into()),
+        };
+        if observers.is_empty() {
+            return Ok(());
+        }
+        for e in events {
+            let Some(key) = e.resource.as_ref().and_then(resource_key) else {
+                continue;
+            };
+            let prev = match self.store.get(Space::Data, &key)? {
+                Some(v) => decode_record(&key, &v)?,
+                None => None,
+            };
+            for o in &observers {
+                o.touched(&key, prev.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Change sets of revisions `from..=to`, at most `max`, in order. Entries that are gone
+    /// (compacted) are simply absent: compare with [`Db::compact_revision`].
+    pub fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, ChangeSet)>> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        let after = from.checked_sub(1).map(keys::log);
+        for kv in self.store.scan(Space::Log, b"", after.as_ref().map(|a| &a[..])) {
+            let (k, v) = kv?;
+            let rev = codec::decode_u64(&k)?;
+            if rev > to || out.len() >= max {
+                break;
+            }
+            out.push((rev, codec::decode::<ChangeSet>(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Every log entry at or below this revision is gone (0: nothing compacted).
+    pub fn compact_revision(&self) -> Result<u64> {
+        match self.store.get(Space::Meta, keys::META_COMPACT_REVISION)? {
+            Some(b) => codec::decode_u64(&b),
+            None => Ok(0),
+        }
+    }
+
+    /// Drops log entries up to and including `upto`. The compaction point is raised first and
+    /// made durable, so a reader never trusts an entry that is about to go.
+    pub fn compact(&self, upto: u64) -> Result<usize> {
+        let current = self.compact_revision()?;
+        if upto <= current {
+            return Ok(0);
+        }
+        transact(self.store.as_ref(), |tx| {
+            tx.put(Space::Meta, keys::META_COMPACT_REVISION, &upto.to_be_bytes())
+        })?;
+        self.store.flush()?;
+        let mut removed = 0;
+        let after = keys::log(current);
+        let doomed: Vec<Vec<u8>> = self
+            .store
+            .scan(Space::Log, b"", if current == 0 { None } else { Some(&after[..]) })
+            .map_while(|kv| match kv {
+                Ok((k, _)) if codec::decode_u64(&k).is_ok_and(|r| r <= upto) => Some(k),
+                _ => None,
+            })
+            .collect();
+        for k in doomed {
+            self.store.remove(Space::Log, &k)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Every record of the data space, in key order (APIs, domains, mappings, stages), read
+    /// lazily: no list of them is built.
+    pub fn scan_records(&self) -> impl Iterator<Item = Result<(Vec<u8>, Resource)>> + Send {
+        let prefixes = [keys::apis(), keys::domains(), keys::mapping_prefix(), keys::stage_prefix()];
+        let store = self.store.clone();
+        prefixes.into_iter().flat_map(move |p| {
+            store.scan(Space::Data, &p, None).filter_map(|kv| match kv {
+                Ok((k, v)) => match decode_record(&k, &v) {
+                    Ok(Some(r)) => Some(Ok((k, r))),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e)),
+                },
+                Err(e) => Some(Err(e)),
+            })
         })
     }
 
@@ -512,7 +656,7 @@ impl Db {
                 tput(tx, &keys::api(&api_id), &api)?;
                 tx.put(Space::Data, &keys::account_api(account, &api_id), b"")?;
                 let events = vec![put_event(resource::Resource::Api(api.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Api(api), events, revision))
             })?,
 
@@ -538,7 +682,7 @@ impl Db {
                 api.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::api(api_id), &api)?;
                 let events = vec![put_event(resource::Resource::Api(api.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Api(api), events, revision))
             })?,
 
@@ -569,7 +713,7 @@ impl Db {
                     tdel(tx, &keys::api(api_id))?;
                     tdel(tx, &keys::account_api(account, api_id))?;
                     events.push(delete_event(resource::Resource::Api(api)));
-                    let revision = commit_revision(tx, &events)?;
+                    let revision = commit_revision(self, tx, &events)?;
                     Ok((WriteResult::Deleted(revision), events, revision))
                 })?
             }
@@ -600,7 +744,7 @@ impl Db {
                 };
                 tput(tx, &key, &stage)?;
                 let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Stage(stage), events, revision))
             })?,
 
@@ -625,7 +769,7 @@ impl Db {
                 stage.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::stage(api_id, stage_name), &stage)?;
                 let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Stage(stage), events, revision))
             })?,
 
@@ -648,7 +792,7 @@ impl Db {
                 )?;
                 tdel(tx, &keys::stage(api_id, stage_name))?;
                 let events = vec![delete_event(resource::Resource::Stage(stage))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Deleted(revision), events, revision))
             })?,
 
@@ -682,7 +826,7 @@ impl Db {
                     b"",
                 )?;
                 let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::DomainName(domain), events, revision))
             })?,
 
@@ -711,7 +855,7 @@ impl Db {
                 domain.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::domain(domain_name), &domain)?;
                 let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::DomainName(domain), events, revision))
             })?,
 
@@ -759,7 +903,7 @@ impl Db {
                     tdel(tx, &keys::domain(domain_name))?;
                     tdel(tx, &keys::account_domain(account, domain_name))?;
                     events.push(delete_event(resource::Resource::DomainName(domain)));
-                    let revision = commit_revision(tx, &events)?;
+                    let revision = commit_revision(self, tx, &events)?;
                     Ok((WriteResult::Deleted(revision), events, revision))
                 })?
             }
@@ -822,7 +966,7 @@ impl Db {
                 adjust(tx, &keys::api_refs(api_id), domain_name, 1)?;
                 adjust(tx, &keys::stage_refs(api_id, stage), domain_name, 1)?;
                 let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::ApiMapping(mapping), events, revision))
             })?,
 
@@ -906,7 +1050,7 @@ impl Db {
                 mapping.mod_revision = peek_revision(tx)?;
                 tput(tx, &mkey, &mapping)?;
                 let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::ApiMapping(mapping), events, revision))
             })?,
 
@@ -954,7 +1098,7 @@ impl Db {
                     -1,
                 )?;
                 let events = vec![delete_event(resource::Resource::ApiMapping(mapping))];
-                let revision = commit_revision(tx, &events)?;
+                let revision = commit_revision(self, tx, &events)?;
                 Ok((WriteResult::Deleted(revision), events, revision))
             })?,
         };

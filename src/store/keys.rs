@@ -69,6 +69,14 @@ pub fn account_domains(account: &str) -> Vec<u8> {
 pub fn mapping(domain: &str, mapping_id: &str) -> Vec<u8> {
     join(&[b"m", domain.as_bytes(), mapping_id.as_bytes()])
 }
+/// Prefix of every mapping record.
+pub fn mapping_prefix() -> Vec<u8> {
+    b"m\0".to_vec()
+}
+/// Prefix of every stage record.
+pub fn stage_prefix() -> Vec<u8> {
+    b"s\0".to_vec()
+}
 /// The uniqueness index entry of (domain, api_mapping_key).
 pub fn mapping_key(domain: &str, key: &str) -> Vec<u8> {
     join(&[b"k", domain.as_bytes(), key.as_bytes()])

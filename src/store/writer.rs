@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{Committed, Db, WriteOp, WriteResult};
+use super::db::{Committed, Db, TouchObserver, WriteOp, WriteResult};
 use crate::error::{Error, Result};
 
 /// The most writes committed under one flush.
@@ -24,9 +24,30 @@ const QUEUE: usize = 4096;
 /// Called after each durable group with its committed writes, in revision order.
 pub type Publish = Box<dyn Fn(&[Committed]) + Send>;
 
-struct Job {
-    op: WriteOp,
-    reply: oneshot::Sender<Result<WriteResult>>,
+enum Job {
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<WriteResult>>,
+    },
+    /// Register a touch observer; answered (after the group's flush) with the revision that
+    /// the observer sees every write after.
+    Observe {
+        observer: std::sync::Weak<dyn TouchObserver>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
+}
+
+impl Job {
+    fn fail(self, e: Error) {
+        match self {
+            Job::Write { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Job::Observe { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
 }
 
 /// Counters of the writer, for benchmarks and `mapreg check`-style reports.
@@ -63,7 +84,18 @@ impl Writer {
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { op, reply })
+            .send(Job::Write { op, reply })
+            .await
+            .map_err(|_| shutting_down())?;
+        rx.await.map_err(|_| shutting_down())?
+    }
+
+    /// Registers `observer` for every write after the returned revision, which is durable
+    /// when this returns.
+    pub async fn observe(&self, observer: std::sync::Weak<dyn TouchObserver>) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Observe { observer, reply })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -92,14 +124,22 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                 Err(_) => break,
             }
         }
-        let mut outcomes = Vec::with_capacity(group.len());
+        let mut outcomes: Vec<Result<Option<WriteResult>>> = Vec::with_capacity(group.len());
         let mut committed = Vec::new();
         for job in &group {
-            let r = db.apply(&job.op);
-            if let Ok(c) = &r {
-                committed.push(c.clone());
+            match job {
+                Job::Write { op, .. } => {
+                    let r = db.apply(op);
+                    if let Ok(c) = &r {
+                        committed.push(c.clone());
+                    }
+                    outcomes.push(r.map(|c| Some(c.result)));
+                }
+                Job::Observe { observer, .. } => {
+                    db.add_observer(observer.clone());
+                    outcomes.push(db.revision().map(|_| None));
+                }
             }
-            outcomes.push(r.map(|c| c.result));
         }
         let flushed = if committed.is_empty() {
             Ok(())
@@ -116,7 +156,16 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                     publish(&committed);
                 }
                 for (job, r) in group.drain(..).zip(outcomes) {
-                    let _ = job.reply.send(r);
+                    match (job, r) {
+                        (Job::Write { reply, .. }, Ok(Some(result))) => {
+                            let _ = reply.send(Ok(result));
+                        }
+                        (Job::Observe { reply, .. }, Ok(_)) => {
+                            let _ = reply.send(db.revision());
+                        }
+                        (job, Err(e)) => job.fail(e),
+                        (job, Ok(None)) => job.fail(Error::internal("write without a result")),
+                    }
                 }
             }
             Err(e) => {
@@ -124,7 +173,7 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                 // succeeded. Readers may already see them, as with any failed fsync.
                 tracing::error!(error = %e, "flush failed; failing the whole write group");
                 for job in group.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                    job.fail(e.clone());
                 }
             }
         }
