@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod server;
 pub mod store;
 

@@ -1,7 +1,9 @@
-//! Assembles and runs a server: storage, the writer thread, the gRPC services (Registry, health,
-//! reflection v1 and v1alpha), authentication, and graceful shutdown.
+//! Assembles and runs a server: storage, the writer thread, the change-feed hub and its
+//! compactor, the gRPC services (Registry, ChangeFeed, health, reflection v1 and v1alpha),
+//! authentication, and graceful shutdown.
 //!
-//! Shutdown, when `shutdown` resolves: health turns NOT_SERVING, the listener stops accepting,
+//! Shutdown, when `shutdown` resolves: health turns NOT_SERVING, watch streams end with
+//! UNAVAILABLE, the listener stops accepting,
 //! in-flight requests finish (bounded by [`SHUTDOWN_GRACE`] so a stream cannot hold the process
 //! open), the writer drains its queue, and the store is flushed.
 
@@ -15,9 +17,12 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::api::change_feed::ChangeFeedService;
 use crate::api::registry::RegistryService;
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::feed::Hub;
+use crate::pb::change_feed_server::ChangeFeedServer;
 use crate::pb::registry_server::RegistryServer;
 use crate::store::sled::SledStore;
 use crate::store::writer::Writer;
@@ -73,7 +78,16 @@ pub async fn run(
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
     };
     let db = Arc::new(Db::open(store, limits).map_err(store_err)?);
-    let (writer, writer_thread) = Writer::spawn(db.clone(), Box::new(|_| {})).map_err(store_err)?;
+    let hub = Hub::new(db.clone()).map_err(store_err)?;
+    let publish = {
+        let hub = hub.clone();
+        Box::new(move |committed: &[crate::store::Committed]| hub.publish(committed))
+    };
+    let (writer, writer_thread) = Writer::spawn(db.clone(), publish).map_err(store_err)?;
+    let compactor = tokio::spawn(crate::feed::compaction::run(
+        hub.clone(),
+        config.watch_history,
+    ));
 
     let auth = Authenticator::new(&config.tokens);
     let registry = RegistryServer::new(RegistryService::new(db.clone(), writer.clone()))
@@ -82,11 +96,17 @@ pub async fn run(
         let auth = auth.clone();
         move |req| auth.intercept(req)
     };
-    let registry = InterceptedService::new(registry, interceptor);
+    let registry = InterceptedService::new(registry, interceptor.clone());
+    let change_feed = ChangeFeedServer::new(ChangeFeedService::new(hub.clone(), writer.clone()))
+        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let change_feed = InterceptedService::new(change_feed, interceptor);
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RegistryServer<RegistryService>>()
+        .await;
+    health
+        .set_serving::<ChangeFeedServer<ChangeFeedService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
@@ -121,12 +141,18 @@ pub async fn run(
 
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let health_on_stop = health.clone();
+    let hub_on_stop = hub.clone();
     tokio::spawn(async move {
         shutdown.await;
-        tracing::info!("shutting down: health NOT_SERVING, no new connections");
+        tracing::info!("shutting down: health NOT_SERVING, no new connections, watches end");
         health_on_stop
             .set_not_serving::<RegistryServer<RegistryService>>()
             .await;
+        health_on_stop
+            .set_not_serving::<ChangeFeedServer<ChangeFeedService>>()
+            .await;
+        // Watch streams end with UNAVAILABLE so gateways reconnect elsewhere or later.
+        hub_on_stop.close();
         health_on_stop
             .set_service_status("", ServingStatus::NotServing)
             .await;
@@ -141,6 +167,7 @@ pub async fn run(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registry)
+        .add_service(change_feed)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
@@ -157,6 +184,8 @@ pub async fn run(
         }
     };
     drop(serve);
+    hub.close();
+    compactor.abort();
     drop(writer);
     // The writer ends once every handle is gone; a connection task that outlived the grace
     // period may still hold one, so the wait is bounded too. Everything acknowledged is

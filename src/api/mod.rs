@@ -5,6 +5,7 @@
 //! and writes to the [`Writer`](crate::store::writer::Writer). `tonic::Status` is built only
 //! from [`crate::error::Error`], in one place.
 
+pub mod change_feed;
 pub mod paging;
 pub mod registry;
 

@@ -396,7 +396,10 @@ impl Db {
             return Ok(out);
         }
         let after = from.checked_sub(1).map(keys::log);
-        for kv in self.store.scan(Space::Log, b"", after.as_ref().map(|a| &a[..])) {
+        for kv in self
+            .store
+            .scan(Space::Log, b"", after.as_ref().map(|a| &a[..]))
+        {
             let (k, v) = kv?;
             let rev = codec::decode_u64(&k)?;
             if rev > to || out.len() >= max {
@@ -423,14 +426,22 @@ impl Db {
             return Ok(0);
         }
         transact(self.store.as_ref(), |tx| {
-            tx.put(Space::Meta, keys::META_COMPACT_REVISION, &upto.to_be_bytes())
+            tx.put(
+                Space::Meta,
+                keys::META_COMPACT_REVISION,
+                &upto.to_be_bytes(),
+            )
         })?;
         self.store.flush()?;
         let mut removed = 0;
         let after = keys::log(current);
         let doomed: Vec<Vec<u8>> = self
             .store
-            .scan(Space::Log, b"", if current == 0 { None } else { Some(&after[..]) })
+            .scan(
+                Space::Log,
+                b"",
+                if current == 0 { None } else { Some(&after[..]) },
+            )
             .map_while(|kv| match kv {
                 Ok((k, _)) if codec::decode_u64(&k).is_ok_and(|r| r <= upto) => Some(k),
                 _ => None,
@@ -445,8 +456,13 @@ impl Db {
 
     /// Every record of the data space, in key order (APIs, domains, mappings, stages), read
     /// lazily: no list of them is built.
-    pub fn scan_records(&self) -> impl Iterator<Item = Result<(Vec<u8>, Resource)>> + Send {
-        let prefixes = [keys::apis(), keys::domains(), keys::mapping_prefix(), keys::stage_prefix()];
+    pub fn scan_records(&self) -> impl Iterator<Item = Result<(Vec<u8>, Resource)>> + Send + use<> {
+        let prefixes = [
+            keys::apis(),
+            keys::domains(),
+            keys::mapping_prefix(),
+            keys::stage_prefix(),
+        ];
         let store = self.store.clone();
         prefixes.into_iter().flat_map(move |p| {
             store.scan(Space::Data, &p, None).filter_map(|kv| match kv {

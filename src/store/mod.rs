@@ -15,7 +15,7 @@ pub mod writer;
 
 use crate::error::{Error, Result};
 
-pub use db::{Db, Limits, Page, Scope, WriteOp, WriteResult};
+pub use db::{Committed, Db, Limits, Page, Scope, TouchObserver, WriteOp, WriteResult};
 
 /// The three key spaces of a store: records and indexes, the change log, and metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

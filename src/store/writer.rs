@@ -114,6 +114,11 @@ fn shutting_down() -> Error {
     }
 }
 
+enum Outcome {
+    Written(WriteResult),
+    Observing(u64),
+}
+
 fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<WriterStats>) {
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -124,7 +129,7 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                 Err(_) => break,
             }
         }
-        let mut outcomes: Vec<Result<Option<WriteResult>>> = Vec::with_capacity(group.len());
+        let mut outcomes: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
         let mut committed = Vec::new();
         for job in &group {
             match job {
@@ -133,11 +138,13 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                     if let Ok(c) = &r {
                         committed.push(c.clone());
                     }
-                    outcomes.push(r.map(|c| Some(c.result)));
+                    outcomes.push(r.map(|c| Outcome::Written(c.result)));
                 }
                 Job::Observe { observer, .. } => {
+                    // Between two writes of the group: the observer sees every later one, and
+                    // the revision it starts after is the one committed right now.
                     db.add_observer(observer.clone());
-                    outcomes.push(db.revision().map(|_| None));
+                    outcomes.push(db.revision().map(Outcome::Observing));
                 }
             }
         }
@@ -157,14 +164,14 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                 }
                 for (job, r) in group.drain(..).zip(outcomes) {
                     match (job, r) {
-                        (Job::Write { reply, .. }, Ok(Some(result))) => {
+                        (Job::Write { reply, .. }, Ok(Outcome::Written(result))) => {
                             let _ = reply.send(Ok(result));
                         }
-                        (Job::Observe { reply, .. }, Ok(_)) => {
-                            let _ = reply.send(db.revision());
+                        (Job::Observe { reply, .. }, Ok(Outcome::Observing(revision))) => {
+                            let _ = reply.send(Ok(revision));
                         }
                         (job, Err(e)) => job.fail(e),
-                        (job, Ok(None)) => job.fail(Error::internal("write without a result")),
+                        (job, Ok(_)) => job.fail(Error::internal("writer outcome mismatch")),
                     }
                 }
             }

@@ -1,0 +1,107 @@
+//! `mapreg.v1.ChangeFeed`: the Watch stream (see [`crate::feed`] for how it is served).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::rpc;
+use crate::auth::Access;
+use crate::error::{Error, Result};
+use crate::feed::watch::{self, WatchSpec};
+use crate::feed::{Filter, Hub};
+use crate::pb::change_feed_server::ChangeFeed;
+use crate::pb::{WatchRequest, WatchResponse};
+use crate::store::writer::Writer;
+
+/// Default quiet time before a progress message.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest accepted `progress_interval_seconds`.
+pub const MAX_PROGRESS_INTERVAL_SECONDS: u32 = 86_400;
+
+/// The ChangeFeed service over a [`Hub`].
+#[derive(Clone)]
+pub struct ChangeFeedService {
+    hub: Arc<Hub>,
+    writer: Writer,
+}
+
+impl ChangeFeedService {
+    /// A service streaming `hub`'s revisions; `writer` registers snapshot recorders.
+    pub fn new(hub: Arc<Hub>, writer: Writer) -> Self {
+        ChangeFeedService { hub, writer }
+    }
+}
+
+/// The stream type of Watch.
+pub type WatchStream =
+    Pin<Box<dyn Stream<Item = std::result::Result<WatchResponse, Status>> + Send>>;
+
+fn spec(req: &WatchRequest, filter: Filter) -> Result<WatchSpec> {
+    let progress_interval = match req.progress_interval_seconds {
+        0 => DEFAULT_PROGRESS_INTERVAL,
+        s if s > MAX_PROGRESS_INTERVAL_SECONDS => {
+            return Err(Error::invalid(
+                "progress_interval_seconds",
+                format!(
+                    "progress_interval_seconds must be at most {MAX_PROGRESS_INTERVAL_SECONDS} \
+                     (0 means 10)"
+                ),
+            ));
+        }
+        s => Duration::from_secs(u64::from(s)),
+    };
+    Ok(WatchSpec {
+        start_revision: req.start_revision,
+        filter,
+        progress_interval,
+    })
+}
+
+#[tonic::async_trait]
+impl ChangeFeed for ChangeFeedService {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> std::result::Result<Response<WatchStream>, Status> {
+        let hub = self.hub.clone();
+        let writer = self.writer.clone();
+        rpc("Watch", Access::Watch, request, |caller, req| async move {
+            let filter = Filter::new(&req.kinds, &req.domain_names, caller.scope())?;
+            let spec = spec(&req, filter)?;
+            if hub.is_closed() {
+                return Err(watch::shutting_down());
+            }
+            let db = hub.db().clone();
+            if !req.store_id.is_empty() && req.store_id != db.store_id() {
+                let compact_revision = db.compact_revision()?;
+                return Err(Error::OutOfRange {
+                    reason: "STORE_CHANGED",
+                    message: format!(
+                        "store_id {:?} is not this store's ({}): the data dir was replaced; \
+                         watch again with start_revision 0 and no store_id for a fresh snapshot",
+                        req.store_id,
+                        db.store_id()
+                    ),
+                    metadata: vec![("compact_revision".into(), compact_revision.to_string())],
+                });
+            }
+            if spec.start_revision > 0 {
+                let compact_revision = db.compact_revision()?;
+                if spec.start_revision <= compact_revision {
+                    return Err(watch::compacted(spec.start_revision, compact_revision));
+                }
+            }
+            let (tx, rx) = mpsc::channel(watch::CLIENT_QUEUE);
+            tokio::spawn(watch::run(hub, writer, spec, tx));
+            Ok(Box::pin(ReceiverStream::new(rx)) as WatchStream)
+        })
+        .await
+    }
+}

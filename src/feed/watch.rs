@@ -1,0 +1,303 @@
+//! One watcher: snapshot (optional), then the log from its start revision, then the live ring,
+//! falling back to the log whenever the ring overtakes it.
+//!
+//! Invariant: `next` is the lowest revision not yet dealt with. A revision is dealt with once
+//! its visible events were handed to the client's queue (or it had none for this watcher).
+//! Revisions are dealt with one at a time, in order, each exactly once, from exactly one
+//! source (log or ring): that is what makes the stream ordered, unique, reliable and atomic.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::Status;
+
+use super::snapshot::{self, Recorder, Records};
+use super::{Filter, Hub};
+use crate::error::{Error, Result};
+use crate::pb::{
+    ChangeSet, Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
+};
+use crate::store::TouchObserver;
+use crate::store::writer::Writer;
+
+/// Log entries read per blocking call while catching up.
+const LOG_BATCH: usize = 256;
+
+/// Responses queued per watcher before the watcher waits for its client.
+pub const CLIENT_QUEUE: usize = 64;
+
+/// What a watcher asked for, validated.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    /// 0: snapshot first; N: every revision from N.
+    pub start_revision: u64,
+    /// What it sees.
+    pub filter: Filter,
+    /// Quiet time after which a progress message is sent.
+    pub progress_interval: Duration,
+}
+
+/// Why a watcher stopped without an error for its client.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The stream must end with this error.
+    Fail(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+/// The error that ends streams at shutdown.
+pub fn shutting_down() -> Error {
+    Error::Unavailable {
+        reason: "SHUTTING_DOWN",
+        message: "the server is shutting down; reconnect and resume from your last revision".into(),
+    }
+}
+
+/// The error for a start below the retained log.
+pub fn compacted(start: u64, compact_revision: u64) -> Error {
+    Error::OutOfRange {
+        reason: "REVISION_COMPACTED",
+        message: format!(
+            "revision {start} is compacted (the log starts after revision {compact_revision}); \
+             watch again with start_revision 0 for a fresh snapshot"
+        ),
+        metadata: vec![("compact_revision".into(), compact_revision.to_string())],
+    }
+}
+
+struct Watcher {
+    hub: Arc<Hub>,
+    spec: WatchSpec,
+    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+    closed: tokio::sync::watch::Receiver<bool>,
+    store_id: String,
+    next: u64,
+    deadline: Instant,
+}
+
+/// Runs a watcher until its client goes away or the stream must end; the stream's last item
+/// is the error, if any. Spawn it as a task.
+pub async fn run(
+    hub: Arc<Hub>,
+    writer: Writer,
+    spec: WatchSpec,
+    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+) {
+    let store_id = hub.db().store_id().to_string();
+    let closed = hub.closed();
+    let deadline = Instant::now() + spec.progress_interval;
+    let mut w = Watcher {
+        hub,
+        spec,
+        tx,
+        closed,
+        store_id,
+        next: 0,
+        deadline,
+    };
+    match w.watch(writer).await {
+        Ok(()) | Err(Stop::Gone) => {}
+        Err(Stop::Fail(e)) => {
+            tracing::debug!(error = %e, "watch ended");
+            let _ = w.tx.send(Err(Status::from(e))).await;
+        }
+    }
+}
+
+impl Watcher {
+    async fn watch(&mut self, writer: Writer) -> std::result::Result<(), Stop> {
+        // Subscribe before anything is read, so no revision falls between log and ring.
+        let mut live = self.hub.subscribe();
+        if self.spec.start_revision == 0 {
+            let r0 = self.snapshot(writer).await?;
+            self.next = r0 + 1;
+        } else {
+            self.next = self.spec.start_revision;
+        }
+        loop {
+            self.catch_up().await?;
+            self.follow(&mut live).await?;
+        }
+    }
+
+    /// Sends one response, waiting for room in the client's queue, unless the client left or
+    /// the server shuts down.
+    async fn emit(&mut self, revision: u64, kind: Kind) -> std::result::Result<(), Stop> {
+        let resp = WatchResponse {
+            store_id: self.store_id.clone(),
+            revision,
+            kind: Some(kind),
+        };
+        tokio::select! {
+            biased;
+            _ = self.closed.wait_for(|c| *c) => Err(Stop::Fail(shutting_down())),
+            sent = self.tx.send(Ok(resp)) => {
+                sent.map_err(|_| Stop::Gone)?;
+                self.deadline = Instant::now() + self.spec.progress_interval;
+                Ok(())
+            }
+        }
+    }
+
+    /// Deals with revision `rev`, which must be `self.next`.
+    async fn deliver(
+        &mut self,
+        rev: u64,
+        events: &[crate::pb::Event],
+    ) -> std::result::Result<(), Stop> {
+        let visible = self.spec.filter.events(events);
+        if !visible.is_empty() {
+            self.emit(rev, Kind::ChangeSet(ChangeSet { events: visible }))
+                .await?;
+        }
+        self.next = rev + 1;
+        Ok(())
+    }
+
+    /// The revision a progress message may announce: everything up to it was dealt with, and
+    /// it does not run ahead of the store.
+    fn progress_revision(&self) -> u64 {
+        (self.next - 1).min(self.hub.durable())
+    }
+
+    async fn progress_if_due(&mut self) -> std::result::Result<(), Stop> {
+        if Instant::now() >= self.deadline {
+            let rev = self.progress_revision();
+            self.emit(rev, Kind::Progress(Progress {})).await?;
+        }
+        Ok(())
+    }
+
+    /// Replays the persisted log from `next` up to the durable revision.
+    async fn catch_up(&mut self) -> std::result::Result<(), Stop> {
+        loop {
+            let durable = self.hub.durable();
+            if self.next > durable {
+                return Ok(());
+            }
+            let db = self.hub.db().clone();
+            let from = self.next;
+            let batch = tokio::task::spawn_blocking(move || -> Result<_> {
+                let entries = db.read_log(from, durable, LOG_BATCH)?;
+                let compact = db.compact_revision()?;
+                Ok((entries, compact))
+            })
+            .await
+            .map_err(|e| Error::internal(format!("log reader failed: {e}")))??;
+            let (entries, compact_revision) = batch;
+            if from <= compact_revision {
+                return Err(compacted(from, compact_revision).into());
+            }
+            if entries.is_empty() {
+                return Err(Error::internal(format!(
+                    "the change log has no entry for durable revision {from}"
+                ))
+                .into());
+            }
+            for (rev, cs) in entries {
+                if rev != self.next {
+                    return Err(Error::internal(format!(
+                        "the change log jumps from {} to {rev}",
+                        self.next
+                    ))
+                    .into());
+                }
+                self.deliver(rev, &cs.events).await?;
+            }
+            self.progress_if_due().await?;
+        }
+    }
+
+    /// Follows the live ring until it overtakes this watcher.
+    async fn follow(
+        &mut self,
+        live: &mut tokio::sync::broadcast::Receiver<Arc<super::Revision>>,
+    ) -> std::result::Result<(), Stop> {
+        enum Next {
+            Live(std::result::Result<Arc<super::Revision>, RecvError>),
+            Progress,
+        }
+        loop {
+            let deadline = self.deadline;
+            let next = tokio::select! {
+                biased;
+                _ = self.closed.wait_for(|c| *c) => return Err(Stop::Fail(shutting_down())),
+                _ = self.tx.closed() => return Err(Stop::Gone),
+                msg = live.recv() => Next::Live(msg),
+                _ = tokio::time::sleep_until(deadline) => Next::Progress,
+            };
+            match next {
+                Next::Live(Ok(r)) if r.revision < self.next => {}
+                Next::Live(Ok(r)) if r.revision == self.next => {
+                    self.deliver(r.revision, &r.events).await?
+                }
+                // A revision missing between position and ring: read it from the log.
+                Next::Live(Ok(_)) | Next::Live(Err(RecvError::Lagged(_))) => return Ok(()),
+                Next::Live(Err(RecvError::Closed)) => return Err(Stop::Fail(shutting_down())),
+                Next::Progress => {
+                    let rev = self.progress_revision();
+                    self.emit(rev, Kind::Progress(Progress {})).await?;
+                }
+            }
+        }
+    }
+
+    /// Streams the state as of a revision `R0` and `snapshot_complete`; returns `R0`.
+    async fn snapshot(&mut self, writer: Writer) -> std::result::Result<u64, Stop> {
+        let recorder = Arc::new(Recorder::default());
+        let weak: Weak<dyn TouchObserver> = {
+            let strong: Arc<dyn TouchObserver> = recorder.clone();
+            Arc::downgrade(&strong)
+        };
+        let r0 = writer.observe(weak).await?;
+        let mut records: Option<Records> = Some(Box::new(self.hub.db().scan_records()));
+        loop {
+            let Some(mut it) = records.take() else {
+                break;
+            };
+            let rec = recorder.clone();
+            let filter = self.spec.filter.clone();
+            let (it, chunk, done) = tokio::task::spawn_blocking(move || {
+                let r = snapshot::next_chunk(&mut it, &rec, &|r| filter.matches(r));
+                (it, r)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("snapshot reader failed: {e}")))
+            .and_then(|(it, r)| r.map(|(chunk, done)| (it, chunk, done)))?;
+            if !chunk.is_empty() {
+                self.emit(r0, Kind::Snapshot(Snapshot { resources: chunk }))
+                    .await?;
+            }
+            if !done {
+                records = Some(it);
+            }
+        }
+        let leftovers: Vec<_> = recorder
+            .leftovers()?
+            .into_iter()
+            .filter(|r| self.spec.filter.matches(r))
+            .collect();
+        drop(recorder); // unregisters it from the writer
+        for chunk in leftovers.chunks(snapshot::CHUNK_RECORDS) {
+            self.emit(
+                r0,
+                Kind::Snapshot(Snapshot {
+                    resources: chunk.to_vec(),
+                }),
+            )
+            .await?;
+        }
+        self.emit(r0, Kind::SnapshotComplete(SnapshotComplete {}))
+            .await?;
+        Ok(r0)
+    }
+}
