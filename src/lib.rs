@@ -8,6 +8,8 @@
 //!   SPEC.md section 2 (`rules`), unit-tested without a server.
 //! - [`store`]: the `Store` engine trait and its sled adapter, the records and indexes (`Db`),
 //!   and the single writer thread with group commit (`writer`).
+//! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
+//!   from the log for slow ones, exact snapshots under concurrent writes, compaction.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256, roles, dev mode; the TOML configuration.
 //! - [`server`]: wires it all together and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.

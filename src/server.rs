@@ -171,7 +171,7 @@ pub async fn run(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
-    tokio::pin!(serve);
+    let mut serve = Box::pin(serve);
     let grace = async {
         let _ = stop_rx.wait_for(|s| *s).await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;

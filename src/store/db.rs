@@ -1128,13 +1128,13 @@ impl Db {
     /// Rule 6 names the conflicting mapping. Only the writer calls this, right after the
     /// refused transaction, so the scan sees the state the rule saw.
     fn name_protocol_conflict(&self, op: &WriteOp, e: Error) -> Error {
-        let (domain, api_id, account) = match op {
+        let (domain, api_id, account, updated) = match op {
             WriteOp::CreateApiMapping {
                 domain_name,
                 api_id,
                 account,
                 ..
-            } => (domain_name, api_id.clone(), account),
+            } => (domain_name, api_id.clone(), account, None),
             WriteOp::UpdateApiMapping {
                 domain_name,
                 api_id,
@@ -1150,7 +1150,12 @@ impl Db {
                     )
                     .map(|m| m.api_id)
                     .unwrap_or_default();
-                (domain_name, api_id.clone().unwrap_or(current), account)
+                (
+                    domain_name,
+                    api_id.clone().unwrap_or(current),
+                    account,
+                    Some(api_mapping_id),
+                )
             }
             _ => return e,
         };
@@ -1163,6 +1168,9 @@ impl Db {
         };
         for (key, id) in ids {
             let id = String::from_utf8_lossy(&id).into_owned();
+            if updated == Some(&id) {
+                continue; // the mapping being updated does not conflict with itself
+            }
             let Ok(Some(m)) = self.get::<ApiMapping>(&keys::mapping(domain, &id)) else {
                 continue;
             };

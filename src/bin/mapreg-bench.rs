@@ -1,0 +1,494 @@
+//! `mapreg-bench`: measures a release build of mapreg over real gRPC on loopback.
+//!
+//! Every scenario starts its own server as a child process (this same binary, hidden `server`
+//! subcommand) on 127.0.0.1 with a temporary data dir, so the server's memory can be read from
+//! `/proc`, and removes it afterwards. Every loop is bounded in count and time.
+//!
+//! ```text
+//! cargo run --release --bin mapreg-bench -- unary --clients 1 --ops 2000
+//! cargo run --release --bin mapreg-bench -- fanout --watchers 1000 --rate 200 --seconds 10
+//! cargo run --release --bin mapreg-bench -- idle --watchers 10000
+//! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use mapreg::pb::change_feed_client::ChangeFeedClient;
+use mapreg::pb::registry_client::RegistryClient;
+use mapreg::pb::watch_response::Kind;
+use mapreg::pb::*;
+use tokio::sync::Mutex;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser)]
+#[command(
+    name = "mapreg-bench",
+    about = "Benchmarks of mapreg over loopback gRPC"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// CreateApiMapping (durable) then GetApiMapping: latency percentiles and throughput.
+    Unary {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Operations per kind (split between the clients).
+        #[arg(long, default_value_t = 2000)]
+        ops: usize,
+    },
+    /// N watchers, writes at a fixed rate: write sent -> delivered to every watcher.
+    Fanout {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        /// Writes per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// N idle watchers: the server's resident memory per watcher.
+    Idle {
+        #[arg(long, default_value_t = 10000)]
+        watchers: usize,
+    },
+    /// Snapshot of N mappings: time to snapshot_complete and the server's peak RSS meanwhile.
+    Snapshot {
+        #[arg(long, default_value_t = 100_000)]
+        mappings: usize,
+    },
+    /// (internal) Runs a dev-mode server: the child process of every scenario.
+    #[command(hide = true)]
+    Server {
+        data_dir: PathBuf,
+        listen: SocketAddr,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.scenario {
+            Scenario::Server { data_dir, listen } => {
+                let config = mapreg::config::Config {
+                    data_dir,
+                    listen,
+                    ..Default::default()
+                };
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                mapreg::server::run(config, listener, stop).await?;
+                Ok(())
+            }
+            Scenario::Unary { clients, ops } => unary(clients, ops).await,
+            Scenario::Fanout {
+                watchers,
+                rate,
+                seconds,
+            } => fanout(watchers, rate, seconds).await,
+            Scenario::Idle { watchers } => idle(watchers).await,
+            Scenario::Snapshot { mappings } => snapshot(mappings).await,
+        }
+    })
+}
+
+/// A server child process on a free loopback port and a temp data dir; killed on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl Server {
+    async fn start() -> Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let dir = std::env::temp_dir().join(format!(
+            "mapreg-bench-{}-{}",
+            std::process::id(),
+            port.port()
+        ));
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .arg("server")
+            .arg(&dir)
+            .arg(port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start the server child")?;
+        let server = Server {
+            child,
+            addr: port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(server.addr).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("server did not listen within 20 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+
+    async fn channel(&self) -> Result<Channel> {
+        Ok(Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect()
+            .await?)
+    }
+
+    /// (current RSS, peak RSS) of the server in KiB, from /proc.
+    fn rss_kib(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// Resets the peak RSS counter (Linux `clear_refs` 5).
+    fn reset_peak(&self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn report(name: &str, mut lat: Vec<Duration>, wall: Duration) {
+    lat.sort();
+    println!(
+        "{name:<28} n={:<7} {:>9.0} ops/s  p50={:>8.3} ms  p99={:>8.3} ms  max={:>8.3} ms",
+        lat.len(),
+        lat.len() as f64 / wall.as_secs_f64(),
+        pct(&lat, 0.50).as_secs_f64() * 1e3,
+        pct(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+/// An API with stage `test` and a domain; returns (api_id, domain).
+async fn fixture(ch: &Channel, domain: &str) -> Result<String> {
+    let mut c = RegistryClient::new(ch.clone());
+    let api = c
+        .create_api(CreateApiRequest {
+            name: "bench".into(),
+            protocol_type: ProtocolType::Http as i32,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    c.create_stage(CreateStageRequest {
+        api_id: api.api_id.clone(),
+        stage_name: "test".into(),
+        ..Default::default()
+    })
+    .await?;
+    c.create_domain_name(CreateDomainNameRequest {
+        domain_name: domain.into(),
+        ..Default::default()
+    })
+    .await?;
+    Ok(api.api_id)
+}
+
+fn mapping(domain: &str, key: String, api_id: &str) -> CreateApiMappingRequest {
+    CreateApiMappingRequest {
+        domain_name: domain.into(),
+        api_mapping_key: key,
+        api_id: api_id.into(),
+        stage: "test".into(),
+    }
+}
+
+async fn unary(clients: usize, ops: usize) -> Result<()> {
+    let server = Server::start().await?;
+    let ch = server.channel().await?;
+    let domain = "bench.example.com";
+    let api_id = fixture(&ch, domain).await?;
+    let per = ops.div_ceil(clients.max(1));
+    println!("unary: {clients} client(s), {per} ops each, one HTTP/2 connection per client");
+
+    let mut chans = Vec::new();
+    for _ in 0..clients {
+        chans.push(server.channel().await?);
+    }
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (w, ch) in chans.iter().enumerate() {
+        let mut c = RegistryClient::new(ch.clone());
+        let api_id = api_id.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let t = Instant::now();
+                let m = c
+                    .create_api_mapping(mapping(domain, format!("k{w}-{i}"), &api_id))
+                    .await?
+                    .into_inner();
+                lat.push(t.elapsed());
+                ids.lock().await.push(m.api_mapping_id);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    report("CreateApiMapping (durable)", lat, started.elapsed());
+
+    let ids = Arc::new(ids.lock().await.clone());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (w, ch) in chans.iter().enumerate() {
+        let mut c = RegistryClient::new(ch.clone());
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            for i in 0..per {
+                let id = ids[(w * per + i * 7919) % ids.len()].clone();
+                let t = Instant::now();
+                c.get_api_mapping(GetApiMappingRequest {
+                    domain_name: domain.into(),
+                    api_mapping_id: id,
+                })
+                .await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    report("GetApiMapping", lat, started.elapsed());
+    Ok(())
+}
+
+/// Opens `n` watchers from `start_revision` over `n / 100` connections; each sends the
+/// receive time of every change_set's revision to `seen`.
+async fn open_watchers(
+    server: &Server,
+    n: usize,
+    start_revision: u64,
+    seen: Option<tokio::sync::mpsc::UnboundedSender<(u64, Instant)>>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    let mut ch = server.channel().await?;
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
+    for i in 0..n {
+        if i % 100 == 0 && i > 0 {
+            ch = server.channel().await?;
+        }
+        let mut c = ChangeFeedClient::new(ch.clone());
+        let seen = seen.clone();
+        let ready = ready_tx.clone();
+        handles.push(tokio::spawn(async move {
+            let Ok(resp) = c
+                .watch(WatchRequest {
+                    start_revision,
+                    progress_interval_seconds: 3600,
+                    ..Default::default()
+                })
+                .await
+            else {
+                return;
+            };
+            let _ = ready.send(()).await;
+            let mut stream = resp.into_inner();
+            while let Ok(Some(m)) = stream.message().await {
+                if let (Some(Kind::ChangeSet(_)), Some(seen)) = (&m.kind, &seen) {
+                    let _ = seen.send((m.revision, Instant::now()));
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for _ in 0..n {
+        match tokio::time::timeout_at(deadline.into(), ready_rx.recv()).await {
+            Ok(Some(())) => {}
+            _ => bail!("watchers did not all start within 120 s"),
+        }
+    }
+    Ok(handles)
+}
+
+async fn fanout(watchers: usize, rate: u64, seconds: u64) -> Result<()> {
+    let server = Server::start().await?;
+    let ch = server.channel().await?;
+    let domain = "fanout.example.com";
+    let api_id = fixture(&ch, domain).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let handles = open_watchers(&server, watchers, 4, Some(tx)).await?;
+    println!("fanout: {watchers} watchers, {rate} writes/s for {seconds} s");
+
+    let mut c = RegistryClient::new(ch.clone());
+    let writes = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let mut sent: std::collections::HashMap<u64, Instant> = Default::default();
+    let mut rpc_lat = Vec::new();
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for i in 0..writes {
+        ticker.tick().await;
+        let t = Instant::now();
+        let m = c
+            .create_api_mapping(mapping(domain, format!("f{i}"), &api_id))
+            .await?
+            .into_inner();
+        rpc_lat.push(t.elapsed());
+        sent.insert(m.create_revision, t);
+    }
+    let wall = started.elapsed();
+    // Collect deliveries: each revision must reach every watcher.
+    let mut delivered: std::collections::HashMap<u64, (usize, Instant)> = Default::default();
+    let expected = writes * watchers;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = 0;
+    while got < expected {
+        match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            Ok(Some((rev, at))) => {
+                let e = delivered.entry(rev).or_insert((0, at));
+                e.0 += 1;
+                e.1 = e.1.max(at);
+                got += 1;
+            }
+            _ => break,
+        }
+    }
+    for h in handles {
+        h.abort();
+    }
+    let complete = delivered.values().filter(|(n, _)| *n == watchers).count();
+    println!(
+        "delivered {got}/{expected} messages; {complete}/{writes} revisions reached every watcher"
+    );
+    report("write RPC (durable)", rpc_lat, wall);
+    let lat: Vec<Duration> = sent
+        .iter()
+        .filter_map(|(rev, t)| delivered.get(rev).map(|(_, at)| at.duration_since(*t)))
+        .collect();
+    report("write sent -> all watchers", lat, wall);
+    Ok(())
+}
+
+async fn idle(watchers: usize) -> Result<()> {
+    let server = Server::start().await?;
+    let ch = server.channel().await?;
+    fixture(&ch, "idle.example.com").await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (before, _) = server.rss_kib().context("no /proc: RSS is Linux only")?;
+    let started = Instant::now();
+    let handles = open_watchers(&server, watchers, 4, None).await?;
+    let opened = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (after, _) = server.rss_kib().context("no /proc")?;
+    println!(
+        "idle: {watchers} watchers opened in {:.2} s; server RSS {} KiB -> {} KiB: {:.1} KiB per watcher",
+        opened.as_secs_f64(),
+        before,
+        after,
+        (after.saturating_sub(before)) as f64 / watchers as f64
+    );
+    for h in handles {
+        h.abort();
+    }
+    Ok(())
+}
+
+async fn snapshot(mappings: usize) -> Result<()> {
+    let server = Server::start().await?;
+    let ch = server.channel().await?;
+    let domain = "snap.example.com";
+    let api_id = fixture(&ch, domain).await?;
+    println!("snapshot: loading {mappings} mappings with 32 clients...");
+    let started = Instant::now();
+    let per = mappings.div_ceil(32);
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let mut c = RegistryClient::new(server.channel().await?);
+        let api_id = api_id.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                if w * per + i >= mappings {
+                    break;
+                }
+                c.create_api_mapping(mapping(domain, format!("s{w}-{i}"), &api_id))
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    println!(
+        "loaded in {:.1} s ({:.0} writes/s)",
+        started.elapsed().as_secs_f64(),
+        mappings as f64 / started.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.reset_peak();
+    let (rss_before, _) = server.rss_kib().context("no /proc")?;
+    let mut c = ChangeFeedClient::new(server.channel().await?);
+    let started = Instant::now();
+    let mut stream = c.watch(WatchRequest::default()).await?.into_inner();
+    let (mut resources, mut messages) = (0usize, 0usize);
+    loop {
+        let Some(m) = tokio::time::timeout(Duration::from_secs(120), stream.message()).await??
+        else {
+            bail!("stream ended before snapshot_complete");
+        };
+        messages += 1;
+        match m.kind {
+            Some(Kind::Snapshot(s)) => resources += s.resources.len(),
+            Some(Kind::SnapshotComplete(_)) => break,
+            _ => {}
+        }
+    }
+    let took = started.elapsed();
+    let (_, peak) = server.rss_kib().context("no /proc")?;
+    println!(
+        "snapshot of {resources} resources in {messages} messages: snapshot_complete after {:.3} s; \
+         server RSS before {rss_before} KiB, peak during {peak} KiB",
+        took.as_secs_f64()
+    );
+    Ok(())
+}
