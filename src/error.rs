@@ -119,7 +119,19 @@ impl Error {
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         Error::InvalidArgument {
             field: field.to_string(),
-            reason: format!("INVALID_{}", field.to_ascii_uppercase()),
+            // A nested field (`domain_name_configurations.endpoint_type`) keeps its path in
+            // BadRequest; the reason names the leaf, so it stays UPPER_SNAKE.
+            reason: format!(
+                "INVALID_{}",
+                field
+                    .rsplit('.')
+                    .next()
+                    .unwrap_or(field)
+                    .split('[')
+                    .next()
+                    .unwrap_or(field)
+                    .to_ascii_uppercase()
+            ),
             message: message.into(),
         }
     }

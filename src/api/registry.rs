@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{paging, rpc};
 use crate::auth::{Access, Caller};
-use crate::domain::{rules, validate};
+use crate::domain::{resolve, rules, validate};
 use crate::error::{Error, Result};
 use crate::pb::registry_server::Registry;
 use crate::pb::*;
@@ -541,11 +541,29 @@ impl Registry for RegistryService {
         &self,
         req: Request<ResolveRouteRequest>,
     ) -> Result<Response<ResolveRouteResponse>, Status> {
-        rpc("ResolveRoute", Access::Read, req, async |_c: Caller, _m: ResolveRouteRequest| {
-            Err::<ResolveRouteResponse, _>(Error::Unimplemented {
-                message: "ResolveRoute is not implemented yet (tracked by the route resolution issue)".into(),
-            })
-        })
+        let db = self.db.clone();
+        rpc(
+            "ResolveRoute",
+            Access::Read,
+            req,
+            async |c: Caller, m: ResolveRouteRequest| {
+                let host = resolve::normalize_host(&m.host)?;
+                let path = resolve::normalize_path(&m.path)?;
+                tokio::task::spawn_blocking(move || {
+                    let revision = db.revision()?;
+                    let r = db.resolve_route(&c.scope(), &host, &path)?;
+                    Ok(ResolveRouteResponse {
+                        api_mapping: Some(r.mapping),
+                        api: Some(r.api),
+                        matched_domain_name: r.domain_name,
+                        remaining_path: r.remaining_path,
+                        revision,
+                    })
+                })
+                .await
+                .map_err(|e| Error::internal(format!("route resolution failed: {e}")))?
+            },
+        )
         .await
     }
 }

@@ -358,23 +358,33 @@ async fn fanout(watchers: usize, rate: u64, seconds: u64) -> Result<()> {
     let handles = open_watchers(&server, watchers, 4, Some(tx)).await?;
     println!("fanout: {watchers} watchers, {rate} writes/s for {seconds} s");
 
-    let mut c = RegistryClient::new(ch.clone());
     let writes = (rate * seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut sent: std::collections::HashMap<u64, Instant> = Default::default();
-    let mut rpc_lat = Vec::new();
     let started = Instant::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // Writes are issued on the clock, not one after another, so the rate holds even when a
+    // write takes longer than the interval.
+    let mut inflight = Vec::with_capacity(writes);
     for i in 0..writes {
         ticker.tick().await;
-        let t = Instant::now();
-        let m = c
-            .create_api_mapping(mapping(domain, format!("f{i}"), &api_id))
-            .await?
-            .into_inner();
-        rpc_lat.push(t.elapsed());
-        sent.insert(m.create_revision, t);
+        let mut c = RegistryClient::new(ch.clone());
+        let api_id = api_id.clone();
+        inflight.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let m = c
+                .create_api_mapping(mapping(domain, format!("f{i}"), &api_id))
+                .await?
+                .into_inner();
+            anyhow::Ok((m.create_revision, t, t.elapsed()))
+        }));
+    }
+    let mut sent: std::collections::HashMap<u64, Instant> = Default::default();
+    let mut rpc_lat = Vec::new();
+    for w in inflight {
+        let (rev, t, lat) = w.await??;
+        sent.insert(rev, t);
+        rpc_lat.push(lat);
     }
     let wall = started.elapsed();
     // Collect deliveries: each revision must reach every watcher.

@@ -32,8 +32,8 @@ const RESERVED_TAG_PREFIX: &str = "aws:";
 const DEFAULT_STAGE: &str = "$default";
 /// Longest stage name, in characters.
 const MAX_STAGE_NAME: usize = 128;
-/// Longest API mapping key, in characters.
-const MAX_API_MAPPING_KEY: usize = 300;
+/// Longest `api_mapping_key`, in characters (all ASCII).
+pub const MAX_API_MAPPING_KEY: usize = 300;
 /// Punctuation allowed in an API mapping key besides `/`.
 const API_MAPPING_KEY_PUNCTUATION: &str = "$-_.+!*'()";
 /// Longest domain name, in characters.

@@ -13,7 +13,7 @@ use prost::Message;
 use prost_types::Timestamp;
 
 use super::{Space, Store, TxError, Txn, codec, keys, transact};
-use crate::domain::{Family, RefCounts, ids, rules};
+use crate::domain::{Family, RefCounts, ids, resolve, rules};
 use crate::error::{Error, Result};
 use crate::pb::{
     Api, ApiMapping, ChangeSet, DomainName, DomainNameConfiguration, Event, EventType,
@@ -170,6 +170,19 @@ pub enum WriteResult {
     ApiMapping(ApiMapping),
     /// A delete; the revision it took.
     Deleted(u64),
+}
+
+/// The answer of [`Db::resolve_route`].
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The domain that matched: the host itself or its `*.` wildcard.
+    pub domain_name: String,
+    /// The mapping that serves the request.
+    pub mapping: ApiMapping,
+    /// Its API.
+    pub api: Api,
+    /// The path the API sees, at least `/`.
+    pub remaining_path: String,
 }
 
 /// A committed (not yet flushed) write: its result, its revision and its events.
@@ -569,6 +582,68 @@ impl Db {
         self.get_domain(scope, domain)?;
         self.get::<ApiMapping>(&keys::mapping(domain, mapping_id))?
             .ok_or_else(|| rules::mapping_not_found(mapping_id))
+    }
+
+    /// Which mapping serves `host` (normalized) + `path` (normalized), per
+    /// [`resolve`](crate::domain::resolve): the exact domain before its `*.` wildcard, the
+    /// longest key. Returns the domain matched, the mapping, its API, and the remaining path.
+    pub fn resolve_route(&self, scope: &Scope, host: &str, path: &str) -> Result<Resolved> {
+        for domain in resolve::domain_candidates(host) {
+            let Some(d) = self.get::<DomainName>(&keys::domain(&domain))? else {
+                continue;
+            };
+            if !scope.sees(&d.account_id) {
+                continue;
+            }
+            let counters = codec::decode_counters(
+                self.store
+                    .get(Space::Data, &keys::domain_counters(&domain))?
+                    .as_deref(),
+            )?;
+            let mut failure = None;
+            let route = resolve::resolve(path, counters.multi_level > 0, |k| {
+                match self.store.get(Space::Data, &keys::mapping_key(&domain, k)) {
+                    Ok(Some(id)) => Some(id),
+                    Ok(None) => None,
+                    Err(e) => {
+                        failure = Some(e);
+                        None
+                    }
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            // The domain is chosen first, as by DNS and TLS: an exact domain without a
+            // matching key does not fall through to its wildcard.
+            let Some(route) = route else {
+                return Err(Error::NotFound {
+                    reason: "ROUTE_NOT_FOUND",
+                    message: format!(
+                        "no API mapping of {domain} matches path {path} and it has no root mapping"
+                    ),
+                });
+            };
+            let id = String::from_utf8_lossy(&route.target).into_owned();
+            let mapping = self
+                .get::<ApiMapping>(&keys::mapping(&domain, &id))?
+                .ok_or_else(|| rules::mapping_not_found(&id))?;
+            let api = self
+                .get::<Api>(&keys::api(&mapping.api_id))?
+                .ok_or_else(|| rules::api_not_found(&mapping.api_id))?;
+            return Ok(Resolved {
+                domain_name: domain,
+                mapping,
+                api,
+                remaining_path: route.remaining_path,
+            });
+        }
+        Err(Error::NotFound {
+            reason: "DOMAIN_NAME_NOT_FOUND",
+            message: format!(
+                "Invalid domain name identifier specified: no custom domain name matches host {host}"
+            ),
+        })
     }
 
     /// Mappings of a domain visible to `scope`, by key.

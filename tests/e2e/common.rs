@@ -298,3 +298,229 @@ pub async fn all_mappings(c: &mut Client, domain: &str) -> Vec<ApiMapping> {
         token = page.next_token;
     }
 }
+
+// ---- any Registry request, and a snapshot of everything a client sees (bad_input, auth) ----
+
+/// Any Registry request but ResolveRoute, so tests can keep tables of requests of mixed RPCs.
+#[derive(Debug, Clone)]
+pub enum RegistryCall {
+    CreateApi(CreateApiRequest),
+    GetApi(GetApiRequest),
+    GetApis(GetApisRequest),
+    UpdateApi(UpdateApiRequest),
+    DeleteApi(DeleteApiRequest),
+    CreateStage(CreateStageRequest),
+    GetStage(GetStageRequest),
+    GetStages(GetStagesRequest),
+    UpdateStage(UpdateStageRequest),
+    DeleteStage(DeleteStageRequest),
+    CreateDomainName(CreateDomainNameRequest),
+    GetDomainName(GetDomainNameRequest),
+    GetDomainNames(GetDomainNamesRequest),
+    UpdateDomainName(UpdateDomainNameRequest),
+    DeleteDomainName(DeleteDomainNameRequest),
+    CreateApiMapping(CreateApiMappingRequest),
+    GetApiMapping(GetApiMappingRequest),
+    GetApiMappings(GetApiMappingsRequest),
+    UpdateApiMapping(UpdateApiMappingRequest),
+    DeleteApiMapping(DeleteApiMappingRequest),
+}
+
+impl RegistryCall {
+    /// Whether the RPC is a write (Create*, Update*, Delete*).
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            RegistryCall::GetApi(_)
+                | RegistryCall::GetApis(_)
+                | RegistryCall::GetStage(_)
+                | RegistryCall::GetStages(_)
+                | RegistryCall::GetDomainName(_)
+                | RegistryCall::GetDomainNames(_)
+                | RegistryCall::GetApiMapping(_)
+                | RegistryCall::GetApiMappings(_)
+        )
+    }
+}
+
+/// Sends `call`; the response is returned as its Debug text.
+pub async fn call(c: &mut Client, call: RegistryCall) -> Result<String, Status> {
+    fn text<T: std::fmt::Debug>(r: Result<tonic::Response<T>, Status>) -> Result<String, Status> {
+        r.map(|r| format!("{:?}", r.into_inner()))
+    }
+    match call {
+        RegistryCall::CreateApi(r) => text(c.create_api(r).await),
+        RegistryCall::GetApi(r) => text(c.get_api(r).await),
+        RegistryCall::GetApis(r) => text(c.get_apis(r).await),
+        RegistryCall::UpdateApi(r) => text(c.update_api(r).await),
+        RegistryCall::DeleteApi(r) => text(c.delete_api(r).await),
+        RegistryCall::CreateStage(r) => text(c.create_stage(r).await),
+        RegistryCall::GetStage(r) => text(c.get_stage(r).await),
+        RegistryCall::GetStages(r) => text(c.get_stages(r).await),
+        RegistryCall::UpdateStage(r) => text(c.update_stage(r).await),
+        RegistryCall::DeleteStage(r) => text(c.delete_stage(r).await),
+        RegistryCall::CreateDomainName(r) => text(c.create_domain_name(r).await),
+        RegistryCall::GetDomainName(r) => text(c.get_domain_name(r).await),
+        RegistryCall::GetDomainNames(r) => text(c.get_domain_names(r).await),
+        RegistryCall::UpdateDomainName(r) => text(c.update_domain_name(r).await),
+        RegistryCall::DeleteDomainName(r) => text(c.delete_domain_name(r).await),
+        RegistryCall::CreateApiMapping(r) => text(c.create_api_mapping(r).await),
+        RegistryCall::GetApiMapping(r) => text(c.get_api_mapping(r).await),
+        RegistryCall::GetApiMappings(r) => text(c.get_api_mappings(r).await),
+        RegistryCall::UpdateApiMapping(r) => text(c.update_api_mapping(r).await),
+        RegistryCall::DeleteApiMapping(r) => text(c.delete_api_mapping(r).await),
+    }
+}
+
+/// Everything one client can list: APIs, their stages, domain names, their mappings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct VisibleState {
+    pub apis: Vec<Api>,
+    pub stages: Vec<Stage>,
+    pub domains: Vec<DomainName>,
+    pub mappings: Vec<ApiMapping>,
+}
+
+/// Lists everything `c` sees, all pages (at most 1000 pages per list).
+pub async fn visible_state(c: &mut Client) -> VisibleState {
+    let mut s = VisibleState::default();
+    let mut token = String::new();
+    for _ in 0..1000 {
+        let page = c
+            .get_apis(GetApisRequest {
+                max_results: 0,
+                next_token: token,
+            })
+            .await
+            .expect("list apis")
+            .into_inner();
+        s.apis.extend(page.items);
+        token = page.next_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    for api in s.apis.clone() {
+        let mut token = String::new();
+        for _ in 0..1000 {
+            let page = c
+                .get_stages(GetStagesRequest {
+                    api_id: api.api_id.clone(),
+                    max_results: 0,
+                    next_token: token,
+                })
+                .await
+                .expect("list stages")
+                .into_inner();
+            s.stages.extend(page.items);
+            token = page.next_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+    }
+    let mut token = String::new();
+    for _ in 0..1000 {
+        let page = c
+            .get_domain_names(GetDomainNamesRequest {
+                max_results: 0,
+                next_token: token,
+            })
+            .await
+            .expect("list domain names")
+            .into_inner();
+        s.domains.extend(page.items);
+        token = page.next_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    for d in s.domains.clone() {
+        s.mappings.extend(all_mappings(c, &d.domain_name).await);
+    }
+    s
+}
+
+// ---- ChangeFeed (feed, history) -----------------------------------------------------------
+
+/// A ChangeFeed client, with or without a token.
+pub type FeedClient =
+    mapreg::pb::change_feed_client::ChangeFeedClient<InterceptedService<Channel, Bearer>>;
+
+/// A Registry client for `endpoint` (`http://host:port`), sending `token` if any; fails
+/// instead of panicking, for tests that reconnect across restarts.
+pub async fn client_at(
+    endpoint: &str,
+    token: Option<&str>,
+) -> Result<Client, tonic::transport::Error> {
+    let ch = Endpoint::from_shared(endpoint.to_string())?
+        .connect()
+        .await?;
+    Ok(RegistryClient::with_interceptor(
+        ch,
+        Bearer(token.map(str::to_string)),
+    ))
+}
+
+/// A ChangeFeed client for `endpoint`, sending `token` if any; fails instead of panicking.
+pub async fn feed_client_at(
+    endpoint: &str,
+    token: Option<&str>,
+) -> Result<FeedClient, tonic::transport::Error> {
+    let ch = Endpoint::from_shared(endpoint.to_string())?
+        .connect()
+        .await?;
+    Ok(
+        mapreg::pb::change_feed_client::ChangeFeedClient::with_interceptor(
+            ch,
+            Bearer(token.map(str::to_string)),
+        ),
+    )
+}
+
+impl TestServer {
+    /// A ChangeFeed client, sending `token` if any (None: dev mode).
+    pub async fn feed_client(&self, token: Option<&str>) -> FeedClient {
+        mapreg::pb::change_feed_client::ChangeFeedClient::with_interceptor(
+            self.channel().await,
+            Bearer(token.map(str::to_string)),
+        )
+    }
+
+    /// Stops this server and starts one with the same config on a NEW, empty data dir (a new
+    /// store_id), as if the data dir had been replaced.
+    pub async fn restart_fresh(self) -> TestServer {
+        let mut config = self.config.clone();
+        let _old = self.stop().await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        config.data_dir = tmp.path().join("data");
+        let mut s = Self::start_with(config).await;
+        s._tmp = Some(tmp);
+        s
+    }
+}
+
+/// Opens a Watch stream with `req`; the error is the one the call itself failed with.
+pub async fn watch(
+    c: &mut FeedClient,
+    req: WatchRequest,
+) -> Result<tonic::Streaming<WatchResponse>, Status> {
+    c.watch(req).await.map(|r| r.into_inner())
+}
+
+/// The next message of a Watch stream, waiting at most `secs` seconds (a stall panics).
+/// `Ok(None)`: the stream ended without an error.
+pub async fn next_message(
+    s: &mut tonic::Streaming<WatchResponse>,
+    secs: u64,
+) -> Result<Option<WatchResponse>, Status> {
+    tokio::time::timeout(Duration::from_secs(secs), s.message())
+        .await
+        .unwrap_or_else(|_| panic!("no watch message within {secs} s"))
+}
+
+/// An ErrorInfo metadata value of a status.
+pub fn error_metadata(s: &Status, key: &str) -> Option<String> {
+    s.get_details_error_info()
+        .and_then(|i| i.metadata.get(key).cloned())
+}

@@ -11,5 +11,6 @@ mod bad_input;
 mod external;
 mod lists;
 mod races;
+mod resolve;
 mod restart;
 mod rules;
