@@ -14,11 +14,14 @@
 //! - [`server`]: wires it all together and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.
 //! - [`cli`]: the `mapreg` command line.
+//! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory replica that resolves
+//!   routes locally with the same `domain::resolve` module as the server.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;

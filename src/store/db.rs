@@ -271,9 +271,51 @@ pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Option<Resource>> {
     Ok(Some(Resource { resource: Some(r) }))
 }
 
+/// A record key and its committed value (None: absent) before a transaction wrote it.
+type PreImage = (Vec<u8>, Option<Vec<u8>>);
+
+/// A transaction that remembers, for each record key, its committed value before the
+/// transaction's first write to it.
+struct Observed<'a> {
+    tx: &'a dyn Txn,
+    pre: std::cell::RefCell<Vec<PreImage>>,
+}
+
+impl Observed<'_> {
+    fn remember(&self, space: Space, key: &[u8]) -> Result<(), TxError> {
+        if space != Space::Data || !is_record_key(key) {
+            return Ok(());
+        }
+        if self.pre.borrow().iter().any(|(k, _)| k == key) {
+            return Ok(());
+        }
+        let before = self.tx.get(space, key)?;
+        self.pre.borrow_mut().push((key.to_vec(), before));
+        Ok(())
+    }
+}
+
+impl Txn for Observed<'_> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        self.tx.get(space, key)
+    }
+    fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.remember(space, key)?;
+        self.tx.put(space, key, value)
+    }
+    fn delete(&self, space: Space, key: &[u8]) -> Result<(), TxError> {
+        self.remember(space, key)?;
+        self.tx.delete(space, key)
+    }
+}
+
+/// Whether a data key holds a record (API, stage, domain name, mapping), not an index.
+fn is_record_key(key: &[u8]) -> bool {
+    matches!(key, [b'a' | b's' | b'd' | b'm', 0, ..])
+}
+
 /// Takes the next revision and appends `events` to the log under it.
-fn commit_revision(db: &Db, tx: &dyn Txn, events: &[Event]) -> Result<u64, TxError> {
-    db.observe(events)?;
+fn commit_revision(tx: &dyn Txn, events: &[Event]) -> Result<u64, TxError> {
     let revision = next_revision(tx)?;
     let cs = ChangeSet {
         events: events.to_vec(),
@@ -376,29 +418,35 @@ impl Db {
         }
     }
 
-    /// Tells the observers what `events` touch, with each record's committed (previous) state.
-    /// Called inside the transaction, before commit, so no reader has seen the new state yet.
-    fn observe(&self, events: &[Event]) -> Result<(), TxError> {
+    /// Runs a write's transaction. While observers are registered, the transaction records
+    /// the committed state of every record it is about to change (read through the transaction
+    /// before its first write to that key) and tells the observers, still inside the
+    /// transaction, so no reader can have seen the new state yet.
+    fn txn<R>(&self, body: impl Fn(&dyn Txn) -> Result<R, TxError>) -> Result<R> {
         let observers: Vec<Arc<dyn TouchObserver>> = match self.observers.lock() {
             Ok(obs) => obs.iter().filter_map(|w| w.upgrade()).collect(),
-            Err(_) => return Err(Error::internal("observer list poisoned").into()),
+            Err(_) => return Err(Error::internal("observer list poisoned")),
         };
         if observers.is_empty() {
-            return Ok(());
+            return transact(self.store.as_ref(), body);
         }
-        for e in events {
-            let Some(key) = e.resource.as_ref().and_then(resource_key) else {
-                continue;
+        transact(self.store.as_ref(), |tx| {
+            let observed = Observed {
+                tx,
+                pre: Default::default(),
             };
-            let prev = match self.store.get(Space::Data, &key)? {
-                Some(v) => decode_record(&key, &v)?,
-                None => None,
-            };
-            for o in &observers {
-                o.touched(&key, prev.as_ref());
+            let r = body(&observed)?;
+            for (key, before) in observed.pre.into_inner() {
+                let prev = match before {
+                    Some(v) => decode_record(&key, &v)?,
+                    None => None,
+                };
+                for o in &observers {
+                    o.touched(&key, prev.as_ref());
+                }
             }
-        }
-        Ok(())
+            Ok(r)
+        })
     }
 
     /// Change sets of revisions `from..=to`, at most `max`, in order. Entries that are gone
@@ -717,7 +765,6 @@ impl Db {
 
     fn apply_inner(&self, op: &WriteOp) -> Result<Committed> {
         let ts = now();
-        let store = self.store.as_ref();
         let (result, events, revision) = match op {
             WriteOp::CreateApi {
                 account,
@@ -725,7 +772,7 @@ impl Db {
                 protocol,
                 description,
                 tags,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let revision = peek_revision(tx)?;
                 let api_id = loop {
                     let id = ids::api_id();
@@ -747,7 +794,7 @@ impl Db {
                 tput(tx, &keys::api(&api_id), &api)?;
                 tx.put(Space::Data, &keys::account_api(account, &api_id), b"")?;
                 let events = vec![put_event(resource::Resource::Api(api.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Api(api), events, revision))
             })?,
 
@@ -757,7 +804,7 @@ impl Db {
                 name,
                 description,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let mut api = visible_api(tx, account, api_id)?;
                 rules::check_expected_revision(
                     &format!("API {api_id}"),
@@ -773,7 +820,7 @@ impl Db {
                 api.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::api(api_id), &api)?;
                 let events = vec![put_event(resource::Resource::Api(api.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Api(api), events, revision))
             })?,
 
@@ -783,7 +830,7 @@ impl Db {
                 expected_revision,
             } => {
                 let stage_names = self.scan_suffixes(&keys::stages(api_id))?;
-                transact(store, |tx| {
+                self.txn(|tx| {
                     let api = visible_api(tx, account, api_id)?;
                     rules::check_expected_revision(
                         &format!("API {api_id}"),
@@ -804,7 +851,7 @@ impl Db {
                     tdel(tx, &keys::api(api_id))?;
                     tdel(tx, &keys::account_api(account, api_id))?;
                     events.push(delete_event(resource::Resource::Api(api)));
-                    let revision = commit_revision(self, tx, &events)?;
+                    let revision = commit_revision(tx, &events)?;
                     Ok((WriteResult::Deleted(revision), events, revision))
                 })?
             }
@@ -815,7 +862,7 @@ impl Db {
                 stage_name,
                 description,
                 tags,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 visible_api(tx, account, api_id)?;
                 let key = keys::stage(api_id, stage_name);
                 if tx.get(Space::Data, &key)?.is_some() {
@@ -835,7 +882,7 @@ impl Db {
                 };
                 tput(tx, &key, &stage)?;
                 let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Stage(stage), events, revision))
             })?,
 
@@ -845,7 +892,7 @@ impl Db {
                 stage_name,
                 description,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 visible_api(tx, account, api_id)?;
                 let mut stage = existing_stage(tx, api_id, stage_name)?;
                 rules::check_expected_revision(
@@ -860,7 +907,7 @@ impl Db {
                 stage.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::stage(api_id, stage_name), &stage)?;
                 let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Stage(stage), events, revision))
             })?,
 
@@ -869,7 +916,7 @@ impl Db {
                 api_id,
                 stage_name,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 visible_api(tx, account, api_id)?;
                 let stage = existing_stage(tx, api_id, stage_name)?;
                 rules::check_expected_revision(
@@ -883,7 +930,7 @@ impl Db {
                 )?;
                 tdel(tx, &keys::stage(api_id, stage_name))?;
                 let events = vec![delete_event(resource::Resource::Stage(stage))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Deleted(revision), events, revision))
             })?,
 
@@ -892,7 +939,7 @@ impl Db {
                 domain_name,
                 configuration,
                 tags,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let key = keys::domain(domain_name);
                 if tx.get(Space::Data, &key)?.is_some() {
                     return Err(rules::domain_exists(domain_name).into());
@@ -917,7 +964,7 @@ impl Db {
                     b"",
                 )?;
                 let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::DomainName(domain), events, revision))
             })?,
 
@@ -926,7 +973,7 @@ impl Db {
                 domain_name,
                 configuration,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let mut domain = visible_domain(tx, account, domain_name)?;
                 rules::check_expected_revision(
                     &format!("domain name {domain_name}"),
@@ -946,7 +993,7 @@ impl Db {
                 domain.mod_revision = peek_revision(tx)?;
                 tput(tx, &keys::domain(domain_name), &domain)?;
                 let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::DomainName(domain), events, revision))
             })?,
 
@@ -956,7 +1003,7 @@ impl Db {
                 expected_revision,
             } => {
                 let mapping_ids = self.scan_suffixes(&keys::mapping_keys(domain_name))?;
-                transact(store, |tx| {
+                self.txn(|tx| {
                     let domain = visible_domain(tx, account, domain_name)?;
                     rules::check_expected_revision(
                         &format!("domain name {domain_name}"),
@@ -994,7 +1041,7 @@ impl Db {
                     tdel(tx, &keys::domain(domain_name))?;
                     tdel(tx, &keys::account_domain(account, domain_name))?;
                     events.push(delete_event(resource::Resource::DomainName(domain)));
-                    let revision = commit_revision(self, tx, &events)?;
+                    let revision = commit_revision(tx, &events)?;
                     Ok((WriteResult::Deleted(revision), events, revision))
                 })?
             }
@@ -1005,7 +1052,7 @@ impl Db {
                 api_mapping_key,
                 api_id,
                 stage,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let domain = visible_domain(tx, account, domain_name)?;
                 let api = visible_api(tx, account, api_id)?;
                 existing_stage(tx, api_id, stage)?;
@@ -1057,7 +1104,7 @@ impl Db {
                 adjust(tx, &keys::api_refs(api_id), domain_name, 1)?;
                 adjust(tx, &keys::stage_refs(api_id, stage), domain_name, 1)?;
                 let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::ApiMapping(mapping), events, revision))
             })?,
 
@@ -1069,7 +1116,7 @@ impl Db {
                 api_id,
                 stage,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 let domain = visible_domain(tx, account, domain_name)?;
                 let mkey = keys::mapping(domain_name, api_mapping_id);
                 let Some(mut mapping) = tget::<ApiMapping>(tx, &mkey)? else {
@@ -1141,7 +1188,7 @@ impl Db {
                 mapping.mod_revision = peek_revision(tx)?;
                 tput(tx, &mkey, &mapping)?;
                 let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::ApiMapping(mapping), events, revision))
             })?,
 
@@ -1150,7 +1197,7 @@ impl Db {
                 domain_name,
                 api_mapping_id,
                 expected_revision,
-            } => transact(store, |tx| {
+            } => self.txn(|tx| {
                 visible_domain(tx, account, domain_name)?;
                 let mkey = keys::mapping(domain_name, api_mapping_id);
                 let Some(mapping) = tget::<ApiMapping>(tx, &mkey)? else {
@@ -1189,7 +1236,7 @@ impl Db {
                     -1,
                 )?;
                 let events = vec![delete_event(resource::Resource::ApiMapping(mapping))];
-                let revision = commit_revision(self, tx, &events)?;
+                let revision = commit_revision(tx, &events)?;
                 Ok((WriteResult::Deleted(revision), events, revision))
             })?,
         };

@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod cache;
 mod external;
 mod lists;
 mod races;
