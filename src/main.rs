@@ -1,29 +1,58 @@
 //! The `mapreg` binary: parses flags, sets up logging, and runs the server or a client command.
 
+use std::io::Write;
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::Parser;
-use mapreg::cli::{Cli, Command};
+use mapreg::cli::{Cli, Command, ServeArgs};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .init();
-            let config = args.config()?;
-            config.check_listen()?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            mapreg::server::run(config, listener, shutdown_signal()).await?;
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version print to stdout and succeed; a bad command line is 252, as
+            // in the AWS CLI.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                mapreg::cli::EXIT_USAGE
+            } else {
+                0
+            });
         }
-        Command::HashToken { token } => println!("{}", mapreg::auth::token_hash(&token)),
+    };
+    match cli.command {
+        Command::Serve(args) => match serve(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "Error: {e:?}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashToken { token } => {
+            match writeln!(std::io::stdout(), "{}", mapreg::auth::token_hash(&token)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
+            }
+        }
+        Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
     }
+}
+
+/// `mapreg serve`: logs to stderr, runs until SIGINT or SIGTERM.
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = args.config()?;
+    config.check_listen()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    mapreg::server::run(config, listener, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod cache;
+mod cli;
 mod external;
 mod lists;
 mod races;

@@ -1,10 +1,27 @@
-//! The `mapreg` command line: `serve`, plus helpers for operators.
+//! The `mapreg` command line: `serve`, operator helpers, and a client that mirrors
+//! `aws apigatewayv2`.
+//!
+//! - [`args`]: the client subcommands and their flags (same names as the AWS CLI).
+//! - [`commands`]: connects to a server, runs one client command, maps failures to exit codes.
+//! - [`output`]: AWS-shaped JSON (and a plain table) for every resource.
+//! - [`shorthand`]: parsers for the AWS shorthand syntax (`--tags k=v,k2=v2`, ...).
+//! - [`error`]: client-side failures, their AWS-style messages and exit codes.
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+
+pub mod args;
+pub mod commands;
+pub mod error;
+pub mod output;
+pub mod shorthand;
+
+pub use args::ClientCommand;
+pub use commands::run_client;
+pub use error::{EXIT_OTHER, EXIT_SERVICE, EXIT_USAGE};
 
 /// Command-line interface of the `mapreg` binary.
 #[derive(Debug, Parser)]
@@ -29,6 +46,9 @@ pub enum Command {
         /// The bearer token.
         token: String,
     },
+    /// A client command (create-api, get-api-mappings, watch, ...).
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 /// Flags of `mapreg serve`; each overrides the config file.

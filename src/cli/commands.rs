@@ -1,0 +1,641 @@
+//! Runs one client command: connects to the server, sends the request(s), prints the result and
+//! returns the process exit code (0, or as [`CliError::exit_code`]).
+
+use std::future::Future;
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::Value;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use super::args::*;
+use super::error::{CliError, error_chain};
+use super::output::{self, Detail, Shape};
+use crate::pb;
+use crate::pb::change_feed_client::ChangeFeedClient;
+use crate::pb::registry_client::RegistryClient;
+
+/// How long to wait for the TCP connection before giving up (exit 255).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Adds `authorization: Bearer <token>` to every request when a token is set.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+type Registry = RegistryClient<InterceptedService<Channel, Bearer>>;
+type Feed = ChangeFeedClient<InterceptedService<Channel, Bearer>>;
+
+/// Runs `cmd`, prints its result (or its error, on stderr) and returns the exit code.
+pub async fn run_client(cmd: ClientCommand) -> u8 {
+    match run(cmd).await {
+        Ok(()) => 0,
+        Err(e) if e.is_broken_pipe() => 0,
+        Err(CliError::Interrupted) => CliError::Interrupted.exit_code(),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// The endpoint URL, with `http://` added when the user gave only `host:port`.
+pub fn endpoint_url(endpoint: &str) -> String {
+    if endpoint.contains("://") {
+        endpoint.to_string()
+    } else {
+        format!("http://{endpoint}")
+    }
+}
+
+async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
+    let url = endpoint_url(&options.endpoint);
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|e| CliError::Usage(format!("invalid --endpoint {url:?}: {}", error_chain(&e))))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true);
+    let token = match options.token.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(
+            MetadataValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| CliError::Usage("--token holds characters a header cannot".into()))?,
+        ),
+    };
+    let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
+        endpoint: url,
+        reason: error_chain(&e),
+    })?;
+    let bearer = Bearer(token);
+    Ok((
+        RegistryClient::with_interceptor(channel.clone(), bearer.clone()),
+        ChangeFeedClient::with_interceptor(channel, bearer),
+    ))
+}
+
+/// Prints `text` to stdout (a closed pipe is reported as [`CliError::Output`]).
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// What a command printed: nothing (deletes) or a value rendered per `--output`.
+enum Outcome {
+    Nothing,
+    Show(Value, &'static str, Shape),
+}
+
+async fn run(cmd: ClientCommand) -> Result<(), CliError> {
+    let options = options(&cmd).clone();
+    let (registry, feed) = connect(&options).await?;
+    let outcome = if let ClientCommand::Watch(c) = cmd {
+        watch(feed, c.args).await?;
+        Outcome::Nothing
+    } else {
+        execute(registry, cmd).await?
+    };
+    match outcome {
+        Outcome::Nothing => Ok(()),
+        Outcome::Show(value, operation, shape) => {
+            print(&output::render(&value, operation, shape, options.output))
+        }
+    }
+}
+
+fn options(cmd: &ClientCommand) -> &ClientOptions {
+    use ClientCommand as C;
+    match cmd {
+        C::CreateApi(c) => &c.options,
+        C::GetApi(c) => &c.options,
+        C::GetApis(c) => &c.options,
+        C::UpdateApi(c) => &c.options,
+        C::DeleteApi(c) => &c.options,
+        C::CreateStage(c) => &c.options,
+        C::GetStage(c) => &c.options,
+        C::GetStages(c) => &c.options,
+        C::UpdateStage(c) => &c.options,
+        C::DeleteStage(c) => &c.options,
+        C::CreateDomainName(c) => &c.options,
+        C::GetDomainName(c) => &c.options,
+        C::GetDomainNames(c) => &c.options,
+        C::UpdateDomainName(c) => &c.options,
+        C::DeleteDomainName(c) => &c.options,
+        C::CreateApiMapping(c) => &c.options,
+        C::GetApiMapping(c) => &c.options,
+        C::GetApiMappings(c) => &c.options,
+        C::UpdateApiMapping(c) => &c.options,
+        C::DeleteApiMapping(c) => &c.options,
+        C::ResolveRoute(c) => &c.options,
+        C::Watch(c) => &c.options,
+    }
+}
+
+/// Maps a failed call of `operation` to a [`CliError::Service`].
+fn failed(operation: &'static str) -> impl Fn(Status) -> CliError {
+    move |status| CliError::service(operation, status)
+}
+
+fn configurations(v: Vec<DomainNameConfigurations>) -> Vec<pb::DomainNameConfiguration> {
+    v.into_iter().flat_map(|c| c.0).collect()
+}
+
+async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliError> {
+    use ClientCommand as C;
+    let show = |v, op, shape| Ok(Outcome::Show(v, op, shape));
+    match cmd {
+        C::CreateApi(Cmd { args: a, .. }) => {
+            let op = "CreateApi";
+            let r = c
+                .create_api(pb::CreateApiRequest {
+                    name: a.name,
+                    protocol_type: pb::ProtocolType::from(a.protocol_type) as i32,
+                    description: a.description.unwrap_or_default(),
+                    tags: a.tags.unwrap_or_default(),
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api(&r, Detail::Aws), op, Shape::Api)
+        }
+        C::GetApi(Cmd { args: a, .. }) => {
+            let op = "GetApi";
+            let r = c
+                .get_api(pb::GetApiRequest { api_id: a.api_id })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api(&r, Detail::Aws), op, Shape::Api)
+        }
+        C::GetApis(Cmd { args: paging, .. }) => {
+            let op = "GetApis";
+            let (items, next) = paginate(&paging, |max_results, next_token| {
+                let mut c = c.clone();
+                async move {
+                    let r = c
+                        .get_apis(pb::GetApisRequest {
+                            max_results,
+                            next_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.items, r.next_token))
+                }
+            })
+            .await
+            .map_err(failed(op))?;
+            let items = items.iter().map(|x| output::api(x, Detail::Aws)).collect();
+            show(output::list(items, next), op, Shape::Api)
+        }
+        C::UpdateApi(Cmd { args: a, .. }) => {
+            let op = "UpdateApi";
+            let r = c
+                .update_api(pb::UpdateApiRequest {
+                    api_id: a.api_id,
+                    name: a.name,
+                    description: a.description,
+                    expected_revision: a.expected_revision,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api(&r, Detail::Aws), op, Shape::Api)
+        }
+        C::DeleteApi(Cmd { args: a, .. }) => {
+            c.delete_api(pb::DeleteApiRequest {
+                api_id: a.api_id,
+                expected_revision: a.expected_revision,
+            })
+            .await
+            .map_err(failed("DeleteApi"))?;
+            Ok(Outcome::Nothing)
+        }
+        C::CreateStage(Cmd { args: a, .. }) => {
+            let op = "CreateStage";
+            let r = c
+                .create_stage(pb::CreateStageRequest {
+                    api_id: a.api_id,
+                    stage_name: a.stage_name,
+                    description: a.description.unwrap_or_default(),
+                    tags: a.tags.unwrap_or_default(),
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
+        }
+        C::GetStage(Cmd { args: a, .. }) => {
+            let op = "GetStage";
+            let r = c
+                .get_stage(pb::GetStageRequest {
+                    api_id: a.api_id,
+                    stage_name: a.stage_name,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
+        }
+        C::GetStages(Cmd { args: a, .. }) => {
+            let op = "GetStages";
+            let api_id = a.api_id;
+            let (items, next) = paginate(&a.paging, |max_results, next_token| {
+                let mut c = c.clone();
+                let api_id = api_id.clone();
+                async move {
+                    let r = c
+                        .get_stages(pb::GetStagesRequest {
+                            api_id,
+                            max_results,
+                            next_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.items, r.next_token))
+                }
+            })
+            .await
+            .map_err(failed(op))?;
+            let items = items
+                .iter()
+                .map(|x| output::stage(x, Detail::Aws))
+                .collect();
+            show(output::list(items, next), op, Shape::Stage)
+        }
+        C::UpdateStage(Cmd { args: a, .. }) => {
+            let op = "UpdateStage";
+            let r = c
+                .update_stage(pb::UpdateStageRequest {
+                    api_id: a.api_id,
+                    stage_name: a.stage_name,
+                    description: a.description,
+                    expected_revision: a.expected_revision,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
+        }
+        C::DeleteStage(Cmd { args: a, .. }) => {
+            c.delete_stage(pb::DeleteStageRequest {
+                api_id: a.api_id,
+                stage_name: a.stage_name,
+                expected_revision: a.expected_revision,
+            })
+            .await
+            .map_err(failed("DeleteStage"))?;
+            Ok(Outcome::Nothing)
+        }
+        C::CreateDomainName(Cmd { args: a, .. }) => {
+            let op = "CreateDomainName";
+            let r = c
+                .create_domain_name(pb::CreateDomainNameRequest {
+                    domain_name: a.domain_name,
+                    domain_name_configurations: configurations(a.domain_name_configurations),
+                    tags: a.tags.unwrap_or_default(),
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
+        }
+        C::GetDomainName(Cmd { args: a, .. }) => {
+            let op = "GetDomainName";
+            let r = c
+                .get_domain_name(pb::GetDomainNameRequest {
+                    domain_name: a.domain_name,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
+        }
+        C::GetDomainNames(Cmd { args: paging, .. }) => {
+            let op = "GetDomainNames";
+            let (items, next) = paginate(&paging, |max_results, next_token| {
+                let mut c = c.clone();
+                async move {
+                    let r = c
+                        .get_domain_names(pb::GetDomainNamesRequest {
+                            max_results,
+                            next_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.items, r.next_token))
+                }
+            })
+            .await
+            .map_err(failed(op))?;
+            let items = items
+                .iter()
+                .map(|x| output::domain_name(x, Detail::Aws))
+                .collect();
+            show(output::list(items, next), op, Shape::DomainName)
+        }
+        C::UpdateDomainName(Cmd { args: a, .. }) => {
+            let op = "UpdateDomainName";
+            let r = c
+                .update_domain_name(pb::UpdateDomainNameRequest {
+                    domain_name: a.domain_name,
+                    domain_name_configurations: configurations(a.domain_name_configurations),
+                    expected_revision: a.expected_revision,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
+        }
+        C::DeleteDomainName(Cmd { args: a, .. }) => {
+            c.delete_domain_name(pb::DeleteDomainNameRequest {
+                domain_name: a.domain_name,
+                expected_revision: a.expected_revision,
+            })
+            .await
+            .map_err(failed("DeleteDomainName"))?;
+            Ok(Outcome::Nothing)
+        }
+        C::CreateApiMapping(Cmd { args: a, .. }) => {
+            let op = "CreateApiMapping";
+            let r = c
+                .create_api_mapping(pb::CreateApiMappingRequest {
+                    domain_name: a.domain_name,
+                    api_mapping_key: a.api_mapping_key,
+                    api_id: a.api_id,
+                    stage: a.stage,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
+        }
+        C::GetApiMapping(Cmd { args: a, .. }) => {
+            let op = "GetApiMapping";
+            let r = c
+                .get_api_mapping(pb::GetApiMappingRequest {
+                    domain_name: a.domain_name,
+                    api_mapping_id: a.api_mapping_id,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
+        }
+        C::GetApiMappings(Cmd { args: a, .. }) => {
+            let op = "GetApiMappings";
+            let domain_name = a.domain_name;
+            let (items, next) = paginate(&a.paging, |max_results, next_token| {
+                let mut c = c.clone();
+                let domain_name = domain_name.clone();
+                async move {
+                    let r = c
+                        .get_api_mappings(pb::GetApiMappingsRequest {
+                            domain_name,
+                            max_results,
+                            next_token,
+                        })
+                        .await?
+                        .into_inner();
+                    Ok((r.items, r.next_token))
+                }
+            })
+            .await
+            .map_err(failed(op))?;
+            let items = items
+                .iter()
+                .map(|x| output::api_mapping(x, Detail::Aws))
+                .collect();
+            show(output::list(items, next), op, Shape::ApiMapping)
+        }
+        C::UpdateApiMapping(Cmd { args: a, .. }) => {
+            let op = "UpdateApiMapping";
+            let r = c
+                .update_api_mapping(pb::UpdateApiMappingRequest {
+                    domain_name: a.domain_name,
+                    api_mapping_id: a.api_mapping_id,
+                    api_mapping_key: a.api_mapping_key,
+                    api_id: a.api_id,
+                    stage: a.stage,
+                    expected_revision: a.expected_revision,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
+        }
+        C::DeleteApiMapping(Cmd { args: a, .. }) => {
+            c.delete_api_mapping(pb::DeleteApiMappingRequest {
+                domain_name: a.domain_name,
+                api_mapping_id: a.api_mapping_id,
+                expected_revision: a.expected_revision,
+            })
+            .await
+            .map_err(failed("DeleteApiMapping"))?;
+            Ok(Outcome::Nothing)
+        }
+        C::ResolveRoute(Cmd { args: a, .. }) => {
+            let op = "ResolveRoute";
+            let r = c
+                .resolve_route(pb::ResolveRouteRequest {
+                    host: a.host,
+                    path: a.path,
+                })
+                .await
+                .map_err(failed(op))?
+                .into_inner();
+            show(output::resolve_route(&r), op, Shape::ResolveRoute)
+        }
+        // Streams rather than answers: run() sends it to watch().
+        C::Watch(_) => Ok(Outcome::Nothing),
+    }
+}
+
+/// The `max_results` of the next request: the user's page size, but never more than the items
+/// still wanted, so that the server's `next_token` resumes exactly after the last item printed.
+fn page_size(max_results: Option<i32>, remaining: Option<u64>) -> i32 {
+    let remaining = remaining.map(|r| r.min(1000) as i32);
+    match (max_results, remaining) {
+        (Some(m), Some(r)) => m.min(r),
+        (Some(m), None) => m,
+        (None, Some(r)) => r,
+        (None, None) => 0,
+    }
+}
+
+/// Fetches pages as the AWS CLI does: from `--starting-token`, following `next_token` until the
+/// last page, `--max-items` items, or one page with `--no-paginate`. Returns the items and, when
+/// the listing stopped before the end, the token that continues it.
+async fn paginate<T, F, Fut>(
+    paging: &PagingArgs,
+    mut fetch: F,
+) -> Result<(Vec<T>, Option<String>), Status>
+where
+    F: FnMut(i32, String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), Status>>,
+{
+    let mut items = Vec::new();
+    let mut token = paging.starting_token.clone().unwrap_or_default();
+    loop {
+        let remaining = paging
+            .max_items
+            .map(|m| m.saturating_sub(items.len() as u64));
+        let (page, next) = fetch(page_size(paging.max_results, remaining), token.clone()).await?;
+        items.extend(page);
+        if let Some(max) = paging.max_items {
+            items.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        if next.is_empty() {
+            return Ok((items, None));
+        }
+        let enough = paging.max_items.is_some_and(|m| items.len() as u64 >= m);
+        if paging.no_paginate || enough {
+            return Ok((items, Some(next)));
+        }
+        if next == token {
+            return Err(Status::internal(
+                "the server returned the same next_token twice",
+            ));
+        }
+        token = next;
+    }
+}
+
+/// Prints every Watch message as one line of JSON until the stream ends (exit 0), fails
+/// (exit 254) or Ctrl-C (exit 130).
+async fn watch(mut feed: Feed, a: WatchArgs) -> Result<(), CliError> {
+    let op = "Watch";
+    let request = pb::WatchRequest {
+        start_revision: a.start_revision,
+        kinds: a
+            .kinds
+            .into_iter()
+            .map(|k| pb::ResourceKind::from(k) as i32)
+            .collect(),
+        domain_names: a.domain_names,
+        progress_interval_seconds: a.progress_interval_seconds,
+        store_id: a.store_id,
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stream = tokio::select! {
+        r = feed.watch(request) => r.map_err(failed(op))?.into_inner(),
+        _ = &mut ctrl_c => return Err(CliError::Interrupted),
+    };
+    loop {
+        let message = tokio::select! {
+            m = stream.message() => m.map_err(failed(op))?,
+            _ = &mut ctrl_c => return Err(CliError::Interrupted),
+        };
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let mut line = output::watch_response(&message).to_string();
+        line.push('\n');
+        print(&line)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_gets_a_scheme() {
+        assert_eq!(endpoint_url("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(endpoint_url("http://h:1"), "http://h:1");
+        assert_eq!(endpoint_url("https://h:1"), "https://h:1");
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(None, None), 0, "server default");
+        assert_eq!(page_size(Some(50), None), 50);
+        assert_eq!(page_size(None, Some(10)), 10);
+        assert_eq!(page_size(Some(5), Some(10)), 5);
+        assert_eq!(page_size(Some(50), Some(10)), 10);
+        assert_eq!(page_size(None, Some(5000)), 1000);
+    }
+
+    /// A fake list of `n` numbered items served in pages; records the requests.
+    async fn walk(
+        n: usize,
+        paging: PagingArgs,
+    ) -> (Vec<usize>, Option<String>, Vec<(i32, String)>) {
+        let mut calls = Vec::new();
+        let (items, next) = paginate(&paging, |max, token| {
+            calls.push((max, token.clone()));
+            async move {
+                let start: usize = if token.is_empty() {
+                    0
+                } else {
+                    token.parse().unwrap()
+                };
+                let size = if max == 0 { 100 } else { max as usize };
+                let end = (start + size).min(n);
+                let next = if end < n {
+                    end.to_string()
+                } else {
+                    String::new()
+                };
+                Ok(((start..end).collect(), next))
+            }
+        })
+        .await
+        .unwrap();
+        (items, next, calls)
+    }
+
+    #[tokio::test]
+    async fn follows_every_page() {
+        let (items, next, calls) = walk(250, PagingArgs::default()).await;
+        assert_eq!(items, (0..250).collect::<Vec<_>>());
+        assert_eq!(next, None);
+        assert_eq!(calls.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn max_items_stops_with_a_token_that_continues() {
+        let paging = PagingArgs {
+            max_items: Some(10),
+            ..Default::default()
+        };
+        let (items, next, calls) = walk(250, paging).await;
+        assert_eq!(items, (0..10).collect::<Vec<_>>());
+        assert_eq!(next.as_deref(), Some("10"));
+        assert_eq!(calls, vec![(10, String::new())]);
+        let paging = PagingArgs {
+            starting_token: next,
+            max_items: Some(245),
+            max_results: Some(100),
+            ..Default::default()
+        };
+        let (items, next, _) = walk(250, paging).await;
+        assert_eq!(items, (10..250).collect::<Vec<_>>());
+        assert_eq!(next, None);
+    }
+
+    #[tokio::test]
+    async fn no_paginate_makes_one_request() {
+        let paging = PagingArgs {
+            no_paginate: true,
+            max_results: Some(20),
+            ..Default::default()
+        };
+        let (items, next, calls) = walk(250, paging).await;
+        assert_eq!(items.len(), 20);
+        assert_eq!(next.as_deref(), Some("20"));
+        assert_eq!(calls.len(), 1);
+    }
+}

@@ -1,0 +1,642 @@
+//! What the client prints: the resources in the AWS CLI's JSON shape (its keys, its enum
+//! spellings, empty optional fields left out, four-space indentation), or a plain text table.
+//!
+//! Every resource also carries `CreatedDate` (RFC 3339), `CreateRevision` and `ModRevision`,
+//! which AWS does not have: `ModRevision` is what `--expected-revision` takes. Keys are sorted,
+//! as in the AWS CLI's output.
+
+use serde_json::{Map, Value, json};
+
+use super::args::OutputFormat;
+use crate::pb;
+
+/// How much of a resource to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// The AWS CLI's keys (plus dates and revisions).
+    Aws,
+    /// Also what a record needs to stand alone, as in the change feed: `AccountId`, a stage's
+    /// `ApiId`, a mapping's `DomainName`.
+    Full,
+}
+
+/// An RFC 3339 timestamp in UTC.
+pub fn timestamp(t: &prost_types::Timestamp) -> String {
+    t.to_string()
+}
+
+/// `HTTP`, `WEBSOCKET` or `REST`, as the AWS CLI prints a protocol type.
+pub fn protocol_type(p: i32) -> Option<&'static str> {
+    match pb::ProtocolType::try_from(p).ok()? {
+        pb::ProtocolType::Http => Some("HTTP"),
+        pb::ProtocolType::Websocket => Some("WEBSOCKET"),
+        pb::ProtocolType::Rest => Some("REST"),
+        pb::ProtocolType::Unspecified => None,
+    }
+}
+
+fn endpoint_type(e: i32) -> Option<&'static str> {
+    match pb::EndpointType::try_from(e).ok()? {
+        pb::EndpointType::Regional => Some("REGIONAL"),
+        pb::EndpointType::Edge => Some("EDGE"),
+        pb::EndpointType::Unspecified => None,
+    }
+}
+
+fn security_policy(s: i32) -> Option<&'static str> {
+    match pb::SecurityPolicy::try_from(s).ok()? {
+        pb::SecurityPolicy::Tls12 => Some("TLS_1_2"),
+        pb::SecurityPolicy::Tls10 => Some("TLS_1_0"),
+        pb::SecurityPolicy::Unspecified => None,
+    }
+}
+
+fn domain_name_status(s: i32) -> Option<&'static str> {
+    match pb::DomainNameStatus::try_from(s).ok()? {
+        pb::DomainNameStatus::Available => Some("AVAILABLE"),
+        pb::DomainNameStatus::Unspecified => None,
+    }
+}
+
+/// A JSON object under construction that leaves out empty optional values.
+#[derive(Default)]
+struct Obj(Map<String, Value>);
+
+impl Obj {
+    /// Always present, even when empty.
+    fn put(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.0.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Left out when empty, as the AWS CLI leaves out absent optional members.
+    fn text(self, key: &str, value: &str) -> Self {
+        if value.is_empty() {
+            self
+        } else {
+            self.put(key, value)
+        }
+    }
+
+    fn some(self, key: &str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.put(key, v),
+            None => self,
+        }
+    }
+
+    fn time(self, key: &str, t: &Option<prost_types::Timestamp>) -> Self {
+        match t {
+            Some(t) => self.put(key, timestamp(t)),
+            None => self,
+        }
+    }
+
+    fn tags(self, tags: &std::collections::HashMap<String, String>) -> Self {
+        if tags.is_empty() {
+            return self;
+        }
+        let map: Map<String, Value> = tags
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from(v.as_str())))
+            .collect();
+        self.put("Tags", map)
+    }
+
+    fn revisions(self, create: u64, modified: u64) -> Self {
+        self.put("CreateRevision", create)
+            .put("ModRevision", modified)
+    }
+
+    fn account(self, detail: Detail, account_id: &str) -> Self {
+        match detail {
+            Detail::Full => self.text("AccountId", account_id),
+            Detail::Aws => self,
+        }
+    }
+
+    fn done(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+/// An API: `ApiId`, `Name`, `ProtocolType`, `Description`, `Tags`, `CreatedDate`, revisions.
+pub fn api(a: &pb::Api, detail: Detail) -> Value {
+    Obj::default()
+        .put("ApiId", a.api_id.as_str())
+        .put("Name", a.name.as_str())
+        .some("ProtocolType", protocol_type(a.protocol_type))
+        .text("Description", &a.description)
+        .tags(&a.tags)
+        .time("CreatedDate", &a.created_date)
+        .revisions(a.create_revision, a.mod_revision)
+        .account(detail, &a.account_id)
+        .done()
+}
+
+/// A stage: `StageName`, `Description`, `Tags`, `CreatedDate`, `LastUpdatedDate`, revisions.
+pub fn stage(s: &pb::Stage, detail: Detail) -> Value {
+    let o = Obj::default()
+        .put("StageName", s.stage_name.as_str())
+        .text("Description", &s.description)
+        .tags(&s.tags)
+        .time("CreatedDate", &s.created_date)
+        .time("LastUpdatedDate", &s.last_updated_date)
+        .revisions(s.create_revision, s.mod_revision)
+        .account(detail, &s.account_id);
+    match detail {
+        Detail::Full => o.put("ApiId", s.api_id.as_str()).done(),
+        Detail::Aws => o.done(),
+    }
+}
+
+/// One endpoint configuration of a domain name.
+pub fn domain_name_configuration(c: &pb::DomainNameConfiguration) -> Value {
+    Obj::default()
+        .text("ApiGatewayDomainName", &c.api_gateway_domain_name)
+        .text("CertificateArn", &c.certificate_arn)
+        .some("DomainNameStatus", domain_name_status(c.domain_name_status))
+        .some("EndpointType", endpoint_type(c.endpoint_type))
+        .some("SecurityPolicy", security_policy(c.security_policy))
+        .done()
+}
+
+/// A custom domain name: `DomainName`, `DomainNameConfigurations`,
+/// `ApiMappingSelectionExpression`, `Tags`, `CreatedDate`, revisions.
+pub fn domain_name(d: &pb::DomainName, detail: Detail) -> Value {
+    let configs: Vec<Value> = d
+        .domain_name_configurations
+        .iter()
+        .map(domain_name_configuration)
+        .collect();
+    Obj::default()
+        .put("DomainName", d.domain_name.as_str())
+        .put("DomainNameConfigurations", configs)
+        .text(
+            "ApiMappingSelectionExpression",
+            &d.api_mapping_selection_expression,
+        )
+        .tags(&d.tags)
+        .time("CreatedDate", &d.created_date)
+        .revisions(d.create_revision, d.mod_revision)
+        .account(detail, &d.account_id)
+        .done()
+}
+
+/// An API mapping: `ApiId`, `ApiMappingId`, `ApiMappingKey` (`""` for the root mapping, which
+/// the table shows as `(none)`), `Stage`, revisions.
+pub fn api_mapping(m: &pb::ApiMapping, detail: Detail) -> Value {
+    let o = Obj::default()
+        .put("ApiId", m.api_id.as_str())
+        .put("ApiMappingId", m.api_mapping_id.as_str())
+        .put("ApiMappingKey", m.api_mapping_key.as_str())
+        .put("Stage", m.stage.as_str())
+        .revisions(m.create_revision, m.mod_revision)
+        .account(detail, &m.account_id);
+    match detail {
+        Detail::Full => o.put("DomainName", m.domain_name.as_str()).done(),
+        Detail::Aws => o.done(),
+    }
+}
+
+/// A list command's result: `{"Items": [...]}`, plus `NextToken` when the listing stopped early.
+pub fn list(items: Vec<Value>, next_token: Option<String>) -> Value {
+    let mut o = Obj::default().put("Items", items);
+    if let Some(t) = next_token {
+        o = o.put("NextToken", t);
+    }
+    o.done()
+}
+
+/// ResolveRoute's answer: the `ApiMapping` and `Api` that serve the request, the
+/// `MatchedDomainName`, the `RemainingPath` and the `Revision` it reflects.
+pub fn resolve_route(r: &pb::ResolveRouteResponse) -> Value {
+    let mut o = Obj::default();
+    if let Some(m) = &r.api_mapping {
+        o = o.put("ApiMapping", api_mapping(m, Detail::Full));
+    }
+    if let Some(a) = &r.api {
+        o = o.put("Api", api(a, Detail::Aws));
+    }
+    o.put("MatchedDomainName", r.matched_domain_name.as_str())
+        .put("RemainingPath", r.remaining_path.as_str())
+        .put("Revision", r.revision)
+        .done()
+}
+
+/// A resource of the change feed: `{"Api": {...}}`, `{"ApiMapping": {...}}`, ...
+pub fn resource(r: &pb::Resource) -> Value {
+    use pb::resource::Resource as R;
+    match &r.resource {
+        Some(R::Api(a)) => json!({ "Api": api(a, Detail::Full) }),
+        Some(R::Stage(s)) => json!({ "Stage": stage(s, Detail::Full) }),
+        Some(R::DomainName(d)) => json!({ "DomainName": domain_name(d, Detail::Full) }),
+        Some(R::ApiMapping(m)) => json!({ "ApiMapping": api_mapping(m, Detail::Full) }),
+        None => json!({}),
+    }
+}
+
+/// One Watch message as one JSON object: `StoreId`, `Revision`, `Type` (`Snapshot`,
+/// `SnapshotComplete`, `ChangeSet` or `Progress`), and `Resources` (a snapshot chunk) or
+/// `Events` (`[{"Type": "PUT"|"DELETE", "Api"|"Stage"|"DomainName"|"ApiMapping": {...}}]`).
+pub fn watch_response(r: &pb::WatchResponse) -> Value {
+    use pb::watch_response::Kind;
+    let o = Obj::default()
+        .put("StoreId", r.store_id.as_str())
+        .put("Revision", r.revision);
+    match &r.kind {
+        Some(Kind::Snapshot(s)) => o
+            .put("Type", "Snapshot")
+            .put(
+                "Resources",
+                s.resources.iter().map(resource).collect::<Vec<_>>(),
+            )
+            .done(),
+        Some(Kind::SnapshotComplete(_)) => o.put("Type", "SnapshotComplete").done(),
+        Some(Kind::ChangeSet(c)) => o
+            .put("Type", "ChangeSet")
+            .put("Events", c.events.iter().map(event).collect::<Vec<_>>())
+            .done(),
+        Some(Kind::Progress(_)) => o.put("Type", "Progress").done(),
+        None => o.done(),
+    }
+}
+
+fn event(e: &pb::Event) -> Value {
+    let kind = match pb::EventType::try_from(e.r#type) {
+        Ok(pb::EventType::Put) => "PUT",
+        Ok(pb::EventType::Delete) => "DELETE",
+        _ => "UNSPECIFIED",
+    };
+    let mut o = match e.resource.as_ref().map(resource) {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    o.insert("Type".into(), kind.into());
+    Value::Object(o)
+}
+
+/// The columns a table shows for each kind of result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// APIs.
+    Api,
+    /// Stages.
+    Stage,
+    /// Custom domain names.
+    DomainName,
+    /// API mappings.
+    ApiMapping,
+    /// A ResolveRoute answer.
+    ResolveRoute,
+}
+
+impl Shape {
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            Shape::Api => &[
+                "ApiId",
+                "Name",
+                "ProtocolType",
+                "Description",
+                "CreatedDate",
+                "ModRevision",
+            ],
+            Shape::Stage => &[
+                "StageName",
+                "Description",
+                "CreatedDate",
+                "LastUpdatedDate",
+                "ModRevision",
+            ],
+            Shape::DomainName => &[
+                "DomainName",
+                "EndpointType",
+                "SecurityPolicy",
+                "ApiGatewayDomainName",
+                "DomainNameStatus",
+                "ModRevision",
+            ],
+            Shape::ApiMapping => &[
+                "ApiMappingKey",
+                "ApiId",
+                "Stage",
+                "ApiMappingId",
+                "ModRevision",
+            ],
+            Shape::ResolveRoute => &[
+                "MatchedDomainName",
+                "ApiMappingKey",
+                "ApiId",
+                "Stage",
+                "RemainingPath",
+                "ApiMappingId",
+                "Revision",
+            ],
+        }
+    }
+}
+
+/// `value` as the user asked for it: indented JSON, or a table titled `operation` (rows: the
+/// `Items` of a list, else the value itself).
+pub fn render(value: &Value, operation: &str, shape: Shape, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => pretty_json(value),
+        OutputFormat::Table => {
+            let rows: Vec<&Value> = match value.get("Items").and_then(Value::as_array) {
+                Some(items) => items.iter().collect(),
+                None => vec![value],
+            };
+            let next = value.get("NextToken").and_then(Value::as_str);
+            table(operation, shape.columns(), &rows, next)
+        }
+    }
+}
+
+/// JSON indented by four spaces, as the AWS CLI prints it, with a final newline.
+pub fn pretty_json(value: &Value) -> String {
+    use serde::Serialize;
+    let mut buf = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut buf,
+        serde_json::ser::PrettyFormatter::with_indent(b"    "),
+    );
+    // Serializing a Value into memory cannot fail.
+    let _ = value.serialize(&mut ser);
+    let mut s = String::from_utf8_lossy(&buf).into_owned();
+    s.push('\n');
+    s
+}
+
+/// The text of `column` in `row`: the row's own key, else the first nested object (or the first
+/// element of a nested list) that has it. A root mapping key reads `(none)`, as in the AWS
+/// console; tags read `k=v,k2=v2`.
+fn cell(row: &Value, column: &str) -> String {
+    match find(row, column) {
+        Some(Value::String(s)) if s.is_empty() && column == "ApiMappingKey" => "(none)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(Value::Object(m)) => {
+            let mut pairs: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            pairs.join(",")
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m
+            .get(key)
+            .or_else(|| m.values().find_map(|nested| find_nested(nested, key))),
+        _ => None,
+    }
+}
+
+fn find_nested<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(_) => find(v, key),
+        Value::Array(items) => items.first().and_then(|first| find(first, key)),
+        _ => None,
+    }
+}
+
+/// A boxed table in the style of the AWS CLI's `--output table`.
+fn table(title: &str, columns: &[&str], rows: &[&Value], next_token: Option<&str>) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| columns.iter().map(|c| cell(r, c)).collect())
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let inner: usize = widths.iter().map(|w| w + 3).sum::<usize>() - 1;
+    let rule = |fill: char, edge: char| -> String {
+        let mut s = String::from(edge);
+        for w in &widths {
+            s.extend(std::iter::repeat_n(fill, w + 2));
+            s.push(edge);
+        }
+        s.push('\n');
+        s
+    };
+    let line = |values: &[String]| -> String {
+        let mut s = String::from("|");
+        for (v, w) in values.iter().zip(&widths) {
+            let pad = w - v.chars().count();
+            s.push(' ');
+            s.push_str(v);
+            s.extend(std::iter::repeat_n(' ', pad + 1));
+            s.push('|');
+        }
+        s.push('\n');
+        s
+    };
+    let title_len = title.chars().count();
+    let left = inner.saturating_sub(title_len) / 2;
+    let right = inner.saturating_sub(title_len + left);
+    let mut out = rule('-', '-');
+    out.push('|');
+    out.extend(std::iter::repeat_n(' ', left));
+    out.push_str(title);
+    out.extend(std::iter::repeat_n(' ', right));
+    out.push_str("|\n");
+    out.push_str(&rule('-', '+'));
+    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    out.push_str(&line(&header));
+    out.push_str(&rule('-', '+'));
+    for r in &cells {
+        out.push_str(&line(r));
+    }
+    if !cells.is_empty() {
+        out.push_str(&rule('-', '+'));
+    }
+    if let Some(t) = next_token {
+        out.push_str(&format!("NextToken: {t}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts() -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        })
+    }
+
+    #[test]
+    fn api_keys_and_omitted_fields() {
+        let a = pb::Api {
+            api_id: "a1b2c3d4e5".into(),
+            name: "pets".into(),
+            protocol_type: pb::ProtocolType::Http as i32,
+            created_date: ts(),
+            account_id: "000000000000".into(),
+            create_revision: 3,
+            mod_revision: 4,
+            ..Default::default()
+        };
+        assert_eq!(
+            api(&a, Detail::Aws),
+            json!({
+                "ApiId": "a1b2c3d4e5",
+                "Name": "pets",
+                "ProtocolType": "HTTP",
+                "CreatedDate": "2023-11-14T22:13:20Z",
+                "CreateRevision": 3,
+                "ModRevision": 4,
+            })
+        );
+        assert_eq!(api(&a, Detail::Full)["AccountId"], "000000000000");
+    }
+
+    #[test]
+    fn domain_name_configuration_keys() {
+        let d = pb::DomainName {
+            domain_name: "api.example.com".into(),
+            domain_name_configurations: vec![pb::DomainNameConfiguration {
+                endpoint_type: pb::EndpointType::Regional as i32,
+                security_policy: pb::SecurityPolicy::Tls12 as i32,
+                certificate_arn: String::new(),
+                api_gateway_domain_name: "d-abc.execute-api.mapreg.internal".into(),
+                domain_name_status: pb::DomainNameStatus::Available as i32,
+            }],
+            api_mapping_selection_expression: "$request.basepath".into(),
+            tags: [("team".to_string(), "edge".to_string())].into(),
+            ..Default::default()
+        };
+        let v = domain_name(&d, Detail::Aws);
+        assert_eq!(
+            v["DomainNameConfigurations"],
+            json!([{
+                "ApiGatewayDomainName": "d-abc.execute-api.mapreg.internal",
+                "DomainNameStatus": "AVAILABLE",
+                "EndpointType": "REGIONAL",
+                "SecurityPolicy": "TLS_1_2",
+            }])
+        );
+        assert_eq!(v["Tags"], json!({"team": "edge"}));
+        assert_eq!(v["ApiMappingSelectionExpression"], "$request.basepath");
+        assert!(v.get("CreatedDate").is_none());
+    }
+
+    #[test]
+    fn json_is_indented_by_four_and_sorted() {
+        let v = list(vec![json!({"b": 1, "a": 2})], None);
+        assert_eq!(
+            pretty_json(&v),
+            "{\n    \"Items\": [\n        {\n            \"a\": 2,\n            \"b\": 1\n        }\n    ]\n}\n"
+        );
+    }
+
+    #[test]
+    fn table_shows_root_key_as_none() {
+        let m = pb::ApiMapping {
+            api_mapping_id: "abc123".into(),
+            api_id: "a1b2c3d4e5".into(),
+            stage: "test".into(),
+            ..Default::default()
+        };
+        let v = list(
+            vec![
+                api_mapping(&m, Detail::Aws),
+                api_mapping(
+                    &pb::ApiMapping {
+                        api_mapping_key: "v1".into(),
+                        ..m.clone()
+                    },
+                    Detail::Aws,
+                ),
+            ],
+            Some("tok".into()),
+        );
+        let t = render(&v, "GetApiMappings", Shape::ApiMapping, OutputFormat::Table);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].contains("GetApiMappings"), "{t}");
+        assert_eq!(
+            lines[3],
+            "| ApiMappingKey | ApiId      | Stage | ApiMappingId | ModRevision |"
+        );
+        assert_eq!(
+            lines[5],
+            "| (none)        | a1b2c3d4e5 | test  | abc123       | 0           |"
+        );
+        assert!(lines[6].starts_with("| v1 "), "{t}");
+        assert_eq!(lines.last(), Some(&"NextToken: tok"));
+        let widths: Vec<usize> = lines[..8].iter().map(|l| l.chars().count()).collect();
+        assert!(widths.iter().all(|w| *w == widths[0]), "{t}");
+    }
+
+    #[test]
+    fn table_reads_nested_configuration() {
+        let d = pb::DomainName {
+            domain_name: "api.example.com".into(),
+            domain_name_configurations: vec![pb::DomainNameConfiguration {
+                endpoint_type: pb::EndpointType::Edge as i32,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let t = render(
+            &domain_name(&d, Detail::Aws),
+            "GetDomainName",
+            Shape::DomainName,
+            OutputFormat::Table,
+        );
+        assert!(t.contains("| api.example.com | EDGE "), "{t}");
+    }
+
+    #[test]
+    fn watch_lines() {
+        let r = pb::WatchResponse {
+            store_id: "s1".into(),
+            revision: 7,
+            kind: Some(pb::watch_response::Kind::ChangeSet(pb::ChangeSet {
+                events: vec![pb::Event {
+                    r#type: pb::EventType::Delete as i32,
+                    resource: Some(pb::Resource {
+                        resource: Some(pb::resource::Resource::ApiMapping(pb::ApiMapping {
+                            api_mapping_id: "abc123".into(),
+                            domain_name: "api.example.com".into(),
+                            ..Default::default()
+                        })),
+                    }),
+                }],
+            })),
+        };
+        let v = watch_response(&r);
+        assert_eq!(v["Type"], "ChangeSet");
+        assert_eq!(v["Revision"], 7);
+        assert_eq!(v["Events"][0]["Type"], "DELETE");
+        assert_eq!(
+            v["Events"][0]["ApiMapping"]["DomainName"],
+            "api.example.com"
+        );
+        let p = pb::WatchResponse {
+            store_id: "s1".into(),
+            revision: 8,
+            kind: Some(pb::watch_response::Kind::Progress(pb::Progress {})),
+        };
+        assert_eq!(
+            watch_response(&p),
+            json!({"StoreId": "s1", "Revision": 8, "Type": "Progress"})
+        );
+    }
+}
