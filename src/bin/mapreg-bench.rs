@@ -9,6 +9,7 @@
 //! cargo run --release --bin mapreg-bench -- fanout --watchers 1000 --rate 200 --seconds 10
 //! cargo run --release --bin mapreg-bench -- idle --watchers 10000
 //! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
+//! cargo run --release --bin mapreg-bench -- resolve --clients 1 --ops 5000
 //! ```
 
 use std::net::SocketAddr;
@@ -67,6 +68,18 @@ enum Scenario {
         #[arg(long, default_value_t = 100_000)]
         mappings: usize,
     },
+    /// ResolveRoute over gRPC, and the same resolution in a local MappingCache (ns per call).
+    Resolve {
+        /// Concurrent clients for the RPC.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// RPCs per client.
+        #[arg(long, default_value_t = 5000)]
+        ops: usize,
+        /// Local resolutions.
+        #[arg(long, default_value_t = 1_000_000)]
+        local: usize,
+    },
     /// (internal) Runs a dev-mode server: the child process of every scenario.
     #[command(hide = true)]
     Server {
@@ -103,6 +116,11 @@ fn main() -> Result<()> {
             } => fanout(watchers, rate, seconds).await,
             Scenario::Idle { watchers } => idle(watchers).await,
             Scenario::Snapshot { mappings } => snapshot(mappings).await,
+            Scenario::Resolve {
+                clients,
+                ops,
+                local,
+            } => resolve_bench(clients, ops, local).await,
         }
     })
 }
@@ -499,6 +517,90 @@ async fn snapshot(mappings: usize) -> Result<()> {
         "snapshot of {resources} resources in {messages} messages: snapshot_complete after {:.3} s; \
          server RSS before {rss_before} KiB, peak during {peak} KiB",
         took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Paths resolved by the resolve scenario: hits on several key depths, a raw-prefix hit and a
+/// root fallback.
+const RESOLVE_PATHS: &[&str] = &[
+    "/orders/v1/items/123",
+    "/orders/v2/items/categories/5",
+    "/k42/x",
+    "/ordersandmore",
+    "/customers/7",
+];
+
+async fn resolve_bench(clients: usize, ops: usize, local: usize) -> Result<()> {
+    let server = Server::start().await?;
+    let ch = server.channel().await?;
+    let domain = "resolve.example.com";
+    let api_id = fixture(&ch, domain).await?;
+    let mut c = RegistryClient::new(ch.clone());
+    let mut keys: Vec<String> = [
+        "",
+        "orders",
+        "orders/v1/items",
+        "orders/v2/items",
+        "orders/v2/items/categories",
+    ]
+    .iter()
+    .map(|k| k.to_string())
+    .collect();
+    keys.extend((0..195).map(|i| format!("k{i}")));
+    for k in &keys {
+        c.create_api_mapping(mapping(domain, k.clone(), &api_id))
+            .await?;
+    }
+    println!(
+        "resolve: domain with {} mappings (multi-level: raw prefix matching), {clients} client(s) x {ops} RPCs",
+        keys.len()
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut c = RegistryClient::new(server.channel().await?);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(ops);
+            for i in 0..ops {
+                let t = Instant::now();
+                c.resolve_route(ResolveRouteRequest {
+                    host: domain.into(),
+                    path: RESOLVE_PATHS[i % RESOLVE_PATHS.len()].into(),
+                })
+                .await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    report("ResolveRoute (RPC)", lat, started.elapsed());
+
+    let cache = mapreg::client::MappingCache::start(mapreg::client::CacheOptions::new(format!(
+        "http://{}",
+        server.addr
+    )));
+    if !cache.wait_in_sync(Duration::from_secs(20)).await {
+        bail!("cache did not sync within 20 s");
+    }
+    let started = Instant::now();
+    let mut hits = 0usize;
+    for i in 0..local {
+        if cache
+            .resolve(domain, RESOLVE_PATHS[i % RESOLVE_PATHS.len()])
+            .is_ok()
+        {
+            hits += 1;
+        }
+    }
+    let took = started.elapsed();
+    println!(
+        "MappingCache::resolve (local)  n={local} hits={hits}  {:.0} ns/call",
+        took.as_nanos() as f64 / local as f64
     );
     Ok(())
 }
