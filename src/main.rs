@@ -36,6 +36,7 @@ async fn main() -> ExitCode {
                 Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
             }
         }
+        Command::Check { data_dir } => ExitCode::from(mapreg::cli::run_check(&data_dir)),
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
     }
 }

@@ -7,6 +7,7 @@
 //! revision, and commits all of it atomically. The writer then flushes once for the whole group
 //! before any of the group's callers gets an answer.
 
+pub mod check;
 pub mod codec;
 pub mod db;
 pub mod keys;
