@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod cache;
 mod cli;
+mod crash;
 mod external;
 mod lists;
 mod races;
