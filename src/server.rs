@@ -186,6 +186,16 @@ pub async fn run(
     drop(serve);
     hub.close();
     compactor.abort();
+    let (writes, flushes) = (
+        writer
+            .stats()
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        writer
+            .stats()
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     drop(writer);
     // The writer ends once every handle is gone; a connection task that outlived the grace
     // period may still hold one, so the wait is bounded too. Everything acknowledged is
@@ -200,7 +210,7 @@ pub async fn run(
     if let Err(e) = db.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
-    tracing::info!("mapreg stopped");
+    tracing::info!(writes, flushes, "mapreg stopped");
     result
 }
 

@@ -5,7 +5,7 @@
 //! `/proc`, and removes it afterwards. Every loop is bounded in count and time.
 //!
 //! ```text
-//! cargo run --release --bin mapreg-bench -- unary --clients 1 --ops 2000
+//! cargo run --release --bin mapreg-bench -- unary --clients 1,16,64 --ops 20000 --json
 //! cargo run --release --bin mapreg-bench -- fanout --watchers 1000 --rate 200 --seconds 10
 //! cargo run --release --bin mapreg-bench -- idle --watchers 10000
 //! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
@@ -39,14 +39,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// CreateApiMapping (durable) then GetApiMapping: latency percentiles and throughput.
+    /// Unary RPCs at each client count: a bare tonic baseline (grpc.health.v1 Check on a
+    /// server with nothing else), GetApiMapping, ResolveRoute and CreateApiMapping (durable),
+    /// with throughput, p50/p99 and the ratio to the baseline; flushes per write.
     Unary {
-        /// Concurrent clients.
-        #[arg(long, default_value_t = 1)]
-        clients: usize,
-        /// Operations per kind (split between the clients).
-        #[arg(long, default_value_t = 2000)]
+        /// Concurrent clients, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        clients: Vec<usize>,
+        /// Requests per scenario and client count (split between the clients).
+        #[arg(long, default_value_t = 20000)]
         ops: usize,
+        /// Print the results as JSON too.
+        #[arg(long)]
+        json: bool,
     },
     /// N watchers, writes at a fixed rate: write sent -> delivered to every watcher.
     Fanout {
@@ -86,6 +91,9 @@ enum Scenario {
         data_dir: PathBuf,
         listen: SocketAddr,
     },
+    /// (internal) Runs a bare tonic server with only grpc.health.v1: the baseline.
+    #[command(hide = true)]
+    Echo { listen: SocketAddr },
 }
 
 fn main() -> Result<()> {
@@ -96,6 +104,14 @@ fn main() -> Result<()> {
     rt.block_on(async move {
         match cli.scenario {
             Scenario::Server { data_dir, listen } => {
+                tracing_subscriber::fmt()
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_default_env()
+                            .unwrap_or_else(|_| "warn".into()),
+                    )
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr)
+                    .init();
                 let config = mapreg::config::Config {
                     data_dir,
                     listen,
@@ -108,7 +124,20 @@ fn main() -> Result<()> {
                 mapreg::server::run(config, listener, stop).await?;
                 Ok(())
             }
-            Scenario::Unary { clients, ops } => unary(clients, ops).await,
+            Scenario::Echo { listen } => {
+                let (health, service) = tonic_health::server::health_reporter();
+                health
+                    .set_service_status("", tonic_health::ServingStatus::Serving)
+                    .await;
+                tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_shutdown(listen, async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    })
+                    .await?;
+                Ok(())
+            }
+            Scenario::Unary { clients, ops, json } => unary(&clients, ops, json).await,
             Scenario::Fanout {
                 watchers,
                 rate,
@@ -134,18 +163,32 @@ struct Server {
 
 impl Server {
     async fn start() -> Result<Server> {
+        Server::start_kind("server").await
+    }
+
+    /// The baseline: a bare tonic server with only the health service.
+    async fn start_echo() -> Result<Server> {
+        Server::start_kind("echo").await
+    }
+
+    async fn start_kind(kind: &str) -> Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let dir = std::env::temp_dir().join(format!(
             "mapreg-bench-{}-{}",
             std::process::id(),
             port.port()
         ));
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .arg("server")
-            .arg(&dir)
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg(kind);
+        if kind == "server" {
+            cmd.arg(&dir);
+        }
+        let child = cmd
             .arg(port.to_string())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,mapreg::server=info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .context("cannot start the server child")?;
         let server = Server {
@@ -180,6 +223,43 @@ impl Server {
                 .and_then(|v| v.parse().ok())
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// Stops the server with SIGINT and returns its writer counters (writes, flushes) from
+    /// its last log line.
+    fn stop_for_stats(mut self) -> Option<(u64, u64)> {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        // Drop ANSI colour codes, whatever the logger decided.
+        let mut plain = String::with_capacity(err.len());
+        let mut chars = err.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        let line = plain.lines().rev().find(|l| l.contains("mapreg stopped"))?;
+        let field = |name: &str| -> Option<u64> {
+            let at = line.find(&format!("{name}="))? + name.len() + 1;
+            line[at..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        };
+        Some((field("writes")?, field("flushes")?))
     }
 
     /// Resets the peak RSS counter (Linux `clear_refs` 5).
@@ -250,35 +330,43 @@ fn mapping(domain: &str, key: String, api_id: &str) -> CreateApiMappingRequest {
     }
 }
 
-async fn unary(clients: usize, ops: usize) -> Result<()> {
-    let server = Server::start().await?;
-    let ch = server.channel().await?;
-    let domain = "bench.example.com";
-    let api_id = fixture(&ch, domain).await?;
-    let per = ops.div_ceil(clients.max(1));
-    println!("unary: {clients} client(s), {per} ops each, one HTTP/2 connection per client");
+/// One measured row of the unary table.
+struct Row {
+    scenario: &'static str,
+    clients: usize,
+    ops_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    baseline_ratio: f64,
+    flushes_per_write: Option<f64>,
+}
 
+/// Runs `per` calls of `call` on each of `clients` connections at once; returns the
+/// latencies and the wall time.
+async fn drive<F, Fut>(
+    server: &Server,
+    clients: usize,
+    per: usize,
+    call: F,
+) -> Result<(Vec<Duration>, Duration)>
+where
+    F: Fn(Channel, usize, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
     let mut chans = Vec::new();
     for _ in 0..clients {
         chans.push(server.channel().await?);
     }
-    let ids = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (w, ch) in chans.iter().enumerate() {
-        let mut c = RegistryClient::new(ch.clone());
-        let api_id = api_id.clone();
-        let ids = ids.clone();
+    for (w, ch) in chans.into_iter().enumerate() {
+        let call = call.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
                 let t = Instant::now();
-                let m = c
-                    .create_api_mapping(mapping(domain, format!("k{w}-{i}"), &api_id))
-                    .await?
-                    .into_inner();
+                call(ch.clone(), w, i).await?;
                 lat.push(t.elapsed());
-                ids.lock().await.push(m.api_mapping_id);
             }
             anyhow::Ok(lat)
         }));
@@ -287,34 +375,147 @@ async fn unary(clients: usize, ops: usize) -> Result<()> {
     for t in tasks {
         lat.extend(t.await??);
     }
-    report("CreateApiMapping (durable)", lat, started.elapsed());
+    Ok((lat, started.elapsed()))
+}
 
-    let ids = Arc::new(ids.lock().await.clone());
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (w, ch) in chans.iter().enumerate() {
-        let mut c = RegistryClient::new(ch.clone());
-        let ids = ids.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per);
-            for i in 0..per {
-                let id = ids[(w * per + i * 7919) % ids.len()].clone();
-                let t = Instant::now();
-                c.get_api_mapping(GetApiMappingRequest {
-                    domain_name: domain.into(),
-                    api_mapping_id: id,
+fn row(
+    scenario: &'static str,
+    clients: usize,
+    mut lat: Vec<Duration>,
+    wall: Duration,
+    baseline: f64,
+) -> Row {
+    lat.sort();
+    let ops_per_s = lat.len() as f64 / wall.as_secs_f64();
+    Row {
+        scenario,
+        clients,
+        ops_per_s,
+        p50_ms: pct(&lat, 0.50).as_secs_f64() * 1e3,
+        p99_ms: pct(&lat, 0.99).as_secs_f64() * 1e3,
+        baseline_ratio: if baseline > 0.0 {
+            ops_per_s / baseline
+        } else {
+            1.0
+        },
+        flushes_per_write: None,
+    }
+}
+
+async fn unary(client_counts: &[usize], ops: usize, json: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for &clients in client_counts {
+        let clients = clients.max(1);
+        let per = ops.div_ceil(clients);
+
+        let echo = Server::start_echo().await?;
+        let (lat, wall) = drive(&echo, clients, per, |ch, _, _| async move {
+            tonic_health::pb::health_client::HealthClient::new(ch)
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await?;
+            Ok(())
+        })
+        .await?;
+        drop(echo);
+        let base = row("baseline (bare tonic)", clients, lat, wall, 0.0);
+        let baseline = base.ops_per_s;
+        rows.push(base);
+
+        let server = Server::start().await?;
+        let ch = server.channel().await?;
+        const DOMAIN: &str = "bench.example.com";
+        let domain = DOMAIN;
+        let api_id = Arc::new(fixture(&ch, domain).await?);
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let (lat, wall) = {
+            let (api_id, ids) = (api_id.clone(), ids.clone());
+            drive(&server, clients, per, move |ch, w, i| {
+                let (api_id, ids) = (api_id.clone(), ids.clone());
+                async move {
+                    let m = RegistryClient::new(ch)
+                        .create_api_mapping(mapping(domain, format!("k{w}-{i}"), &api_id))
+                        .await?
+                        .into_inner();
+                    ids.lock().await.push(m.api_mapping_id);
+                    Ok(())
+                }
+            })
+            .await?
+        };
+        let create = row("CreateApiMapping (durable)", clients, lat, wall, baseline);
+
+        let ids = Arc::new(ids.lock().await.clone());
+        let (lat, wall) = drive(&server, clients, per, move |ch, w, i| {
+            let ids = ids.clone();
+            async move {
+                let id = ids[(w * 7919 + i * 104_729) % ids.len()].clone();
+                RegistryClient::new(ch)
+                    .get_api_mapping(GetApiMappingRequest {
+                        domain_name: domain.into(),
+                        api_mapping_id: id,
+                    })
+                    .await?;
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(row("GetApiMapping", clients, lat, wall, baseline));
+
+        let (lat, wall) = drive(&server, clients, per, |ch, w, i| async move {
+            RegistryClient::new(ch)
+                .resolve_route(ResolveRouteRequest {
+                    host: DOMAIN.into(),
+                    path: format!("/k{w}-{i}/items/1"),
                 })
                 .await?;
-                lat.push(t.elapsed());
-            }
-            anyhow::Ok(lat)
-        }));
+            Ok(())
+        })
+        .await?;
+        rows.push(row("ResolveRoute", clients, lat, wall, baseline));
+
+        let mut create = create;
+        if let Some((writes, flushes)) = server.stop_for_stats()
+            && writes > 0
+        {
+            create.flushes_per_write = Some(flushes as f64 / writes as f64);
+        }
+        rows.push(create);
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
+    println!(
+        "{:<28} {:>7} {:>10} {:>9} {:>9} {:>8} {:>13}",
+        "scenario", "clients", "ops/s", "p50 ms", "p99 ms", "x base", "flushes/write"
+    );
+    for r in &rows {
+        println!(
+            "{:<28} {:>7} {:>10.0} {:>9.3} {:>9.3} {:>8.2} {:>13}",
+            r.scenario,
+            r.clients,
+            r.ops_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.baseline_ratio,
+            r.flushes_per_write
+                .map(|f| format!("{f:.3}"))
+                .unwrap_or_else(|| "-".into())
+        );
     }
-    report("GetApiMapping", lat, started.elapsed());
+    if json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "scenario": r.scenario,
+                    "clients": r.clients,
+                    "ops_per_s": r.ops_per_s,
+                    "p50_ms": r.p50_ms,
+                    "p99_ms": r.p99_ms,
+                    "baseline_ratio": r.baseline_ratio,
+                    "flushes_per_write": r.flushes_per_write,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+    }
     Ok(())
 }
 
