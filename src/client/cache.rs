@@ -387,7 +387,12 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
                 tracing::info!(error = %status.message(), "mapping cache must re-snapshot");
                 pos.snapshot = true;
                 pos.store_id.clear();
-                set_status(&shared, |s| s.resnapshots += 1);
+                // Out of sync until the new snapshot is complete (the old replica still
+                // answers meanwhile).
+                set_status(&shared, |s| {
+                    s.resnapshots += 1;
+                    s.in_sync = false;
+                });
                 continue;
             }
             Err(status) => {

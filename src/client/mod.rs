@@ -3,4 +3,4 @@
 
 pub mod cache;
 
-pub use cache::{CacheOptions, CacheStatus, MappingCache, Resolution};
+pub use cache::{CacheOptions, CacheStatus, MappingCache, Resolution, ResolveError};

@@ -334,23 +334,25 @@ async fn kill_9_loses_no_acknowledged_write() {
         for (w, model) in models.iter().enumerate() {
             let domain = format!("w{w}.crash.example.com");
             let actual = domain_state(&mut c, &domain).await;
-            let mut m = model.lock().expect("model");
-            let after = m.in_flight.as_ref().map(|op| apply(&m.acked, op));
-            if actual == m.acked {
-                // The in-flight write did not survive (or there was none).
-            } else if Some(&actual) == after.as_ref() {
-                m.acked = actual.clone();
-                m.survived_unacked += 1;
-            } else {
-                panic!(
-                    "round {round}, writer {w}: after the crash {domain} is {actual:?}; \
-                     acknowledged {:?}, in flight {:?}",
-                    m.acked, m.in_flight
-                );
+            {
+                let mut m = model.lock().expect("model");
+                let after = m.in_flight.as_ref().map(|op| apply(&m.acked, op));
+                if actual == m.acked {
+                    // The in-flight write did not survive (or there was none).
+                } else if Some(&actual) == after.as_ref() {
+                    m.acked = actual.clone();
+                    m.survived_unacked += 1;
+                } else {
+                    panic!(
+                        "round {round}, writer {w}: after the crash {domain} is {actual:?}; \
+                         acknowledged {:?}, in flight {:?}",
+                        m.acked, m.in_flight
+                    );
+                }
+                m.in_flight = None;
             }
-            m.in_flight = None;
             // Refresh the id map from the server (an in-flight create's id was never seen).
-            m.ids = if actual.is_some() {
+            let ids = if actual.is_some() {
                 all_mappings(&mut c, &domain)
                     .await
                     .into_iter()
@@ -359,6 +361,7 @@ async fn kill_9_loses_no_acknowledged_write() {
             } else {
                 Default::default()
             };
+            model.lock().expect("model").ids = ids;
         }
 
         // A watcher resuming after the last revision it saw continues with no gap.

@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod crash;
 mod external;
+mod gateway;
 mod lists;
 mod races;
 mod resolve;

@@ -1,0 +1,170 @@
+//! A toy API gateway that routes every request by mapreg, the way a real gateway embeds
+//! [`mapreg::client::MappingCache`]: the cache follows the registry's change feed and resolves
+//! `Host` + path in memory, with no network hop per request.
+//!
+//! Instead of proxying, it answers with what API Gateway would invoke:
+//!
+//! - `200` and `{"domainName", "apiMappingId", "apiMappingKey", "apiId", "apiName",
+//!   "protocolType", "stage", "remainingPath", "query", "revision"}` for a match
+//!   (`remainingPath` is the path the API would see; the query string is not matched on);
+//! - `404 {"message":"Not Found"}`: the custom domain exists but no mapping matches the path;
+//! - `403 {"message":"Forbidden"}`: no custom domain name matches the host;
+//! - `400 {"message":"Bad Request"}`: no usable `Host` header or path;
+//! - `503 {"message":"Service Unavailable"}`: the cache has no snapshot yet.
+//!
+//! Every response carries `x-mapreg-revision`, the registry revision the cache reflects.
+//!
+//! Run a registry (`mapreg serve`), then:
+//!
+//! ```sh
+//! cargo run --release --example gateway -- --endpoint http://127.0.0.1:50051
+//! curl -i -H 'Host: api.example.com' 'http://127.0.0.1:8080/v1/orders/7?expand=items'
+//! ```
+//!
+//! Flags: `--listen` (default `127.0.0.1:8080`), `--endpoint` (or `MAPREG_ENDPOINT`), `--token`
+//! (or `MAPREG_TOKEN`; a `gateway` token routes for every account).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use clap::Parser;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use mapreg::client::cache::ResolveError;
+use mapreg::client::{CacheOptions, MappingCache};
+use mapreg::pb::ProtocolType;
+use serde::Serialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(about = "A toy HTTP gateway that routes by a mapreg registry")]
+struct Args {
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The mapreg server to follow.
+    #[arg(
+        long,
+        env = "MAPREG_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    endpoint: String,
+    /// Bearer token for the registry.
+    #[arg(long, env = "MAPREG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut options = CacheOptions::new(args.endpoint);
+    options.token = args.token;
+    let cache = Arc::new(MappingCache::start(options));
+
+    let listener = TcpListener::bind(&args.listen).await?;
+    println!("gateway listening on http://{}", listener.local_addr()?);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
+        let cache = cache.clone();
+        tokio::spawn(async move {
+            let service = service_fn(|req| {
+                let response = route(&cache, &req);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                eprintln!("connection: {e}");
+            }
+        });
+    }
+}
+
+/// The 200 body: what API Gateway would invoke.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Routed<'a> {
+    domain_name: &'a str,
+    api_mapping_id: &'a str,
+    api_mapping_key: &'a str,
+    api_id: &'a str,
+    api_name: Option<&'a str>,
+    protocol_type: Option<&'a str>,
+    stage: &'a str,
+    remaining_path: &'a str,
+    query: Option<&'a str>,
+    revision: u64,
+}
+
+/// Answers one request from the cache.
+fn route(cache: &MappingCache, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    // Status first: the replica is updated before the status, so what `resolve` sees next is
+    // at least as new as `revision`.
+    let status = cache.status();
+    let revision = status.revision;
+    // (An empty registry's snapshot is at revision 0, and then the cache is in sync.)
+    if revision == 0 && !status.in_sync {
+        return error(StatusCode::SERVICE_UNAVAILABLE, revision);
+    }
+    // The Host header, or the authority of an absolute-form request line.
+    let host = match req.headers().get(HOST) {
+        Some(h) => h.to_str().ok(),
+        None => req.uri().authority().map(|a| a.as_str()),
+    };
+    let Some(host) = host else {
+        return error(StatusCode::BAD_REQUEST, revision);
+    };
+    let r = match cache.resolve(host, req.uri().path()) {
+        Ok(r) => r,
+        Err(ResolveError::NoMapping { .. }) => return error(StatusCode::NOT_FOUND, revision),
+        Err(ResolveError::NoDomain(_)) => return error(StatusCode::FORBIDDEN, revision),
+        Err(ResolveError::BadRequest(_)) => return error(StatusCode::BAD_REQUEST, revision),
+    };
+    let api = r.api.as_ref();
+    let routed = Routed {
+        domain_name: &r.domain_name,
+        api_mapping_id: &r.mapping.api_mapping_id,
+        api_mapping_key: &r.mapping.api_mapping_key,
+        api_id: &r.mapping.api_id,
+        api_name: api.map(|a| a.name.as_str()),
+        protocol_type: api
+            .and_then(|a| ProtocolType::try_from(a.protocol_type).ok())
+            .map(|p| p.as_str_name().trim_start_matches("PROTOCOL_TYPE_")),
+        stage: &r.mapping.stage,
+        remaining_path: &r.remaining_path,
+        query: req.uri().query(),
+        revision,
+    };
+    match serde_json::to_string(&routed) {
+        Ok(body) => reply(StatusCode::OK, revision, body),
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, revision),
+    }
+}
+
+/// API Gateway's error shape: `{"message":"Forbidden"}`.
+fn error(code: StatusCode, revision: u64) -> Response<Full<Bytes>> {
+    let body = json!({ "message": code.canonical_reason().unwrap_or_default() });
+    reply(code, revision, body.to_string())
+}
+
+fn reply(code: StatusCode, revision: u64, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = code;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("x-mapreg-revision", revision.into());
+    response
+}
