@@ -239,34 +239,41 @@ impl Replica {
             resolve::normalize_host(host).map_err(|e| ResolveError::BadRequest(e.to_string()))?;
         let path =
             resolve::normalize_path(path).map_err(|e| ResolveError::BadRequest(e.to_string()))?;
-        for domain in resolve::domain_candidates(&host) {
-            if !self.domains.contains_key(&domain) {
-                continue;
-            }
-            let keys = self.keys.get(&domain);
-            let raw = self.multi_level.get(&domain).is_some_and(|n| *n > 0);
-            let found = resolve::resolve(&path, raw, |k| keys.and_then(|ks| ks.get(k)));
-            let Some(route) = found else {
+        let found = resolve::resolve_host::<_, std::convert::Infallible>(
+            &host,
+            &path,
+            |d| {
+                Ok(self
+                    .domains
+                    .contains_key(d)
+                    .then(|| self.multi_level.get(d).is_some_and(|n| *n > 0)))
+            },
+            |d, k| Ok(self.keys.get(d).and_then(|ks| ks.get(k))),
+        );
+        let found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(resolve::Miss::NoMapping { domain })) => {
                 return Err(ResolveError::NoMapping { domain, path });
-            };
-            let mapping = self
-                .mappings
-                .get(&domain)
-                .and_then(|m| m.get(route.target))
-                .cloned()
-                .ok_or_else(|| ResolveError::NoMapping {
-                    domain: domain.clone(),
-                    path: path.clone(),
-                })?;
-            let api = self.apis.get(&mapping.api_id).cloned();
-            return Ok(Resolution {
-                domain_name: domain,
-                mapping,
-                api,
-                remaining_path: route.remaining_path,
-            });
-        }
-        Err(ResolveError::NoDomain(host))
+            }
+            Ok(Err(resolve::Miss::NoDomain)) => return Err(ResolveError::NoDomain(host)),
+            Err(never) => match never {},
+        };
+        let mapping = self
+            .mappings
+            .get(&found.domain)
+            .and_then(|m| m.get(found.route.target))
+            .cloned()
+            .ok_or_else(|| ResolveError::NoMapping {
+                domain: found.domain.clone(),
+                path: path.clone(),
+            })?;
+        let api = self.apis.get(&mapping.api_id).cloned();
+        Ok(Resolution {
+            domain_name: found.domain,
+            mapping,
+            api,
+            remaining_path: found.route.remaining_path,
+        })
     }
 }
 

@@ -146,6 +146,63 @@ pub fn resolve<T>(
     })
 }
 
+/// Why [`resolve_host`] found no route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    /// No domain name matches the host (API Gateway: 403).
+    NoDomain,
+    /// The chosen domain has no matching key and no root mapping (API Gateway: 404).
+    NoMapping {
+        /// The chosen domain.
+        domain: String,
+    },
+}
+
+/// A route of a host: the domain chosen and the route within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<T> {
+    /// The host itself or its `*.` wildcard.
+    pub domain: String,
+    /// The matched key and remaining path.
+    pub route: Route<T>,
+}
+
+/// Resolves a normalized host and path. `domain(name)` says whether that domain exists (for
+/// the caller) and, if so, whether it has a multi-level key; `key(domain, key)` looks a key up.
+/// The domain is chosen first, as DNS and TLS do: an exact domain with no matching key does not
+/// fall through to its wildcard. Lookup errors are passed through.
+pub fn resolve_host<T, E>(
+    host: &str,
+    path: &str,
+    mut domain: impl FnMut(&str) -> Result<Option<bool>, E>,
+    mut key: impl FnMut(&str, &str) -> Result<Option<T>, E>,
+) -> Result<Result<Found<T>, Miss>, E> {
+    for name in domain_candidates(host) {
+        let Some(raw_prefix) = domain(&name)? else {
+            continue;
+        };
+        let mut failure = None;
+        let route = resolve(path, raw_prefix, |k| match key(&name, k) {
+            Ok(found) => found,
+            Err(e) => {
+                failure = Some(e);
+                None
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        return Ok(match route {
+            Some(route) => Ok(Found {
+                domain: name,
+                route,
+            }),
+            None => Err(Miss::NoMapping { domain: name }),
+        });
+    }
+    Ok(Err(Miss::NoDomain))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +297,33 @@ mod tests {
         );
         assert_eq!(normalize_host("[::1]:80").unwrap(), "[::1]");
         assert_eq!(normalize_host("").unwrap_err().reason(), "INVALID_HOST");
+    }
+
+    #[test]
+    fn the_domain_is_chosen_before_its_keys() {
+        let domains = ["a.example.com", "*.example.com"];
+        let keys = [("a.example.com", "exact"), ("*.example.com", "")];
+        let run = |host: &str, path: &str| {
+            resolve_host::<(), ()>(
+                host,
+                path,
+                |d| Ok(domains.contains(&d).then_some(false)),
+                |d, k| Ok(keys.contains(&(d, k)).then_some(())),
+            )
+            .unwrap()
+        };
+        assert_eq!(run("b.example.com", "/x").unwrap().domain, "*.example.com");
+        assert_eq!(
+            run("a.example.com", "/exact/1").unwrap().domain,
+            "a.example.com"
+        );
+        assert_eq!(
+            run("a.example.com", "/other"),
+            Err(Miss::NoMapping {
+                domain: "a.example.com".into()
+            })
+        );
+        assert_eq!(run("example.org", "/"), Err(Miss::NoDomain));
     }
 
     #[test]

@@ -636,61 +636,54 @@ impl Db {
     /// [`resolve`](crate::domain::resolve): the exact domain before its `*.` wildcard, the
     /// longest key. Returns the domain matched, the mapping, its API, and the remaining path.
     pub fn resolve_route(&self, scope: &Scope, host: &str, path: &str) -> Result<Resolved> {
-        for domain in resolve::domain_candidates(host) {
-            let Some(d) = self.get::<DomainName>(&keys::domain(&domain))? else {
-                continue;
-            };
-            if !scope.sees(&d.account_id) {
-                continue;
-            }
-            let counters = codec::decode_counters(
-                self.store
-                    .get(Space::Data, &keys::domain_counters(&domain))?
-                    .as_deref(),
-            )?;
-            let mut failure = None;
-            let route = resolve::resolve(path, counters.multi_level > 0, |k| {
-                match self.store.get(Space::Data, &keys::mapping_key(&domain, k)) {
-                    Ok(Some(id)) => Some(id),
-                    Ok(None) => None,
-                    Err(e) => {
-                        failure = Some(e);
-                        None
-                    }
+        let found = resolve::resolve_host(
+            host,
+            path,
+            |domain| {
+                match self.get::<DomainName>(&keys::domain(domain))? {
+                    Some(d) if scope.sees(&d.account_id) => {}
+                    _ => return Ok(None),
                 }
-            });
-            if let Some(e) = failure {
-                return Err(e);
+                let counters = codec::decode_counters(
+                    self.store
+                        .get(Space::Data, &keys::domain_counters(domain))?
+                        .as_deref(),
+                )?;
+                Ok(Some(counters.multi_level > 0))
+            },
+            |domain, key| self.store.get(Space::Data, &keys::mapping_key(domain, key)),
+        )?;
+        let found = match found {
+            Ok(found) => found,
+            Err(resolve::Miss::NoDomain) => {
+                return Err(Error::NotFound {
+                    reason: "DOMAIN_NAME_NOT_FOUND",
+                    message: format!(
+                        "Invalid domain name identifier specified: no custom domain name matches host {host}"
+                    ),
+                });
             }
-            // The domain is chosen first, as by DNS and TLS: an exact domain without a
-            // matching key does not fall through to its wildcard.
-            let Some(route) = route else {
+            Err(resolve::Miss::NoMapping { domain }) => {
                 return Err(Error::NotFound {
                     reason: "ROUTE_NOT_FOUND",
                     message: format!(
                         "no API mapping of {domain} matches path {path} and it has no root mapping"
                     ),
                 });
-            };
-            let id = String::from_utf8_lossy(&route.target).into_owned();
-            let mapping = self
-                .get::<ApiMapping>(&keys::mapping(&domain, &id))?
-                .ok_or_else(|| rules::mapping_not_found(&id))?;
-            let api = self
-                .get::<Api>(&keys::api(&mapping.api_id))?
-                .ok_or_else(|| rules::api_not_found(&mapping.api_id))?;
-            return Ok(Resolved {
-                domain_name: domain,
-                mapping,
-                api,
-                remaining_path: route.remaining_path,
-            });
-        }
-        Err(Error::NotFound {
-            reason: "DOMAIN_NAME_NOT_FOUND",
-            message: format!(
-                "Invalid domain name identifier specified: no custom domain name matches host {host}"
-            ),
+            }
+        };
+        let id = String::from_utf8_lossy(&found.route.target).into_owned();
+        let mapping = self
+            .get::<ApiMapping>(&keys::mapping(&found.domain, &id))?
+            .ok_or_else(|| rules::mapping_not_found(&id))?;
+        let api = self
+            .get::<Api>(&keys::api(&mapping.api_id))?
+            .ok_or_else(|| rules::api_not_found(&mapping.api_id))?;
+        Ok(Resolved {
+            domain_name: found.domain,
+            mapping,
+            api,
+            remaining_path: found.route.remaining_path,
         })
     }
 
