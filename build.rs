@@ -19,6 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
+    // The baseline service of `mapreg-bench`: not served by mapreg, not in its descriptors.
+    tonic_prost_build::configure().compile_protos(
+        &["src/bin/mapreg-bench/echo.proto"],
+        &["src/bin/mapreg-bench"],
+    )?;
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=src/bin/mapreg-bench/echo.proto");
     Ok(())
 }

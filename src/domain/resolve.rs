@@ -12,7 +12,7 @@
 //! - The remaining path is the path with the key stripped, always starting with `/`
 //!   (`orders/shop/5` + `/orders/shop/5/hats` -> `/hats`; `/orders` -> `/`).
 
-use crate::domain::validate::MAX_API_MAPPING_KEY;
+use crate::domain::validate::{self, MAX_API_MAPPING_KEY};
 use crate::error::{Error, Result};
 
 /// A route found by [`resolve`].
@@ -90,26 +90,39 @@ fn truncate(s: &str) -> &str {
 
 /// The keys that could match `path` (normalized), longest first, ending with the root "".
 /// `raw_prefix`: the domain has a multi-level key, so keys match as raw string prefixes.
+///
+/// Only strings that could be valid keys are returned (see
+/// [`validate::api_mapping_key`](crate::domain::validate::api_mapping_key)), so a lookup is
+/// never wasted: a domain without multi-level keys has no key containing `/`, so only the
+/// first path segment can match; no key contains a character outside the key alphabet, `//`,
+/// or ends with `/`, or is longer than 300 characters.
 pub fn candidate_keys(path: &str, raw_prefix: bool) -> Vec<&str> {
     let p = path.strip_prefix('/').unwrap_or(path);
     let mut out = Vec::new();
     if raw_prefix {
-        let mut ends: Vec<usize> = p
-            .char_indices()
-            .map(|(i, c)| i + c.len_utf8())
-            .filter(|&e| e <= MAX_API_MAPPING_KEY)
-            .collect();
-        ends.reverse();
-        out.extend(ends.into_iter().map(|e| &p[..e]));
-    } else {
-        let mut ends: Vec<usize> = p.match_indices('/').map(|(i, _)| i).collect();
-        ends.push(p.len());
-        ends.reverse();
+        // Candidates lie before the first character no key may hold, and before any `//`.
+        let mut end = p
+            .find(|c: char| !validate::is_key_char(c))
+            .unwrap_or(p.len());
+        if let Some(i) = p[..end].find("//") {
+            end = i;
+        }
+        // All ASCII from here: every index is a char boundary.
         out.extend(
-            ends.into_iter()
-                .filter(|&e| e > 0 && e <= MAX_API_MAPPING_KEY)
-                .map(|e| &p[..e]),
+            (1..=end.min(MAX_API_MAPPING_KEY))
+                .rev()
+                .map(|e| &p[..e])
+                .filter(|k| !k.ends_with('/')),
         );
+    } else {
+        // Whole segments only, and keys are single-level: the first segment, if it can be a key.
+        let first = p.split('/').next().unwrap_or("");
+        if !first.is_empty()
+            && first.len() <= MAX_API_MAPPING_KEY
+            && first.chars().all(validate::is_key_char)
+        {
+            out.push(first);
+        }
     }
     out.push("");
     out
@@ -224,6 +237,77 @@ mod tests {
 
     fn r(key: &str, rest: &str) -> Option<(String, String)> {
         Some((key.into(), rest.into()))
+    }
+
+    /// The rule of SPEC section 3 written the slow way: every key that matches, longest wins.
+    fn reference(keys: &[String], path: &str) -> Option<String> {
+        let raw = keys.iter().any(|k| k.contains('/'));
+        let p = path.strip_prefix('/').unwrap_or(path);
+        keys.iter()
+            .filter(|k| {
+                k.is_empty()
+                    || if raw {
+                        p.starts_with(k.as_str())
+                    } else {
+                        p == k.as_str() || p.starts_with(&format!("{k}/"))
+                    }
+            })
+            .max_by_key(|k| k.len())
+            .cloned()
+    }
+
+    #[test]
+    fn candidates_agree_with_the_rule_on_random_keys_and_paths() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        // A tiny alphabet, so keys and paths share prefixes often.
+        let word = |rng: &mut rand::rngs::StdRng| -> String {
+            (0..rng.gen_range(1..4))
+                .map(|_| ['a', 'b', '.'][rng.gen_range(0..3)])
+                .collect()
+        };
+        for round in 0..2000 {
+            let mut keys: Vec<String> = Vec::new();
+            if round % 3 != 0 {
+                keys.push(String::new());
+            }
+            for _ in 0..rng.gen_range(0..6) {
+                let levels = if round % 2 == 0 {
+                    1
+                } else {
+                    rng.gen_range(1..4)
+                };
+                let k: Vec<String> = (0..levels).map(|_| word(&mut rng)).collect();
+                keys.push(k.join("/"));
+            }
+            let mut path = String::new();
+            for _ in 0..rng.gen_range(0..5) {
+                path.push('/');
+                path.push_str(&word(&mut rng));
+                if rng.gen_range(0..8) == 0 {
+                    path.push(['%', '/', '~'][rng.gen_range(0..3)]);
+                }
+            }
+            let path = normalize_path(&path).unwrap();
+            let raw = keys.iter().any(|k| k.contains('/'));
+            let got =
+                resolve(&path, raw, |k| keys.iter().any(|x| x == k).then_some(())).map(|r| r.key);
+            assert_eq!(got, reference(&keys, &path), "keys {keys:?} path {path}");
+        }
+    }
+
+    #[test]
+    fn candidates_are_only_possible_keys() {
+        assert_eq!(candidate_keys("/a/b/c", false), vec!["a", ""]);
+        assert_eq!(candidate_keys("/", false), vec![""]);
+        assert_eq!(candidate_keys("/a/b", true), vec!["a/b", "a", ""]);
+        // No key holds '%', '//' or ends with '/'.
+        assert_eq!(candidate_keys("/a%20b", true), vec!["a", ""]);
+        assert_eq!(candidate_keys("/a//b", true), vec!["a", ""]);
+        assert_eq!(candidate_keys("/a%20b/c", false), vec![""]);
+        let long = format!("/{}", "x".repeat(400));
+        assert_eq!(candidate_keys(&long, true).len(), MAX_API_MAPPING_KEY + 1);
+        assert_eq!(candidate_keys(&long, false), vec![""]);
     }
 
     #[test]

@@ -205,9 +205,7 @@ pub fn api_mapping_key(key: &str) -> Result<()> {
             format!("api_mapping_key is longer than {MAX_API_MAPPING_KEY} characters"),
         ));
     }
-    if let Some(c) = key.chars().find(|c| {
-        !(c.is_ascii_alphanumeric() || *c == '/' || API_MAPPING_KEY_PUNCTUATION.contains(*c))
-    }) {
+    if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
         return Err(Error::invalid(
             FIELD,
             format!(
@@ -234,6 +232,12 @@ pub fn api_mapping_key(key: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether `c` may appear in an API mapping key: a letter, a digit, `/` or one of
+/// `$-_.+!*'()`.
+pub fn is_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '/' || API_MAPPING_KEY_PUNCTUATION.contains(c)
 }
 
 /// Whether `key` is a multi-level API mapping key, i.e. contains `/`.

@@ -72,6 +72,14 @@ impl Hub {
             // Durable first: a watcher that reads revision D after subscribing gets every
             // revision above D from the ring.
             self.durable.send_replace(c.revision);
+            // For `mapreg-bench fanout`: the moment a revision is committed and published,
+            // on the wall clock, so commit -> delivered can be measured from another process.
+            tracing::trace!(
+                target: "mapreg::feed::publish",
+                revision = c.revision,
+                unix_ns = unix_ns(),
+                "published"
+            );
             let _ = self.live.send(Arc::new(Revision {
                 revision: c.revision,
                 events: c.events.clone(),
@@ -112,6 +120,13 @@ impl Hub {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Revision>> {
         self.live.subscribe()
     }
+}
+
+fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// What a watcher asked to see, and what its account may see.

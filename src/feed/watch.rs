@@ -132,15 +132,27 @@ impl Watcher {
     /// Sends one response, waiting for room in the client's queue, unless the client left or
     /// the server shuts down.
     async fn emit(&mut self, revision: u64, kind: Kind) -> std::result::Result<(), Stop> {
+        if self.hub.is_closed() {
+            return Err(Stop::Fail(shutting_down()));
+        }
         let resp = WatchResponse {
             store_id: self.store_id.clone(),
             revision,
             kind: Some(kind),
         };
+        // The common case, a queue with room, costs no future and no wake-up.
+        let resp = match self.tx.try_send(Ok(resp)) {
+            Ok(()) => {
+                self.deadline = Instant::now() + self.spec.progress_interval;
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(Stop::Gone),
+            Err(mpsc::error::TrySendError::Full(resp)) => resp,
+        };
         tokio::select! {
             biased;
             _ = self.closed.wait_for(|c| *c) => Err(Stop::Fail(shutting_down())),
-            sent = self.tx.send(Ok(resp)) => {
+            sent = self.tx.send(resp) => {
                 sent.map_err(|_| Stop::Gone)?;
                 self.deadline = Instant::now() + self.spec.progress_interval;
                 Ok(())
@@ -226,14 +238,28 @@ impl Watcher {
             Live(std::result::Result<Arc<super::Revision>, RecvError>),
             Progress,
         }
+        // Made once per call, not once per revision: with thousands of watchers the
+        // per-revision cost of each watcher is what fan-out latency is made of.
+        let mut closed = self.closed.clone();
+        let shutdown = async move {
+            let _ = closed.wait_for(|c| *c).await;
+        };
+        tokio::pin!(shutdown);
+        let tx = self.tx.clone();
+        let gone = async move { tx.closed().await };
+        tokio::pin!(gone);
+        let quiet = tokio::time::sleep_until(self.deadline);
+        tokio::pin!(quiet);
         loop {
-            let deadline = self.deadline;
+            if quiet.deadline() != self.deadline {
+                quiet.as_mut().reset(self.deadline);
+            }
             let next = tokio::select! {
                 biased;
-                _ = self.closed.wait_for(|c| *c) => return Err(Stop::Fail(shutting_down())),
-                _ = self.tx.closed() => return Err(Stop::Gone),
+                _ = &mut shutdown => return Err(Stop::Fail(shutting_down())),
+                _ = &mut gone => return Err(Stop::Gone),
                 msg = live.recv() => Next::Live(msg),
-                _ = tokio::time::sleep_until(deadline) => Next::Progress,
+                _ = &mut quiet => Next::Progress,
             };
             match next {
                 Next::Live(Ok(r)) if r.revision < self.next => {}

@@ -37,7 +37,7 @@ impl Report {
 /// Checks `db`; see the module documentation. Errors only when the store cannot be read.
 pub fn check(db: &Db) -> Result<Report> {
     let mut r = Report {
-        revision: db.revision()?,
+        revision: db.stored_revision()?,
         compact_revision: db.compact_revision()?,
         ..Report::default()
     };

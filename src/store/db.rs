@@ -210,6 +210,9 @@ pub struct Db {
     limits: Limits,
     store_id: String,
     observers: std::sync::Mutex<Vec<std::sync::Weak<dyn TouchObserver>>>,
+    /// The last committed revision (as in the meta record), for reads that report it
+    /// without a store lookup.
+    revision: std::sync::atomic::AtomicU64,
 }
 
 fn now() -> Timestamp {
@@ -400,11 +403,16 @@ impl Db {
                 id
             }
         };
+        let revision = match store.get(Space::Meta, keys::META_REVISION)? {
+            Some(b) => codec::decode_u64(&b)?,
+            None => 0,
+        };
         Ok(Db {
             store,
             limits,
             store_id,
             observers: std::sync::Mutex::new(Vec::new()),
+            revision: std::sync::atomic::AtomicU64::new(revision),
         })
     }
 
@@ -549,6 +557,12 @@ impl Db {
 
     /// The last committed revision (0 before the first write).
     pub fn revision(&self) -> Result<u64> {
+        Ok(self.revision.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// The revision recorded in the store's meta record (what `revision` starts from when the
+    /// data dir is opened); for the offline consistency check.
+    pub fn stored_revision(&self) -> Result<u64> {
         match self.store.get(Space::Meta, keys::META_REVISION)? {
             Some(b) => codec::decode_u64(&b),
             None => Ok(0),
@@ -1233,6 +1247,9 @@ impl Db {
                 Ok((WriteResult::Deleted(revision), events, revision))
             })?,
         };
+        // After the transaction: a reader that sees this revision sees its records.
+        self.revision
+            .fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
         Ok(Committed {
             result,
             revision,

@@ -1,0 +1,134 @@
+//! `mapreg-bench`: measures a release build of mapreg over real gRPC on loopback, next to a
+//! bare tonic baseline run in the same invocation.
+//!
+//! Each scenario starts its own mapreg server as a child process (this binary's hidden `server`
+//! subcommand, a temporary data dir, 127.0.0.1) unless `--endpoint` names one, and always starts
+//! the baseline (hidden `echo` subcommand: `echo.proto` on a bare tonic server). Every row says
+//! how it compares with the baseline. Every loop is bounded in count and time.
+//!
+//! ```text
+//! cargo run --release --bin mapreg-bench -- unary --clients 1,16,64 --ops 50000
+//! cargo run --release --bin mapreg-bench -- fanout --watchers 1000 --rate 200 --seconds 10
+//! cargo run --release --bin mapreg-bench -- idle --watchers 10000
+//! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
+//! cargo run --release --bin mapreg-bench -- resolve
+//! cargo run --release --bin mapreg-bench -- --json all
+//! cargo run --release --bin mapreg-bench -- --endpoint http://127.0.0.1:50051 unary
+//! ```
+
+mod echo;
+mod feed;
+mod fixture;
+mod harness;
+mod unary;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use harness::Opts;
+
+#[derive(Parser)]
+#[command(
+    name = "mapreg-bench",
+    about = "Benchmarks of mapreg over loopback gRPC, each next to a bare tonic baseline"
+)]
+struct Cli {
+    /// Print the results as JSON too (one array, after the table).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Measure this mapreg server (e.g. http://127.0.0.1:50051) instead of starting one. The
+    /// bench creates its own API, stage and domain there (and deletes them when done); server
+    /// memory and flush counters are then not reported.
+    #[arg(long, global = true)]
+    endpoint: Option<String>,
+    /// Bearer token for --endpoint (an admin token).
+    #[arg(long, global = true, env = "MAPREG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Unary RPCs at each client count: GetApiMapping, ResolveRoute, CreateApiMapping (durable;
+    /// flushes per write), each next to the baseline's unary echo.
+    Unary(unary::UnaryArgs),
+    /// N watchers while writes go on at a fixed rate: commit -> delivered latency.
+    Fanout(feed::FanoutArgs),
+    /// N idle watchers: the server's resident memory per watcher.
+    Idle(feed::IdleArgs),
+    /// A snapshot of N mappings: time to snapshot_complete and the server's peak memory.
+    Snapshot(feed::SnapshotArgs),
+    /// ResolveRoute on a domain with multi-level keys, and the same resolution in a local
+    /// MappingCache (ns per call).
+    Resolve(unary::ResolveArgs),
+    /// Every scenario with its defaults, one table.
+    All,
+    /// (internal) Runs a dev-mode mapreg server: the child process of every scenario.
+    #[command(hide = true)]
+    Server {
+        data_dir: PathBuf,
+        listen: SocketAddr,
+    },
+    /// (internal) Runs the bare tonic baseline server.
+    #[command(hide = true)]
+    Echo { listen: SocketAddr },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let opts = Opts {
+        endpoint: cli.endpoint,
+        token: cli.token,
+        json: cli.json,
+    };
+    rt.block_on(async move {
+        let rows = match cli.scenario {
+            Scenario::Server { data_dir, listen } => return server(data_dir, listen).await,
+            Scenario::Echo { listen } => return echo::serve(listen).await,
+            Scenario::Unary(a) => unary::unary(&opts, &a).await?,
+            Scenario::Fanout(a) => feed::fanout(&opts, &a).await?,
+            Scenario::Idle(a) => feed::idle(&opts, &a).await?,
+            Scenario::Snapshot(a) => feed::snapshot(&opts, &a).await?,
+            Scenario::Resolve(a) => unary::resolve(&opts, &a).await?,
+            Scenario::All => {
+                let mut rows = unary::unary(&opts, &Default::default()).await?;
+                rows.extend(unary::resolve(&opts, &Default::default()).await?);
+                rows.extend(feed::fanout(&opts, &Default::default()).await?);
+                rows.extend(feed::idle(&opts, &Default::default()).await?);
+                rows.extend(feed::snapshot(&opts, &Default::default()).await?);
+                rows
+            }
+        };
+        harness::print(&rows, opts.json);
+        Ok(())
+    })
+}
+
+/// The mapreg child: dev mode, logs on stderr for the parent to read.
+async fn server(data_dir: PathBuf, listen: SocketAddr) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let config = mapreg::config::Config {
+        data_dir,
+        listen,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    mapreg::server::run(config, listener, stop).await?;
+    Ok(())
+}
