@@ -8,6 +8,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod bench;
 mod cache;
 mod cli;
 mod crash;

@@ -213,7 +213,7 @@ pub struct ResolveArgs {
     /// Concurrent clients for the RPC.
     #[arg(long, default_value_t = 1)]
     pub clients: usize,
-    /// RPCs per client.
+    /// Measured RPCs, split between the clients.
     #[arg(long, default_value_t = 5000)]
     pub ops: usize,
     /// Local resolutions in the MappingCache.
@@ -245,7 +245,8 @@ const RESOLVE_PATHS: &[&str] = &[
 /// next to the baseline, then a local MappingCache on the same server.
 pub async fn resolve(opts: &Opts, args: &ResolveArgs) -> Result<Vec<Row>> {
     let clients = args.clients.max(1);
-    let base = echo_row("resolve", clients, args.ops).await?;
+    let per = args.ops.div_ceil(clients);
+    let base = echo_row("resolve", clients, per).await?;
     let m = Arc::new(Mapreg::start(opts, false).await?);
     let ch = m.channel().await?;
     let fx = Arc::new(Fixture::create(&m, &ch, "resolve").await?);
@@ -267,7 +268,7 @@ pub async fn resolve(opts: &Opts, args: &ResolveArgs) -> Result<Vec<Row>> {
     let (lat, wall) = {
         let (m, fx) = (m.clone(), fx.clone());
         let chans = channels(clients, || m.channel()).await?;
-        drive(chans, WARMUP, args.ops, move |ch, _, i| {
+        drive(chans, WARMUP, per, move |ch, _, i| {
             let (m, fx) = (m.clone(), fx.clone());
             async move {
                 RegistryClient::new(ch)
