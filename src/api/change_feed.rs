@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::rpc;
@@ -100,7 +100,7 @@ impl ChangeFeed for ChangeFeedService {
             }
             let (tx, rx) = mpsc::channel(watch::CLIENT_QUEUE);
             tokio::spawn(watch::run(hub, writer, spec, tx));
-            Ok(Box::pin(ReceiverStream::new(rx)) as WatchStream)
+            Ok(Box::pin(ReceiverStream::new(rx).map(|queued| *queued)) as WatchStream)
         })
         .await
     }
