@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::change_feed::ChangeFeedService;
@@ -159,6 +159,9 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx.clone();
+    // What `Server::serve` would set on accepted connections, which `serve_with_incoming`
+    // leaves alone: small answers and change sets must not wait for the peer's ACK (Nagle).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let serve = Server::builder()
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
@@ -168,7 +171,7 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(registry)
         .add_service(change_feed)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
     let mut serve = Box::pin(serve);

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 use crate::echo::pb::echo_client::EchoClient;
 use crate::echo::pb::{DumpRequest, Payload, SubscribeRequest};
 use crate::fixture::Fixture;
-use crate::harness::{Child, Mapreg, Opts, Row, unix_ns};
+use crate::harness::{Child, Mapreg, Opts, Row, cpu_secs, unix_ns};
 
 /// Options of the `fanout` scenario.
 #[derive(clap::Args, Debug, Clone)]
@@ -188,6 +188,7 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
     let ch = echo.channel().await?;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let cpu_before = (echo.cpu_secs(), cpu_secs("self"));
     let started = Instant::now();
     let mut inflight = Vec::with_capacity(writes);
     for i in 0..writes as u64 {
@@ -214,9 +215,13 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
     }
     let wall = started.elapsed();
     let received = collect(handles, Instant::now() + DRAIN).await;
+    let cpu_after = (echo.cpu_secs(), cpu_secs("self"));
     drop(echo);
     let (base_each, base_last) =
         delivery_rows("publish", "baseline", a.watchers, &received, &origin, wall);
+    let base_each = base_each
+        .with_cpu("server_cpu_us_per_op", cpu_before.0, cpu_after.0)
+        .with_cpu("bench_cpu_us_per_op", cpu_before.1, cpu_after.1);
     rows.push(base_each.clone());
     rows.push(base_last.clone());
 
@@ -259,6 +264,7 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let cpu_before = (m.cpu_secs(), cpu_secs("self"));
     let started = Instant::now();
     let mut inflight = Vec::with_capacity(writes);
     for i in 0..writes {
@@ -284,6 +290,7 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
     }
     let wall = started.elapsed();
     let received = collect(handles, Instant::now() + DRAIN).await;
+    let cpu_after = (m.cpu_secs(), cpu_secs("self"));
     rows.push(Row::latencies(
         "fanout",
         "write RPC (durable)",
@@ -299,7 +306,11 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
             .filter_map(|r| published.get(r).map(|t| (*r, *t)))
             .collect();
         let (each, last) = delivery_rows("commit", "mapreg", a.watchers, &received, &commit, wall);
-        rows.push(each.p99_vs(&base_each));
+        rows.push(
+            each.p99_vs(&base_each)
+                .with_cpu("server_cpu_us_per_op", cpu_before.0, cpu_after.0)
+                .with_cpu("bench_cpu_us_per_op", cpu_before.1, cpu_after.1),
+        );
         rows.push(last.p99_vs(&base_last));
     }
     let (each, last) = delivery_rows("write sent", "mapreg", a.watchers, &received, &sent, wall);

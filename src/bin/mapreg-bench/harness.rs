@@ -144,6 +144,11 @@ impl Child {
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
 
+    /// CPU time (user + system) the child has used so far.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        cpu_secs(&self.child.id().to_string())
+    }
+
     /// Resets the peak RSS counter (Linux `clear_refs` 5).
     pub fn reset_peak(&self) {
         let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5");
@@ -172,6 +177,18 @@ impl Drop for Child {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// CPU time (user + system) process `pid` (or `self`) has used so far, from /proc (Linux).
+pub fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // utime and stime are the 14th and 15th fields of the line, in clock ticks (USER_HZ, 100
+    // on Linux); counting starts after the parenthesised command name, the 2nd field.
+    let rest = stat.rsplit_once(')')?.1;
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
 }
 
 /// The number after `name=` in a log line.
@@ -265,6 +282,11 @@ impl Mapreg {
     /// The child's RSS (current, peak) in KiB; `None` for an external server.
     pub fn rss_kib(&self) -> Option<(u64, u64)> {
         self.child.as_ref()?.rss_kib()
+    }
+
+    /// The child's CPU time so far in seconds; `None` for an external server.
+    pub fn cpu_secs(&self) -> Option<f64> {
+        self.child.as_ref()?.cpu_secs()
     }
 
     /// Resets the child's peak RSS.
@@ -374,6 +396,19 @@ impl Row {
             self.vs_baseline = Some((a / b, "p99_ms"));
         }
         self
+    }
+
+    /// Adds CPU time per operation in µs as `key`, from two [`cpu_secs`] readings around the
+    /// measured part (`server_cpu_us_per_op`: the server's; `bench_cpu_us_per_op`: this
+    /// process's, the clients').
+    pub fn with_cpu(self, key: &'static str, before: Option<f64>, after: Option<f64>) -> Row {
+        match (before, after) {
+            (Some(b), Some(a)) if self.n > 0 => {
+                let us = (a - b) * 1e6 / self.n as f64;
+                self.with(key, (us * 100.0).round() / 100.0)
+            }
+            _ => self,
+        }
     }
 
     /// Adds a scenario-specific figure.

@@ -25,6 +25,10 @@ pub struct UnaryArgs {
     /// Measured requests per RPC and client count, split between the clients.
     #[arg(long, default_value_t = 50_000)]
     pub ops: usize,
+    /// Rounds the reads are split into, each running the baseline, GetApiMapping and
+    /// ResolveRoute in turn; the ratio to the baseline is the median over rounds.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
 }
 
 impl Default for UnaryArgs {
@@ -32,6 +36,7 @@ impl Default for UnaryArgs {
         UnaryArgs {
             clients: vec![1, 16, 64],
             ops: 50_000,
+            rounds: 5,
         }
     }
 }
@@ -88,48 +93,110 @@ async fn channels(n: usize, open: impl AsyncFn() -> Result<Channel>) -> Result<V
     Ok(v)
 }
 
-/// The baseline: unary echo of a 128-byte payload (about a mapping's size) on bare tonic.
-async fn echo_row(group: &'static str, clients: usize, per: usize) -> Result<Row> {
-    let echo = Child::echo().await?;
-    let chans = channels(clients, || echo.channel()).await?;
-    let (lat, wall) = drive(chans, WARMUP, per, |ch, _, _| async move {
-        EchoClient::new(ch)
-            .unary(Payload {
-                data: vec![b'x'; 128],
-                published_unix_ns: 0,
-            })
-            .await?;
-        Ok(())
-    })
-    .await?;
-    Ok(Row::latencies(
-        group,
-        "unary echo (bare tonic)",
-        "baseline",
-        clients,
-        lat,
-        wall,
-    ))
+/// The measurements of one RPC kind over several rounds.
+#[derive(Default)]
+struct Series {
+    lat: Vec<Duration>,
+    wall: Duration,
+    /// Server CPU seconds over the measured parts, while every reading was available.
+    cpu: Option<f64>,
+    /// Throughput of each round.
+    rounds: Vec<f64>,
 }
 
-/// `unary`: for each client count, the baseline, then CreateApiMapping (durable) of
-/// `ops` new keys, GetApiMapping of them, ResolveRoute onto them.
+impl Series {
+    /// Runs `measure` once and adds its latencies, wall time and the server's CPU time (read
+    /// with `cpu` before and after).
+    async fn add(
+        &mut self,
+        cpu: impl Fn() -> Option<f64>,
+        measure: impl Future<Output = Result<(Vec<Duration>, Duration)>>,
+    ) -> Result<()> {
+        let first = self.rounds.is_empty();
+        let before = cpu();
+        let (lat, wall) = measure.await?;
+        let used = before.zip(cpu()).map(|(b, a)| a - b);
+        self.cpu = match (first, self.cpu, used) {
+            (true, _, Some(u)) => Some(u),
+            (false, Some(c), Some(u)) => Some(c + u),
+            _ => None,
+        };
+        self.rounds
+            .push(lat.len() as f64 / wall.as_secs_f64().max(1e-9));
+        self.wall += wall;
+        self.lat.extend(lat);
+        Ok(())
+    }
+
+    /// The row, with the server's CPU per call, and (given the baseline's series) the median
+    /// over rounds of this series' throughput divided by the baseline's in the same round.
+    fn row(
+        self,
+        group: &'static str,
+        name: &str,
+        target: &'static str,
+        clients: usize,
+        base: Option<&Series>,
+    ) -> Row {
+        let n = self.lat.len();
+        let mut row = Row::latencies(group, name, target, clients, self.lat, self.wall);
+        if let Some(cpu) = self.cpu
+            && n > 0
+        {
+            row = row.with_cpu("server_cpu_us_per_op", Some(0.0), Some(cpu));
+        }
+        if let Some(base) = base {
+            let mut ratios: Vec<f64> = self
+                .rounds
+                .iter()
+                .zip(&base.rounds)
+                .filter(|(_, b)| **b > 0.0)
+                .map(|(a, b)| a / b)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            if !ratios.is_empty() {
+                row.vs_baseline = Some((crate::harness::pct(&ratios, 0.5), "ops_per_s"));
+            }
+        }
+        row
+    }
+}
+
+/// The baseline call: unary echo of a 128-byte payload (about a mapping's size) on bare tonic.
+async fn echo_call(ch: Channel) -> Result<()> {
+    EchoClient::new(ch)
+        .unary(Payload {
+            data: vec![b'x'; 128],
+            published_unix_ns: 0,
+        })
+        .await?;
+    Ok(())
+}
+
+/// `unary`: for each client count, CreateApiMapping (durable) of `ops` new keys, then
+/// `rounds` rounds of the baseline, GetApiMapping of those mappings and ResolveRoute onto them,
+/// one after the other in each round. Interleaving the rounds spreads a noisy neighbour's
+/// slow seconds over all three, so the median per-round ratio to the baseline is stable where
+/// one long run of each is not.
 pub async fn unary(opts: &Opts, args: &UnaryArgs) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
+    let rounds = args.rounds.max(1);
     for &clients in &args.clients {
         let clients = clients.max(1);
         let per = args.ops.div_ceil(clients);
-        let base = echo_row("unary", clients, per).await?;
+        let per_round = per.div_ceil(rounds);
 
+        let echo = Child::echo().await?;
         let m = Arc::new(Mapreg::start(opts, false).await?);
         let ch = m.channel().await?;
         let fx = Arc::new(Fixture::create(&m, &ch, "unary").await?);
         let ids = Arc::new(Mutex::new(Vec::new()));
-        let (lat, wall) = {
-            let (m, fx, ids) = (m.clone(), fx.clone(), ids.clone());
+        let mut create = Series::default();
+        {
+            let (m2, fx, ids) = (m.clone(), fx.clone(), ids.clone());
             let chans = channels(clients, || m.channel()).await?;
-            drive(chans, 0, per, move |ch, w, i| {
-                let (m, fx, ids) = (m.clone(), fx.clone(), ids.clone());
+            let run = drive(chans, 0, per_round * rounds, move |ch, w, i| {
+                let (m, fx, ids) = (m2.clone(), fx.clone(), ids.clone());
                 async move {
                     let r = RegistryClient::new(ch)
                         .create_api_mapping(m.req(fx.mapping(format!("k{w}-{i}"))))
@@ -138,27 +205,29 @@ pub async fn unary(opts: &Opts, args: &UnaryArgs) -> Result<Vec<Row>> {
                     ids.lock().await.push(r.api_mapping_id);
                     Ok(())
                 }
-            })
-            .await?
-        };
-        let mut create = Row::latencies(
-            "unary",
-            "CreateApiMapping (durable)",
-            "mapreg",
-            clients,
-            lat,
-            wall,
-        )
-        .throughput_vs(&base);
-
+            });
+            create.add(|| m.cpu_secs(), run).await?;
+        }
         let ids = Arc::new(ids.lock().await.clone());
-        let (lat, wall) = {
-            let (m, fx) = (m.clone(), fx.clone());
-            let chans = channels(clients, || m.channel()).await?;
-            drive(chans, WARMUP, per, move |ch, w, i| {
-                let (m, fx, ids) = (m.clone(), fx.clone(), ids.clone());
+
+        let echo_chans = channels(clients, || echo.channel()).await?;
+        let get_chans = channels(clients, || m.channel()).await?;
+        let resolve_chans = channels(clients, || m.channel()).await?;
+        let (mut base, mut get, mut resolve) =
+            (Series::default(), Series::default(), Series::default());
+        for round in 0..rounds {
+            let warmup = if round == 0 { WARMUP } else { 0 };
+            let run = drive(echo_chans.clone(), warmup, per_round, |ch, _, _| {
+                echo_call(ch)
+            });
+            base.add(|| echo.cpu_secs(), run).await?;
+
+            let (m2, fx2, ids2) = (m.clone(), fx.clone(), ids.clone());
+            let run = drive(get_chans.clone(), warmup, per_round, move |ch, w, i| {
+                let (m, fx, ids) = (m2.clone(), fx2.clone(), ids2.clone());
                 async move {
-                    let id = ids[(w * 7919 + i * 104_729) % ids.len()].clone();
+                    let id =
+                        ids[(w * 7919 + (round * per_round + i) * 104_729) % ids.len()].clone();
                     RegistryClient::new(ch)
                         .get_api_mapping(m.req(GetApiMappingRequest {
                             domain_name: fx.domain.clone(),
@@ -167,31 +236,48 @@ pub async fn unary(opts: &Opts, args: &UnaryArgs) -> Result<Vec<Row>> {
                         .await?;
                     Ok(())
                 }
-            })
-            .await?
-        };
-        let get = Row::latencies("unary", "GetApiMapping", "mapreg", clients, lat, wall)
-            .throughput_vs(&base);
+            });
+            get.add(|| m.cpu_secs(), run).await?;
 
-        let (lat, wall) = {
-            let (m, fx) = (m.clone(), fx.clone());
-            let chans = channels(clients, || m.channel()).await?;
-            drive(chans, WARMUP, per, move |ch, w, i| {
-                let (m, fx) = (m.clone(), fx.clone());
+            let (m2, fx2) = (m.clone(), fx.clone());
+            let keys = per_round * rounds;
+            let run = drive(resolve_chans.clone(), warmup, per_round, move |ch, w, i| {
+                let (m, fx) = (m2.clone(), fx2.clone());
                 async move {
                     RegistryClient::new(ch)
                         .resolve_route(m.req(ResolveRouteRequest {
                             host: fx.domain.clone(),
-                            path: format!("/k{w}-{}/items/1", i % per),
+                            path: format!("/k{w}-{}/items/1", (round * per_round + i) % keys),
                         }))
                         .await?;
                     Ok(())
                 }
-            })
-            .await?
-        };
-        let resolve = Row::latencies("unary", "ResolveRoute", "mapreg", clients, lat, wall)
-            .throughput_vs(&base);
+            });
+            resolve.add(|| m.cpu_secs(), run).await?;
+        }
+        drop((echo_chans, get_chans, resolve_chans));
+        let mut create = create.row(
+            "unary",
+            "CreateApiMapping (durable)",
+            "mapreg",
+            clients,
+            None,
+        );
+        if let Some(b) = base.rounds.first() {
+            create = create.throughput_vs(&Row {
+                ops_per_s: Some(*b),
+                ..Row::default()
+            });
+        }
+        let get = get.row("unary", "GetApiMapping", "mapreg", clients, Some(&base));
+        let resolve = resolve.row("unary", "ResolveRoute", "mapreg", clients, Some(&base));
+        let base = base.row(
+            "unary",
+            "unary echo (bare tonic)",
+            "baseline",
+            clients,
+            None,
+        );
 
         if let (Ok(fx), Ok(m)) = (Arc::try_unwrap(fx), Arc::try_unwrap(m)) {
             fx.remove(&m, &ch).await?;
@@ -246,7 +332,19 @@ const RESOLVE_PATHS: &[&str] = &[
 pub async fn resolve(opts: &Opts, args: &ResolveArgs) -> Result<Vec<Row>> {
     let clients = args.clients.max(1);
     let per = args.ops.div_ceil(clients);
-    let base = echo_row("resolve", clients, per).await?;
+    let echo = Child::echo().await?;
+    let mut base = Series::default();
+    let chans = channels(clients, || echo.channel()).await?;
+    let run = drive(chans, WARMUP, per, |ch, _, _| echo_call(ch));
+    base.add(|| echo.cpu_secs(), run).await?;
+    drop(echo);
+    let base = base.row(
+        "resolve",
+        "unary echo (bare tonic)",
+        "baseline",
+        clients,
+        None,
+    );
     let m = Arc::new(Mapreg::start(opts, false).await?);
     let ch = m.channel().await?;
     let fx = Arc::new(Fixture::create(&m, &ch, "resolve").await?);
