@@ -90,8 +90,12 @@ pub async fn run(
     ));
 
     let auth = Authenticator::new(&config.tokens);
-    let registry = RegistryServer::new(RegistryService::new(db.clone(), writer.clone()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let registry = RegistryServer::new(RegistryService::new(
+        db.clone(),
+        writer.clone(),
+        hub.routes().clone(),
+    ))
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let interceptor = {
         let auth = auth.clone();
         move |req| auth.intercept(req)

@@ -8,22 +8,25 @@ use super::{paging, rpc};
 use crate::auth::{Access, Caller};
 use crate::domain::{resolve, rules, validate};
 use crate::error::{Error, Result};
+use crate::feed::routes::RouteTable;
 use crate::pb::registry_server::Registry;
 use crate::pb::*;
 use crate::store::writer::Writer;
 use crate::store::{Db, WriteOp, WriteResult};
 
-/// The Registry service over a [`Db`] (reads) and its [`Writer`] (writes).
+/// The Registry service over a [`Db`] (reads), its [`Writer`] (writes) and the route table
+/// (`ResolveRoute`).
 #[derive(Clone)]
 pub struct RegistryService {
     db: Arc<Db>,
     writer: Writer,
+    routes: Arc<RouteTable>,
 }
 
 impl RegistryService {
-    /// A service reading `db` and writing through `writer`.
-    pub fn new(db: Arc<Db>, writer: Writer) -> Self {
-        RegistryService { db, writer }
+    /// A service reading `db`, writing through `writer`, resolving routes from `routes`.
+    pub fn new(db: Arc<Db>, writer: Writer, routes: Arc<RouteTable>) -> Self {
+        RegistryService { db, writer, routes }
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteResult> {
@@ -541,7 +544,6 @@ impl Registry for RegistryService {
         &self,
         req: Request<ResolveRouteRequest>,
     ) -> Result<Response<ResolveRouteResponse>, Status> {
-        let db = self.db.clone();
         rpc(
             "ResolveRoute",
             Access::Read,
@@ -549,16 +551,14 @@ impl Registry for RegistryService {
             async |c: Caller, m: ResolveRouteRequest| {
                 let host = resolve::normalize_host(&m.host)?;
                 let path = resolve::normalize_path(&m.path)?;
-                // A handful of point reads from sled's cache: cheaper inline than on a
-                // blocking thread, like the Get* handlers.
-                let revision = db.revision()?;
-                let r = db.resolve_route(&c.scope(), &host, &path)?;
+                // From memory: the state at one durable revision, which the answer reports.
+                let r = self.routes.resolve(&c.scope(), &host, &path)?;
                 Ok(ResolveRouteResponse {
                     api_mapping: Some(r.mapping),
                     api: Some(r.api),
                     matched_domain_name: r.domain_name,
                     remaining_path: r.remaining_path,
-                    revision,
+                    revision: r.revision,
                 })
             },
         )

@@ -13,7 +13,6 @@
 //! - **Observable**: [`MappingCache::status`] says which revision it reflects and whether it is
 //!   connected and in sync; [`MappingCache::subscribe`] tells of every change.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,12 +23,10 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
-use crate::domain::resolve;
+pub use crate::domain::replica::{Replica, Resolution, ResolveError};
 use crate::pb::change_feed_client::ChangeFeedClient;
 use crate::pb::watch_response::Kind;
-use crate::pb::{
-    Api, ApiMapping, DomainName, Event, EventType, Resource, Stage, WatchRequest, resource,
-};
+use crate::pb::{Resource, WatchRequest, resource};
 
 /// How a [`MappingCache`] connects.
 #[derive(Debug, Clone)]
@@ -75,206 +72,6 @@ pub struct CacheStatus {
     pub resnapshots: u64,
     /// Reconnects after a broken stream.
     pub reconnects: u64,
-}
-
-/// The answer of [`MappingCache::resolve`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Resolution {
-    /// The domain that matched: the host itself or its `*.` wildcard.
-    pub domain_name: String,
-    /// The mapping that serves the request.
-    pub mapping: ApiMapping,
-    /// Its API, if the replica has it.
-    pub api: Option<Api>,
-    /// The path the API sees, at least `/`.
-    pub remaining_path: String,
-}
-
-/// Why [`MappingCache::resolve`] found no route.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ResolveError {
-    /// The host or path is malformed.
-    #[error("{0}")]
-    BadRequest(String),
-    /// No domain name matches the host (API Gateway: 403 Forbidden).
-    #[error("no custom domain name matches host {0}")]
-    NoDomain(String),
-    /// The domain has no mapping for the path and no root mapping (API Gateway: 404).
-    #[error("no API mapping of {domain} matches path {path}")]
-    NoMapping {
-        /// The matched domain.
-        domain: String,
-        /// The normalized path.
-        path: String,
-    },
-}
-
-/// The replica: the registry's state at one revision.
-#[derive(Debug, Clone, Default)]
-pub struct Replica {
-    domains: HashMap<String, DomainName>,
-    /// domain -> api_mapping_id -> mapping.
-    mappings: HashMap<String, HashMap<String, ApiMapping>>,
-    /// domain -> key -> api_mapping_id.
-    keys: HashMap<String, HashMap<String, String>>,
-    /// domain -> number of multi-level keys (they switch matching to raw prefixes).
-    multi_level: HashMap<String, usize>,
-    apis: HashMap<String, Api>,
-    /// (api_id, stage_name) -> stage.
-    stages: BTreeMap<(String, String), Stage>,
-}
-
-impl Replica {
-    fn put(&mut self, r: resource::Resource) {
-        match r {
-            resource::Resource::Api(a) => {
-                self.apis.insert(a.api_id.clone(), a);
-            }
-            resource::Resource::Stage(s) => {
-                self.stages
-                    .insert((s.api_id.clone(), s.stage_name.clone()), s);
-            }
-            resource::Resource::DomainName(d) => {
-                self.domains.insert(d.domain_name.clone(), d);
-            }
-            resource::Resource::ApiMapping(m) => {
-                let domain = m.domain_name.clone();
-                let by_id = self.mappings.entry(domain.clone()).or_default();
-                let keys = self.keys.entry(domain.clone()).or_default();
-                let multi = self.multi_level.entry(domain.clone()).or_default();
-                if let Some(old) = by_id.get(&m.api_mapping_id) {
-                    keys.remove(&old.api_mapping_key);
-                    if old.api_mapping_key.contains('/') {
-                        *multi -= 1;
-                    }
-                }
-                if m.api_mapping_key.contains('/') {
-                    *multi += 1;
-                }
-                keys.insert(m.api_mapping_key.clone(), m.api_mapping_id.clone());
-                by_id.insert(m.api_mapping_id.clone(), m);
-            }
-        }
-    }
-
-    fn delete(&mut self, r: resource::Resource) {
-        match r {
-            resource::Resource::Api(a) => {
-                self.apis.remove(&a.api_id);
-            }
-            resource::Resource::Stage(s) => {
-                self.stages.remove(&(s.api_id, s.stage_name));
-            }
-            resource::Resource::DomainName(d) => {
-                self.domains.remove(&d.domain_name);
-            }
-            resource::Resource::ApiMapping(m) => {
-                if let Some(by_id) = self.mappings.get_mut(&m.domain_name)
-                    && let Some(old) = by_id.remove(&m.api_mapping_id)
-                    && let Some(keys) = self.keys.get_mut(&m.domain_name)
-                {
-                    keys.remove(&old.api_mapping_key);
-                    if old.api_mapping_key.contains('/')
-                        && let Some(n) = self.multi_level.get_mut(&m.domain_name)
-                    {
-                        *n = n.saturating_sub(1);
-                    }
-                    if by_id.is_empty() {
-                        self.mappings.remove(&m.domain_name);
-                        self.keys.remove(&m.domain_name);
-                        self.multi_level.remove(&m.domain_name);
-                    }
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, e: Event) {
-        let Some(r) = e.resource.and_then(|r| r.resource) else {
-            return;
-        };
-        if e.r#type == EventType::Delete as i32 {
-            self.delete(r);
-        } else {
-            self.put(r);
-        }
-    }
-
-    /// Every mapping of `domain`, in key order.
-    pub fn mappings_of(&self, domain: &str) -> Vec<ApiMapping> {
-        let mut v: Vec<ApiMapping> = self
-            .mappings
-            .get(domain)
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default();
-        v.sort_by(|a, b| a.api_mapping_key.cmp(&b.api_mapping_key));
-        v
-    }
-
-    /// Every domain name, sorted.
-    pub fn domain_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.domains.keys().cloned().collect();
-        v.sort();
-        v
-    }
-
-    /// An API by id.
-    pub fn api(&self, api_id: &str) -> Option<&Api> {
-        self.apis.get(api_id)
-    }
-
-    /// Number of APIs, stages, domain names and API mappings held.
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        (
-            self.apis.len(),
-            self.stages.len(),
-            self.domains.len(),
-            self.mappings.values().map(HashMap::len).sum(),
-        )
-    }
-
-    /// Resolves like the server's `ResolveRoute`.
-    pub fn resolve(&self, host: &str, path: &str) -> Result<Resolution, ResolveError> {
-        let host =
-            resolve::normalize_host(host).map_err(|e| ResolveError::BadRequest(e.to_string()))?;
-        let path =
-            resolve::normalize_path(path).map_err(|e| ResolveError::BadRequest(e.to_string()))?;
-        let found = resolve::resolve_host::<_, std::convert::Infallible>(
-            &host,
-            &path,
-            |d| {
-                Ok(self
-                    .domains
-                    .contains_key(d)
-                    .then(|| self.multi_level.get(d).is_some_and(|n| *n > 0)))
-            },
-            |d, k| Ok(self.keys.get(d).and_then(|ks| ks.get(k))),
-        );
-        let found = match found {
-            Ok(Ok(found)) => found,
-            Ok(Err(resolve::Miss::NoMapping { domain })) => {
-                return Err(ResolveError::NoMapping { domain, path });
-            }
-            Ok(Err(resolve::Miss::NoDomain)) => return Err(ResolveError::NoDomain(host)),
-            Err(never) => match never {},
-        };
-        let mapping = self
-            .mappings
-            .get(&found.domain)
-            .and_then(|m| m.get(found.route.target))
-            .cloned()
-            .ok_or_else(|| ResolveError::NoMapping {
-                domain: found.domain.clone(),
-                path: path.clone(),
-            })?;
-        let api = self.apis.get(&mapping.api_id).cloned();
-        Ok(Resolution {
-            domain_name: found.domain,
-            mapping,
-            api,
-            remaining_path: found.route.remaining_path,
-        })
-    }
 }
 
 struct Shared {
@@ -523,63 +320,4 @@ pub fn identity(r: &Resource) -> Option<String> {
             format!("mapping/{}/{}", m.domain_name, m.api_mapping_id)
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn mapping(domain: &str, id: &str, key: &str) -> resource::Resource {
-        resource::Resource::ApiMapping(ApiMapping {
-            domain_name: domain.into(),
-            api_mapping_id: id.into(),
-            api_mapping_key: key.into(),
-            api_id: "api1".into(),
-            stage: "test".into(),
-            ..Default::default()
-        })
-    }
-
-    fn domain(d: &str) -> resource::Resource {
-        resource::Resource::DomainName(DomainName {
-            domain_name: d.into(),
-            ..Default::default()
-        })
-    }
-
-    #[test]
-    fn replica_resolves_and_follows_key_changes() {
-        let mut r = Replica::default();
-        r.put(domain("api.example.com"));
-        r.put(domain("*.example.com"));
-        r.put(mapping("api.example.com", "m1", "orders"));
-        r.put(mapping("*.example.com", "m2", ""));
-        let x = r.resolve("API.example.com:443", "/orders/1").unwrap();
-        assert_eq!(
-            (x.mapping.api_mapping_id.as_str(), x.remaining_path.as_str()),
-            ("m1", "/1")
-        );
-        assert_eq!(
-            r.resolve("b.example.com", "/x").unwrap().domain_name,
-            "*.example.com"
-        );
-        // Moving the key frees the old one.
-        r.put(mapping("api.example.com", "m1", "shop"));
-        assert!(matches!(
-            r.resolve("api.example.com", "/orders/1"),
-            Err(ResolveError::NoMapping { .. })
-        ));
-        assert_eq!(
-            r.resolve("api.example.com", "/shop")
-                .unwrap()
-                .remaining_path,
-            "/"
-        );
-        r.delete(mapping("api.example.com", "m1", "shop"));
-        assert!(r.resolve("api.example.com", "/shop").is_err());
-        assert!(matches!(
-            r.resolve("nothing.test", "/"),
-            Err(ResolveError::NoDomain(_))
-        ));
-    }
 }

@@ -3,6 +3,7 @@
 //! and they are unit-tested without a server.
 
 pub mod ids;
+pub mod replica;
 pub mod resolve;
 pub mod rules;
 pub mod validate;

@@ -16,8 +16,11 @@
 //!   revision `R0` although writes go on meanwhile, then `snapshot_complete` at `R0`, then every
 //!   revision after `R0`.
 //! - [`compaction`] keeps the last `watch_history` revisions in the log.
+//! - [`routes`]: the in-memory route table `ResolveRoute` answers from, fed by the same
+//!   publish, before the watchers.
 
 pub mod compaction;
+pub mod routes;
 pub mod snapshot;
 pub mod watch;
 
@@ -46,28 +49,34 @@ pub struct Revision {
 /// The fan-out point between the writer thread and every watcher.
 pub struct Hub {
     db: Arc<Db>,
+    routes: Arc<routes::RouteTable>,
     durable: tokio_watch::Sender<u64>,
     live: broadcast::Sender<Arc<Revision>>,
     closed: tokio_watch::Sender<bool>,
 }
 
 impl Hub {
-    /// A hub for `db`, whose current revision is durable (it was just opened).
+    /// A hub for `db`, whose current revision is durable (it was just opened). Loads the
+    /// route table: call it before anything writes.
     pub fn new(db: Arc<Db>) -> Result<Arc<Hub>> {
         let revision = db.revision()?;
+        let routes = Arc::new(routes::RouteTable::load(&db)?);
         let (durable, _) = tokio_watch::channel(revision);
         let (live, _) = broadcast::channel(LIVE_RING);
         let (closed, _) = tokio_watch::channel(false);
         Ok(Arc::new(Hub {
             db,
+            routes,
             durable,
             live,
             closed,
         }))
     }
 
-    /// Publishes durable writes, which must come in revision order. Never blocks.
+    /// Publishes durable writes, which must come in revision order: to the route table, then
+    /// to the watchers. Never waits for a watcher.
     pub fn publish(&self, committed: &[Committed]) {
+        self.routes.apply(committed);
         for c in committed {
             // Durable first: a watcher that reads revision D after subscribing gets every
             // revision above D from the ring.
@@ -110,6 +119,11 @@ impl Hub {
     /// A receiver that turns true on [`Hub::close`].
     pub fn closed(&self) -> tokio_watch::Receiver<bool> {
         self.closed.subscribe()
+    }
+
+    /// The route table, at the last published revision.
+    pub fn routes(&self) -> &Arc<routes::RouteTable> {
+        &self.routes
     }
 
     /// The registry underneath.

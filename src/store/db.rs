@@ -13,7 +13,7 @@ use prost::Message;
 use prost_types::Timestamp;
 
 use super::{Space, Store, TxError, Txn, codec, keys, transact};
-use crate::domain::{Family, RefCounts, ids, resolve, rules};
+use crate::domain::{Family, RefCounts, ids, rules};
 use crate::error::{Error, Result};
 use crate::pb::{
     Api, ApiMapping, ChangeSet, DomainName, DomainNameConfiguration, Event, EventType,
@@ -170,19 +170,6 @@ pub enum WriteResult {
     ApiMapping(ApiMapping),
     /// A delete; the revision it took.
     Deleted(u64),
-}
-
-/// The answer of [`Db::resolve_route`].
-#[derive(Debug, Clone)]
-pub struct Resolved {
-    /// The domain that matched: the host itself or its `*.` wildcard.
-    pub domain_name: String,
-    /// The mapping that serves the request.
-    pub mapping: ApiMapping,
-    /// Its API.
-    pub api: Api,
-    /// The path the API sees, at least `/`.
-    pub remaining_path: String,
 }
 
 /// A committed (not yet flushed) write: its result, its revision and its events.
@@ -644,61 +631,6 @@ impl Db {
         self.get_domain(scope, domain)?;
         self.get::<ApiMapping>(&keys::mapping(domain, mapping_id))?
             .ok_or_else(|| rules::mapping_not_found(mapping_id))
-    }
-
-    /// Which mapping serves `host` (normalized) + `path` (normalized), per
-    /// [`resolve`](crate::domain::resolve): the exact domain before its `*.` wildcard, the
-    /// longest key. Returns the domain matched, the mapping, its API, and the remaining path.
-    pub fn resolve_route(&self, scope: &Scope, host: &str, path: &str) -> Result<Resolved> {
-        let found = resolve::resolve_host(
-            host,
-            path,
-            |domain| {
-                match self.get::<DomainName>(&keys::domain(domain))? {
-                    Some(d) if scope.sees(&d.account_id) => {}
-                    _ => return Ok(None),
-                }
-                let counters = codec::decode_counters(
-                    self.store
-                        .get(Space::Data, &keys::domain_counters(domain))?
-                        .as_deref(),
-                )?;
-                Ok(Some(counters.multi_level > 0))
-            },
-            |domain, key| self.store.get(Space::Data, &keys::mapping_key(domain, key)),
-        )?;
-        let found = match found {
-            Ok(found) => found,
-            Err(resolve::Miss::NoDomain) => {
-                return Err(Error::NotFound {
-                    reason: "DOMAIN_NAME_NOT_FOUND",
-                    message: format!(
-                        "Invalid domain name identifier specified: no custom domain name matches host {host}"
-                    ),
-                });
-            }
-            Err(resolve::Miss::NoMapping { domain }) => {
-                return Err(Error::NotFound {
-                    reason: "ROUTE_NOT_FOUND",
-                    message: format!(
-                        "no API mapping of {domain} matches path {path} and it has no root mapping"
-                    ),
-                });
-            }
-        };
-        let id = String::from_utf8_lossy(&found.route.target).into_owned();
-        let mapping = self
-            .get::<ApiMapping>(&keys::mapping(&found.domain, &id))?
-            .ok_or_else(|| rules::mapping_not_found(&id))?;
-        let api = self
-            .get::<Api>(&keys::api(&mapping.api_id))?
-            .ok_or_else(|| rules::api_not_found(&mapping.api_id))?;
-        Ok(Resolved {
-            domain_name: found.domain,
-            mapping,
-            api,
-            remaining_path: found.route.remaining_path,
-        })
     }
 
     /// Mappings of a domain visible to `scope`, by key.

@@ -184,3 +184,176 @@ async fn accounts_see_their_own_domains_and_the_gateway_all() {
     let mut r = s.client_with("reader-a").await;
     assert_eq!(route(&mut r, "a.example.com", "/x").await, kv("", "/x"));
 }
+
+/// The answer's mapping, API id and revision.
+async fn answer(c: &mut Client, host: &str, path: &str) -> (ApiMapping, String, u64) {
+    let r = resolve(c, host, path)
+        .await
+        .unwrap_or_else(|e| panic!("resolve {host}{path}: {e:?}"))
+        .into_inner();
+    let api = r.api.expect("api");
+    (r.api_mapping.expect("mapping"), api.api_id, r.revision)
+}
+
+#[tokio::test]
+async fn every_acknowledged_write_is_routed_at_once_and_the_revision_is_exact() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let one = api_with_stage(&mut c, ProtocolType::Http).await;
+    let two = api_with_stage(&mut c, ProtocolType::Http).await;
+    create_domain(&mut c, "api.example.com").await;
+    let m = create_mapping(&mut c, "api.example.com", "orders", &one.api_id, "test").await;
+    let (got, api, rev) = answer(&mut c, "api.example.com", "/orders/1").await;
+    assert_eq!(
+        (got, api, rev),
+        (m.clone(), one.api_id.clone(), m.mod_revision)
+    );
+
+    // Moving the key and the target: the very next answer has both, at the update's revision.
+    let moved = c
+        .update_api_mapping(UpdateApiMappingRequest {
+            domain_name: "api.example.com".into(),
+            api_mapping_id: m.api_mapping_id.clone(),
+            api_mapping_key: Some("shop".into()),
+            api_id: Some(two.api_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .expect("update")
+        .into_inner();
+    expect_err(
+        resolve(&mut c, "api.example.com", "/orders/1").await,
+        Code::NotFound,
+        "ROUTE_NOT_FOUND",
+    );
+    let (got, api, rev) = answer(&mut c, "api.example.com", "/shop/1").await;
+    assert_eq!(
+        (got, api, rev),
+        (moved.clone(), two.api_id.clone(), moved.mod_revision)
+    );
+
+    // A write elsewhere moves the revision on; the answer says so.
+    let other = create_api(&mut c, "other", ProtocolType::Rest).await;
+    assert_eq!(
+        answer(&mut c, "api.example.com", "/shop").await.2,
+        other.mod_revision
+    );
+
+    // Deleting the domain takes its mappings with it (one revision).
+    c.delete_domain_name(DeleteDomainNameRequest {
+        domain_name: "api.example.com".into(),
+        expected_revision: 0,
+    })
+    .await
+    .expect("delete domain");
+    expect_err(
+        resolve(&mut c, "api.example.com", "/shop").await,
+        Code::NotFound,
+        "DOMAIN_NAME_NOT_FOUND",
+    );
+    // The domain comes back empty: no stale route of the old one survives.
+    create_domain(&mut c, "api.example.com").await;
+    expect_err(
+        resolve(&mut c, "api.example.com", "/shop").await,
+        Code::NotFound,
+        "ROUTE_NOT_FOUND",
+    );
+}
+
+#[tokio::test]
+async fn routes_are_the_same_after_a_restart() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let api = api_with_stage(&mut c, ProtocolType::Rest).await;
+    create_domain(&mut c, "api.example.com").await;
+    create_domain(&mut c, "*.example.com").await;
+    create_mapping(&mut c, "api.example.com", "orders/v1", &api.api_id, "test").await;
+    create_mapping(&mut c, "*.example.com", "", &api.api_id, "test").await;
+    let paths = [
+        ("api.example.com", "/orders/v1/items"),
+        ("api.example.com", "/orders/v1x"),
+        ("shop.example.com", "/x"),
+    ];
+    let mut before = Vec::new();
+    for (h, p) in paths {
+        before.push(answer(&mut c, h, p).await);
+    }
+    expect_err(
+        resolve(&mut c, "api.example.com", "/other").await,
+        Code::NotFound,
+        "ROUTE_NOT_FOUND",
+    );
+    drop(c);
+    let s = s.restart().await;
+    let mut c = s.client().await;
+    for ((h, p), b) in paths.into_iter().zip(before) {
+        assert_eq!(answer(&mut c, h, p).await, b, "{h}{p}");
+    }
+    expect_err(
+        resolve(&mut c, "api.example.com", "/other").await,
+        Code::NotFound,
+        "ROUTE_NOT_FOUND",
+    );
+}
+
+/// While a writer keeps re-pointing one mapping between two APIs (and their stages), every
+/// answer is the state of one revision: the API returned is the mapping's API, and a reader's
+/// revisions never go back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_during_writes_are_each_one_revision() {
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    let one = api_with_stage(&mut c, ProtocolType::Http).await;
+    let two = api_with_stage(&mut c, ProtocolType::Http).await;
+    create_domain(&mut c, "api.example.com").await;
+    let m = create_mapping(&mut c, "api.example.com", "v1", &one.api_id, "test").await;
+    let writer = {
+        let mut c = s.client().await;
+        let ids = [one.api_id.clone(), two.api_id.clone()];
+        let id = m.api_mapping_id.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..150 {
+                let r = c
+                    .update_api_mapping(UpdateApiMappingRequest {
+                        domain_name: "api.example.com".into(),
+                        api_mapping_id: id.clone(),
+                        api_id: Some(ids[i % 2].clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("update")
+                    .into_inner();
+                last = r.mod_revision;
+            }
+            last
+        })
+    };
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let mut c = s.client().await;
+        readers.push(tokio::spawn(async move {
+            let mut seen = 0u64;
+            let mut answers = 0;
+            for _ in 0..300 {
+                let (mapping, api, rev) = answer(&mut c, "api.example.com", "/v1/x").await;
+                assert_eq!(
+                    mapping.api_id, api,
+                    "the API of the mapping in the same answer"
+                );
+                assert!(rev >= seen, "revision went back from {seen} to {rev}");
+                assert!(mapping.mod_revision <= rev);
+                seen = rev;
+                answers += 1;
+            }
+            answers
+        }));
+    }
+    let last = writer.await.expect("writer");
+    for r in readers {
+        assert_eq!(r.await.expect("reader"), 300);
+    }
+    // Once the last update is acknowledged, every answer has it.
+    let (mapping, _, rev) = answer(&mut c, "api.example.com", "/v1").await;
+    assert_eq!((mapping.mod_revision, rev), (last, last));
+}

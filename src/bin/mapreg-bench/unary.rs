@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 use crate::echo::pb::Payload;
 use crate::echo::pb::echo_client::EchoClient;
 use crate::fixture::Fixture;
-use crate::harness::{Child, Mapreg, Opts, Row};
+use crate::harness::{Child, Mapreg, Opts, Row, cpu_secs};
 
 /// Options of the `unary` scenario.
 #[derive(clap::Args, Debug, Clone)]
@@ -100,6 +100,8 @@ struct Series {
     wall: Duration,
     /// Server CPU seconds over the measured parts, while every reading was available.
     cpu: Option<f64>,
+    /// This process's (the clients') CPU seconds over the measured parts.
+    bench_cpu: Option<f64>,
     /// Throughput of each round.
     rounds: Vec<f64>,
 }
@@ -113,14 +115,16 @@ impl Series {
         measure: impl Future<Output = Result<(Vec<Duration>, Duration)>>,
     ) -> Result<()> {
         let first = self.rounds.is_empty();
-        let before = cpu();
+        let before = (cpu(), cpu_secs("self"));
         let (lat, wall) = measure.await?;
-        let used = before.zip(cpu()).map(|(b, a)| a - b);
-        self.cpu = match (first, self.cpu, used) {
-            (true, _, Some(u)) => Some(u),
-            (false, Some(c), Some(u)) => Some(c + u),
+        let after = (cpu(), cpu_secs("self"));
+        let sum = |total: Option<f64>, b: Option<f64>, a: Option<f64>| match (first, total, b, a) {
+            (true, _, Some(b), Some(a)) => Some(a - b),
+            (false, Some(t), Some(b), Some(a)) => Some(t + a - b),
             _ => None,
         };
+        self.cpu = sum(self.cpu, before.0, after.0);
+        self.bench_cpu = sum(self.bench_cpu, before.1, after.1);
         self.rounds
             .push(lat.len() as f64 / wall.as_secs_f64().max(1e-9));
         self.wall += wall;
@@ -140,10 +144,10 @@ impl Series {
     ) -> Row {
         let n = self.lat.len();
         let mut row = Row::latencies(group, name, target, clients, self.lat, self.wall);
-        if let Some(cpu) = self.cpu
-            && n > 0
-        {
-            row = row.with_cpu("server_cpu_us_per_op", Some(0.0), Some(cpu));
+        if n > 0 {
+            row = row
+                .with_cpu("server_cpu_us_per_op", Some(0.0), self.cpu)
+                .with_cpu("bench_cpu_us_per_op", Some(0.0), self.bench_cpu);
         }
         if let Some(base) = base {
             let mut ratios: Vec<f64> = self
