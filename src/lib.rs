@@ -5,11 +5,13 @@
 //! - [`pb`]: the generated protobuf and gRPC code of `proto/mapreg/v1/*.proto`.
 //! - [`api`]: the gRPC edge: one file per service, request validation, `rpc` logging.
 //! - [`domain`]: pure rules: names, keys, domain names (`validate`) and the constraints of
-//!   SPEC.md section 2 (`rules`), unit-tested without a server.
+//!   SPEC.md section 2 (`rules`), unit-tested without a server; route resolution (`resolve`)
+//!   and the in-memory `replica` it runs on, shared by the server and `MappingCache`.
 //! - [`store`]: the `Store` engine trait and its sled adapter, the records and indexes (`Db`),
 //!   and the single writer thread with group commit (`writer`).
-//! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
-//!   from the log for slow ones, exact snapshots under concurrent writes, compaction.
+//! - [`feed`]: the change feed: the hub that fans durable revisions out to the route table
+//!   `ResolveRoute` answers from (`routes`) and to watchers, catch-up from the log for slow
+//!   ones, exact snapshots under concurrent writes, compaction.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256, roles, dev mode; the TOML configuration.
 //! - [`server`]: wires it all together and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.
