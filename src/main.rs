@@ -1,6 +1,6 @@
 //! The `mapreg` binary: parses flags, sets up logging, and runs the server or a client command.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -41,12 +41,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `mapreg serve`: logs to stderr, runs until SIGINT or SIGTERM.
+/// `mapreg serve`: logs to stderr (colored only on a terminal), runs until SIGINT or SIGTERM.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let config = args.config()?;
     config.check_listen()?;
