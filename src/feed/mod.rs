@@ -76,7 +76,7 @@ impl Hub {
     /// Publishes durable writes, which must come in revision order: to the route table, then
     /// to the watchers. Never waits for a watcher.
     pub fn publish(&self, committed: &[Committed]) {
-        self.routes.apply(committed);
+        self.routes.apply(&self.db, committed);
         for c in committed {
             // Durable first: a watcher that reads revision D after subscribing gets every
             // revision above D from the ring.

@@ -49,26 +49,35 @@ impl RouteTable {
     /// Loads every record of `db`. Call it while nothing writes, so that the records are the
     /// state at the revision read with them.
     pub fn load(db: &Db) -> Result<RouteTable> {
-        let revision = db.revision()?;
-        let mut replica = Replica::default();
-        for record in db.scan_records() {
-            let (_, Resource { resource }) = record?;
-            if let Some(r) = resource {
-                replica.put(r);
-            }
-        }
+        let (revision, replica) = read_all(db)?;
         Ok(RouteTable {
             state: RwLock::new(State { revision, replica }),
         })
     }
 
-    /// Applies durable writes, which come in revision order.
-    pub fn apply(&self, committed: &[Committed]) {
+    /// Applies durable writes, which come in revision order, from the writer thread (so `db`
+    /// holds exactly these writes and those before). A revision missing before them (its
+    /// group's flush failed, so it was never published, though it may be in the store) makes
+    /// the table reload from `db` instead: it never skips a revision.
+    pub fn apply(&self, db: &Db, committed: &[Committed]) {
         let mut state = match self.state.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
         for c in committed {
+            if c.revision != state.revision + 1 {
+                tracing::warn!(
+                    from = state.revision,
+                    to = c.revision,
+                    "route table missed revisions; reloading it from the store"
+                );
+                match read_all(db) {
+                    Ok((revision, replica)) => *state = State { revision, replica },
+                    // Keep answering from what it has; the next write tries again.
+                    Err(e) => tracing::error!(error = %e, "cannot reload the route table"),
+                }
+                return;
+            }
             for e in &c.events {
                 state.replica.apply(e.clone());
             }
@@ -126,5 +135,132 @@ impl RouteTable {
             remaining_path: route.remaining_path,
             revision: state.revision,
         })
+    }
+}
+
+/// Every record of `db` and the revision they are the state of.
+fn read_all(db: &Db) -> Result<(u64, Replica)> {
+    let revision = db.revision()?;
+    let mut replica = Replica::default();
+    for record in db.scan_records() {
+        let (_, Resource { resource }) = record?;
+        if let Some(r) = resource {
+            replica.put(r);
+        }
+    }
+    Ok((revision, replica))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pb::ProtocolType;
+    use crate::store::sled::SledStore;
+    use crate::store::{Limits, Store, WriteOp, WriteResult};
+    use std::sync::Arc;
+
+    const ACCOUNT: &str = "000000000000";
+
+    fn db(dir: &std::path::Path) -> Db {
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
+        Db::open(
+            store,
+            Limits {
+                max_multi_level_mappings_per_domain: 200,
+            },
+        )
+        .unwrap()
+    }
+
+    /// API + stage `test` + domain `api.example.com`, committed but not applied to any table.
+    fn fixture(db: &Db) -> (Vec<Committed>, String) {
+        let mut out = Vec::new();
+        let api = db
+            .apply(&WriteOp::CreateApi {
+                account: ACCOUNT.into(),
+                name: "a".into(),
+                protocol: ProtocolType::Http,
+                description: String::new(),
+                tags: Default::default(),
+            })
+            .unwrap();
+        let api_id = match &api.result {
+            WriteResult::Api(a) => a.api_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        out.push(api);
+        out.push(
+            db.apply(&WriteOp::CreateStage {
+                account: ACCOUNT.into(),
+                api_id: api_id.clone(),
+                stage_name: "test".into(),
+                description: String::new(),
+                tags: Default::default(),
+            })
+            .unwrap(),
+        );
+        out.push(
+            db.apply(&WriteOp::CreateDomainName {
+                account: ACCOUNT.into(),
+                domain_name: "api.example.com".into(),
+                configuration: Default::default(),
+                tags: Default::default(),
+            })
+            .unwrap(),
+        );
+        (out, api_id)
+    }
+
+    fn mapping(db: &Db, api_id: &str, key: &str) -> Committed {
+        db.apply(&WriteOp::CreateApiMapping {
+            account: ACCOUNT.into(),
+            domain_name: "api.example.com".into(),
+            api_mapping_key: key.into(),
+            api_id: api_id.into(),
+            stage: "test".into(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn follows_published_writes_and_reports_their_revision() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let table = RouteTable::load(&db).unwrap();
+        let (setup, api_id) = fixture(&db);
+        table.apply(&db, &setup);
+        let scope = Scope::Account(ACCOUNT.into());
+        let e = table.resolve(&scope, "api.example.com", "/v1").unwrap_err();
+        assert_eq!(e.reason(), "ROUTE_NOT_FOUND");
+        let m = mapping(&db, &api_id, "v1");
+        table.apply(&db, std::slice::from_ref(&m));
+        let r = table.resolve(&scope, "api.example.com", "/v1/x").unwrap();
+        assert_eq!((r.remaining_path.as_str(), r.revision), ("/x", m.revision));
+        assert_eq!(r.api.api_id, api_id);
+        let other = Scope::Account("111122223333".into());
+        let e = table.resolve(&other, "api.example.com", "/v1").unwrap_err();
+        assert_eq!(e.reason(), "DOMAIN_NAME_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_missed_revision_reloads_the_table_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(dir.path());
+        let table = RouteTable::load(&db).unwrap();
+        let (setup, api_id) = fixture(&db);
+        table.apply(&db, &setup);
+        // Committed, but its group's flush failed: never published.
+        let lost = mapping(&db, &api_id, "v1");
+        let next = mapping(&db, &api_id, "v2");
+        table.apply(&db, std::slice::from_ref(&next));
+        let scope = Scope::All;
+        let lost_id = match &lost.result {
+            WriteResult::ApiMapping(m) => m.api_mapping_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        let r = table.resolve(&scope, "api.example.com", "/v1").unwrap();
+        assert_eq!(r.mapping.api_mapping_id, lost_id);
+        assert_eq!(r.revision, next.revision);
+        assert!(table.resolve(&scope, "api.example.com", "/v2").is_ok());
     }
 }
