@@ -85,14 +85,6 @@ impl RouteTable {
         }
     }
 
-    /// The revision the table is the state of.
-    pub fn revision(&self) -> u64 {
-        match self.state.read() {
-            Ok(s) => s.revision,
-            Err(poisoned) => poisoned.into_inner().revision,
-        }
-    }
-
     /// Which mapping serves `host` + `path` (both normalized) for a caller of `scope`, per
     /// [`resolve`]: the exact domain before its `*.` wildcard (another account's domain is
     /// absent), the longest key, else the root mapping.
