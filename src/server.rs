@@ -24,9 +24,9 @@ use crate::config::Config;
 use crate::feed::Hub;
 use crate::pb::change_feed_server::ChangeFeedServer;
 use crate::pb::registry_server::RegistryServer;
-use crate::store::sled::SledStore;
+use crate::store::sled::SledEngine;
 use crate::store::writer::Writer;
-use crate::store::{Db, Limits, Store};
+use crate::store::{Engine, Limits, Registry};
 
 /// Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -73,35 +73,32 @@ pub async fn run(
     };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| store_err(crate::error::Error::internal(e)))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir).map_err(store_err)?);
+    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&config.data_dir).map_err(store_err)?);
     let limits = Limits {
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
     };
-    let db = Arc::new(Db::open(store, limits).map_err(store_err)?);
-    let hub = Hub::new(db.clone()).map_err(store_err)?;
+    let registry = Arc::new(Registry::open(engine, limits).map_err(store_err)?);
+    let hub = Hub::new(registry.clone());
     let publish = {
         let hub = hub.clone();
-        Box::new(move |committed: &[crate::store::Committed]| hub.publish(committed))
+        Box::new(move |committed: &[crate::store::Applied]| hub.publish(committed))
     };
-    let (writer, writer_thread) = Writer::spawn(db.clone(), publish).map_err(store_err)?;
+    let (writer, writer_thread) = Writer::spawn(registry.clone(), publish).map_err(store_err)?;
     let compactor = tokio::spawn(crate::feed::compaction::run(
         hub.clone(),
         config.watch_history,
     ));
 
     let auth = Authenticator::new(&config.tokens);
-    let registry = RegistryServer::new(RegistryService::new(
-        db.clone(),
-        writer.clone(),
-        hub.routes().clone(),
-    ))
-    .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let registry_service =
+        RegistryServer::new(RegistryService::new(registry.clone(), writer.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
     let interceptor = {
         let auth = auth.clone();
         move |req| auth.intercept(req)
     };
-    let registry = InterceptedService::new(registry, interceptor.clone());
-    let change_feed = ChangeFeedServer::new(ChangeFeedService::new(hub.clone(), writer.clone()))
+    let registry_service = InterceptedService::new(registry_service, interceptor.clone());
+    let change_feed = ChangeFeedServer::new(ChangeFeedService::new(hub.clone()))
         .max_decoding_message_size(MAX_REQUEST_BYTES);
     let change_feed = InterceptedService::new(change_feed, interceptor);
 
@@ -137,8 +134,8 @@ pub async fn run(
     tracing::info!(
         listen = %local,
         data_dir = %config.data_dir.display(),
-        store_id = db.store_id(),
-        revision = db.revision().unwrap_or(0),
+        store_id = registry.store_id(),
+        revision = registry.revision(),
         dev_mode = auth.dev_mode(),
         "mapreg serving"
     );
@@ -173,7 +170,7 @@ pub async fn run(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(registry)
+        .add_service(registry_service)
         .add_service(change_feed)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -214,7 +211,7 @@ pub async fn run(
     {
         tracing::warn!("writer thread still busy at exit");
     }
-    if let Err(e) = db.flush() {
+    if let Err(e) = registry.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
     tracing::info!(writes, flushes, "mapreg stopped");

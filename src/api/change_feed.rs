@@ -16,7 +16,6 @@ use crate::feed::watch::{self, WatchSpec};
 use crate::feed::{Filter, Hub};
 use crate::pb::change_feed_server::ChangeFeed;
 use crate::pb::{WatchRequest, WatchResponse};
-use crate::store::writer::Writer;
 
 /// Default quiet time before a progress message.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -27,13 +26,12 @@ pub const MAX_PROGRESS_INTERVAL_SECONDS: u32 = 86_400;
 #[derive(Clone)]
 pub struct ChangeFeedService {
     hub: Arc<Hub>,
-    writer: Writer,
 }
 
 impl ChangeFeedService {
-    /// A service streaming `hub`'s revisions; `writer` registers snapshot recorders.
-    pub fn new(hub: Arc<Hub>, writer: Writer) -> Self {
-        ChangeFeedService { hub, writer }
+    /// A service streaming `hub`'s revisions.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        ChangeFeedService { hub }
     }
 }
 
@@ -71,14 +69,13 @@ impl ChangeFeed for ChangeFeedService {
         request: Request<WatchRequest>,
     ) -> std::result::Result<Response<WatchStream>, Status> {
         let hub = self.hub.clone();
-        let writer = self.writer.clone();
         rpc("Watch", Access::Watch, request, |caller, req| async move {
             let filter = Filter::new(&req.kinds, &req.domain_names, caller.scope())?;
             let spec = spec(&req, filter)?;
             if hub.is_closed() {
                 return Err(watch::shutting_down());
             }
-            let db = hub.db().clone();
+            let db = hub.registry().clone();
             if !req.store_id.is_empty() && req.store_id != db.store_id() {
                 let compact_revision = db.compact_revision()?;
                 return Err(Error::OutOfRange {
@@ -99,7 +96,7 @@ impl ChangeFeed for ChangeFeedService {
                 }
             }
             let (tx, rx) = mpsc::channel(watch::CLIENT_QUEUE);
-            tokio::spawn(watch::run(hub, writer, spec, tx));
+            tokio::spawn(watch::run(hub, spec, tx));
             Ok(Box::pin(ReceiverStream::new(rx).map(|queued| *queued)) as WatchStream)
         })
         .await

@@ -8,25 +8,23 @@ use super::{paging, rpc};
 use crate::auth::{Access, Caller};
 use crate::domain::{resolve, rules, validate};
 use crate::error::{Error, Result};
-use crate::feed::routes::RouteTable;
 use crate::pb::registry_server::Registry;
 use crate::pb::*;
 use crate::store::writer::Writer;
-use crate::store::{Db, WriteOp, WriteResult};
+use crate::store::{Registry as Store, WriteOp, WriteResult};
 
-/// The Registry service over a [`Db`] (reads), its [`Writer`] (writes) and the route table
-/// (`ResolveRoute`).
+/// The Registry service: reads (Get*, lists, `ResolveRoute`) from the registry's current
+/// durable version, one version per call; writes through the [`Writer`].
 #[derive(Clone)]
 pub struct RegistryService {
-    db: Arc<Db>,
+    store: Arc<Store>,
     writer: Writer,
-    routes: Arc<RouteTable>,
 }
 
 impl RegistryService {
-    /// A service reading `db`, writing through `writer`, resolving routes from `routes`.
-    pub fn new(db: Arc<Db>, writer: Writer, routes: Arc<RouteTable>) -> Self {
-        RegistryService { db, writer, routes }
+    /// A service reading `store`'s current version and writing through `writer`.
+    pub fn new(store: Arc<Store>, writer: Writer) -> Self {
+        RegistryService { store, writer }
     }
 
     async fn write(&self, op: WriteOp) -> Result<WriteResult> {
@@ -122,7 +120,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetApiRequest| {
                 id("api_id", &m.api_id)?;
-                self.db.get_api(&c.scope(), &m.api_id)
+                Ok((**self.store.current().get_api(&c.scope(), &m.api_id)?).clone())
             },
         )
         .await
@@ -138,7 +136,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetApisRequest| {
                 let page = paging::page("apis", "", m.max_results, &m.next_token)?;
-                let listed = self.db.list_apis(&c.scope(), &page)?;
+                let listed = self.store.current().list_apis(&c.scope(), &page);
                 Ok(GetApisResponse {
                     items: listed.items,
                     next_token: paging::encode("apis", "", listed.next.as_deref()),
@@ -231,7 +229,11 @@ impl Registry for RegistryService {
             async |c: Caller, m: GetStageRequest| {
                 id("api_id", &m.api_id)?;
                 id("stage_name", &m.stage_name)?;
-                self.db.get_stage(&c.scope(), &m.api_id, &m.stage_name)
+                Ok((**self
+                    .store
+                    .current()
+                    .get_stage(&c.scope(), &m.api_id, &m.stage_name)?)
+                .clone())
             },
         )
         .await
@@ -248,7 +250,10 @@ impl Registry for RegistryService {
             async |c: Caller, m: GetStagesRequest| {
                 id("api_id", &m.api_id)?;
                 let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
-                let listed = self.db.list_stages(&c.scope(), &m.api_id, &page)?;
+                let listed = self
+                    .store
+                    .current()
+                    .list_stages(&c.scope(), &m.api_id, &page)?;
                 Ok(GetStagesResponse {
                     items: listed.items,
                     next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
@@ -344,7 +349,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetDomainNameRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
-                self.db.get_domain(&c.scope(), &domain)
+                Ok((*self.store.current().get_domain(&c.scope(), &domain)?.record).clone())
             },
         )
         .await
@@ -360,7 +365,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetDomainNamesRequest| {
                 let page = paging::page("domains", "", m.max_results, &m.next_token)?;
-                let listed = self.db.list_domains(&c.scope(), &page)?;
+                let listed = self.store.current().list_domains(&c.scope(), &page);
                 Ok(GetDomainNamesResponse {
                     items: listed.items,
                     next_token: paging::encode("domains", "", listed.next.as_deref()),
@@ -453,7 +458,11 @@ impl Registry for RegistryService {
             async |c: Caller, m: GetApiMappingRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
                 id("api_mapping_id", &m.api_mapping_id)?;
-                self.db.get_mapping(&c.scope(), &domain, &m.api_mapping_id)
+                Ok((**self
+                    .store
+                    .current()
+                    .get_mapping(&c.scope(), &domain, &m.api_mapping_id)?)
+                .clone())
             },
         )
         .await
@@ -470,7 +479,10 @@ impl Registry for RegistryService {
             async |c: Caller, m: GetApiMappingsRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
                 let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
-                let listed = self.db.list_mappings(&c.scope(), &domain, &page)?;
+                let listed = self
+                    .store
+                    .current()
+                    .list_mappings(&c.scope(), &domain, &page)?;
                 Ok(GetApiMappingsResponse {
                     items: listed.items,
                     next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
@@ -552,13 +564,14 @@ impl Registry for RegistryService {
                 let host = resolve::normalize_host(&m.host)?;
                 let path = resolve::normalize_path(&m.path)?;
                 // From memory: the state at one durable revision, which the answer reports.
-                let r = self.routes.resolve(&c.scope(), &host, &path)?;
+                let state = self.store.current();
+                let (route, api) = state.resolve_for(&c.scope(), &host, &path)?;
                 Ok(ResolveRouteResponse {
-                    api_mapping: Some(r.mapping),
-                    api: Some(r.api),
-                    matched_domain_name: r.domain_name,
-                    remaining_path: r.remaining_path,
-                    revision: r.revision,
+                    api_mapping: Some(route.mapping.clone()),
+                    api: Some(api.clone()),
+                    matched_domain_name: route.domain_name,
+                    remaining_path: route.remaining_path,
+                    revision: state.revision(),
                 })
             },
         )

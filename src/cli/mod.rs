@@ -105,12 +105,13 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
         eprintln!("{} is not a mapreg data dir", data_dir.display());
         return 2;
     }
-    let opened = crate::store::sled::SledStore::open(data_dir).and_then(|s| {
-        let store: Arc<dyn crate::store::Store> = Arc::new(s);
-        crate::store::Db::open(store, crate::store::Limits::default())
+    let opened = crate::store::sled::SledEngine::open(data_dir).and_then(|s| {
+        let engine: Arc<dyn crate::store::Engine> = Arc::new(s);
+        let store_id = engine.store_id(&String::new)?;
+        Ok((engine, store_id))
     });
-    let db = match opened {
-        Ok(db) => db,
+    let (engine, store_id) = match opened {
+        Ok(o) => o,
         Err(e) => {
             eprintln!(
                 "cannot open {} (is a server still running on it?): {e}",
@@ -119,14 +120,14 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
             return 2;
         }
     };
-    match crate::store::check::check(&db) {
+    match crate::store::check::check(engine.as_ref()) {
         Ok(report) => {
             let [apis, stages, domains, mappings] = report.counts;
             println!(
                 "{}: store {} at revision {} (log {} entries after compaction point {}); \
                  {apis} APIs, {stages} stages, {domains} domain names, {mappings} API mappings",
                 data_dir.display(),
-                db.store_id(),
+                store_id,
                 report.revision,
                 report.log_entries,
                 report.compact_revision

@@ -23,7 +23,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
-pub use crate::domain::replica::{Replica, Resolution, ResolveError};
+pub use crate::domain::state::{Resolution, ResolveError, State as Replica};
 use crate::pb::change_feed_client::ChangeFeedClient;
 use crate::pb::watch_response::Kind;
 use crate::pb::{Resource, WatchRequest, resource};

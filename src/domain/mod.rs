@@ -1,11 +1,13 @@
-//! Pure domain rules: what a valid name, key or domain is, and the constraints of SPEC.md
-//! section 2. Nothing here does I/O; the store applies these functions inside its transactions,
-//! and they are unit-tested without a server.
+//! Pure domain logic: what a valid name, key or domain is (`validate`), the registry's state as
+//! immutable versions (`state`), the constraints of SPEC.md section 2 as one function per rule
+//! over a version (`rules`), the writes that apply them (`apply`), and route resolution
+//! (`resolve`). Nothing here does I/O; all of it is unit-tested without a server.
 
+pub mod apply;
 pub mod ids;
-pub mod replica;
 pub mod resolve;
 pub mod rules;
+pub mod state;
 pub mod validate;
 
-pub use rules::{DomainCounters, Family, RefCounts};
+pub use rules::{DomainCounters, Family};

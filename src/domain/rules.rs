@@ -1,14 +1,27 @@
-//! The constraints of SPEC.md section 2, one function per rule, and the errors they produce.
+//! The constraints of SPEC.md section 2, one pure function per rule over a [`State`], and the
+//! typed [`Violation`] each produces.
 //!
-//! Each check takes the facts it needs (records and index values the store read inside its
-//! transaction) and answers `Ok(())` or the exact error a client must see. The store calls them
-//! inside the same transaction as the write they guard, so a passing check holds at commit.
+//! | rule | function |
+//! |---|---|
+//! | 1, 2 prerequisites in the caller's account | [`api_in_account`], [`domain_in_account`], [`stage_of`] |
+//! | 3 key syntax | request shape: [`validate::api_mapping_key`] |
+//! | 4 multi-level keys | [`multi_level_allowed`] |
+//! | 5 unique key per domain | [`key_free`] |
+//! | 6 protocol families | [`family_free`] (names the conflicting mapping) |
+//! | 7 endpoint and TLS | [`endpoint_suits`], and [`configuration_suits`] on UpdateDomainName |
+//! | 8 deletes that would dangle | [`api_deletable`], [`stage_deletable`] |
+//! | optimistic concurrency | [`revision_matches`] |
+//!
+//! Rule 9 (updates re-check 1–7) and rule 10 (atomicity) are how [`apply`](super::apply) uses
+//! these: every check of a write runs against the version it will be applied to, before any
+//! change, and the writer applies writes one at a time.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::pb::{DomainNameConfiguration, EndpointType, ProtocolType, SecurityPolicy};
+use crate::pb::{Api, DomainNameConfiguration, EndpointType, ProtocolType, SecurityPolicy, Stage};
 
+use super::state::{DomainEntry, State};
 use super::validate;
 
 /// Protocol families that may not share a domain name (rule 6): WebSocket vs HTTP/REST.
@@ -36,9 +49,17 @@ impl Family {
             Family::HttpRest => "HTTP/REST",
         }
     }
+
+    /// The family that may not share a domain with this one.
+    pub fn opposite(self) -> Family {
+        match self {
+            Family::WebSocket => Family::HttpRest,
+            Family::HttpRest => Family::WebSocket,
+        }
+    }
 }
 
-/// Per-domain counts of mappings, kept as an index so every rule is a single read.
+/// Per-domain counts of mappings, kept with the domain so rules 4, 6 and 7 need no scan.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DomainCounters {
     /// Mappings to WEBSOCKET APIs.
@@ -88,24 +109,6 @@ impl DomainCounters {
             ProtocolType::Rest => &mut self.rest,
             _ => &mut self.http,
         }
-    }
-}
-
-/// How many mappings point at an API (or a stage), per domain name, in name order.
-pub type RefCounts = BTreeMap<String, u64>;
-
-/// Adds (`delta` = 1) or removes (`delta` = -1) one reference from `domain`.
-pub fn adjust_refs(refs: &mut RefCounts, domain: &str, delta: i64) {
-    let n = refs.get(domain).copied().unwrap_or(0);
-    let n = if delta >= 0 {
-        n + delta as u64
-    } else {
-        n.saturating_sub(delta.unsigned_abs())
-    };
-    if n == 0 {
-        refs.remove(domain);
-    } else {
-        refs.insert(domain.to_string(), n);
     }
 }
 
@@ -237,238 +240,424 @@ fn check_configuration_enums(cfg: &DomainNameConfiguration) -> Result<()> {
     }
     Ok(())
 }
+/// A write refused by a rule of SPEC.md section 2: what a client sees, typed so that code
+/// decides on the variant, never on a message or reason string.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// Rule 1: the API is not in the caller's account.
+    #[error("Invalid API identifier specified: {0}")]
+    ApiNotFound(String),
+    /// Rule 1: the API has no such stage.
+    #[error("Invalid stage identifier specified: {0}")]
+    StageNotFound(String),
+    /// Rule 1: the domain name is not in the caller's account.
+    #[error("Invalid domain name identifier specified: {0}")]
+    DomainNotFound(String),
+    /// The domain has no such mapping.
+    #[error("Invalid api mapping identifier specified: {0}")]
+    MappingNotFound(String),
+    /// Rule 5: the key is taken on this domain.
+    #[error("ApiMapping key already exists for this domain name: key '{}' on {domain}", shown_key(.key))]
+    KeyTaken {
+        /// The domain.
+        domain: String,
+        /// The key.
+        key: String,
+    },
+    /// The stage name is taken on this API.
+    #[error("Stage already exists: {stage} on API {api_id}")]
+    StageExists {
+        /// The API.
+        api_id: String,
+        /// The stage name.
+        stage: String,
+    },
+    /// The domain name is registered already (in any account).
+    #[error("The domain name resource already exists: {0}")]
+    DomainExists(String),
+    /// Rule 4: WEBSOCKET APIs take single-level keys only.
+    #[error(
+        "api_mapping_key '{key}' has more than one level; multi-level keys are supported only for HTTP and REST APIs, and API {api_id} is a WEBSOCKET API"
+    )]
+    MultiLevelWebSocket {
+        /// The key.
+        key: String,
+        /// The WEBSOCKET API.
+        api_id: String,
+    },
+    /// Rule 4: multi-level keys need a REGIONAL + TLS_1_2 domain.
+    #[error(
+        "api_mapping_key '{key}' has more than one level; multi-level keys need a REGIONAL domain name with TLS_1_2, and {domain} is a {endpoint}"
+    )]
+    MultiLevelEndpoint {
+        /// The key.
+        key: String,
+        /// The domain.
+        domain: String,
+        /// Its endpoint, as "EDGE endpoint with TLS_1_2".
+        endpoint: String,
+    },
+    /// Rule 4: the domain's quota of multi-level mappings is used up.
+    #[error("domain name {domain} already has {count} multi-level API mappings, the limit")]
+    MultiLevelLimit {
+        /// The domain.
+        domain: String,
+        /// Its multi-level mappings.
+        count: u64,
+    },
+    /// Rule 7: WEBSOCKET and HTTP APIs map only to REGIONAL + TLS_1_2 domains.
+    #[error(
+        "API {api_id} is a {protocol} API; {protocol} APIs can be mapped only to REGIONAL domain names with TLS_1_2, and {domain} is a {endpoint}"
+    )]
+    EndpointMismatch {
+        /// The API.
+        api_id: String,
+        /// `WEBSOCKET` or `HTTP`.
+        protocol: &'static str,
+        /// The domain.
+        domain: String,
+        /// Its endpoint, as "EDGE endpoint with TLS_1_2".
+        endpoint: String,
+    },
+    /// Rule 6: WEBSOCKET and HTTP/REST APIs cannot share a domain.
+    #[error(
+        "API {api_id} is a {} API, but domain name {domain} has {} to a {} API; WEBSOCKET and HTTP/REST APIs cannot share a domain name",
+        .family.label(), conflicting_mapping(.conflicting), .family.opposite().label()
+    )]
+    ProtocolConflict {
+        /// The domain.
+        domain: String,
+        /// The API being mapped.
+        api_id: String,
+        /// Its family.
+        family: Family,
+        /// (api_mapping_id, api_mapping_key) of a mapping of the other family.
+        conflicting: Option<(String, String)>,
+    },
+    /// Rule 7 on UpdateDomainName: WEBSOCKET or HTTP mappings need REGIONAL + TLS_1_2.
+    #[error(
+        "domain name {domain} has API mappings to WEBSOCKET or HTTP APIs, which need a REGIONAL endpoint with TLS_1_2; a {endpoint} takes REST APIs only"
+    )]
+    ConfigurationConflict {
+        /// The domain.
+        domain: String,
+        /// The requested endpoint, as "EDGE endpoint with TLS_1_2".
+        endpoint: String,
+    },
+    /// Rule 4 on UpdateDomainName: multi-level mappings need REGIONAL + TLS_1_2.
+    #[error(
+        "domain name {domain} has multi-level API mappings, which need a REGIONAL endpoint with TLS_1_2"
+    )]
+    ConfigurationMultiLevel {
+        /// The domain.
+        domain: String,
+    },
+    /// Rule 8: mappings point at the API.
+    #[error(
+        "Deleting API {api_id} failed. Please remove all API mappings for the API from your custom domain names: {}",
+        .domains.join(", ")
+    )]
+    ApiInUse {
+        /// The API.
+        api_id: String,
+        /// The domains with mappings to it, in name order.
+        domains: Vec<String>,
+    },
+    /// Rule 8: mappings point at the stage.
+    #[error(
+        "Deleting stage {stage} failed. Please remove all API mappings for the stage from your custom domain names: {}",
+        .domains.join(", ")
+    )]
+    StageInUse {
+        /// The stage.
+        stage: String,
+        /// The domains with mappings to it, in name order.
+        domains: Vec<String>,
+    },
+    /// `expected_revision` is not the record's `mod_revision`.
+    #[error("expected_revision {expected} does not match the mod_revision {actual} of {what}")]
+    RevisionMismatch {
+        /// The record, as "API abc".
+        what: String,
+        /// What the caller expected.
+        expected: u64,
+        /// The record's `mod_revision`.
+        actual: u64,
+    },
+}
 
-/// Rules 4, 6 and 7 for one mapping of `api_id` (`protocol`) under `key` on `domain`.
-///
-/// `others` counts the domain's mappings other than the one being written (for an update, the
-/// store removes the mapping's old contribution first). `multi_level_limit` is rule 4's quota.
-/// A protocol conflict is reported without the conflicting mapping's id; the store names it.
-pub fn check_mapping_placement(
-    domain: &str,
-    cfg: &DomainNameConfiguration,
-    api_id: &str,
-    protocol: ProtocolType,
-    key: &str,
-    others: &DomainCounters,
-    multi_level_limit: u64,
-) -> Result<()> {
-    let multi_level = validate::is_multi_level(key);
-    if multi_level && protocol == ProtocolType::Websocket {
-        return Err(Error::invalid(
-            "api_mapping_key",
-            format!(
-                "api_mapping_key '{key}' has more than one level; multi-level keys are supported only for HTTP and REST APIs, and API {api_id} is a WEBSOCKET API"
-            ),
-        ));
+fn shown_key(key: &str) -> &str {
+    if key.is_empty() { "(none)" } else { key }
+}
+
+fn conflicting_mapping(c: &Option<(String, String)>) -> String {
+    match c {
+        Some((id, key)) => format!("API mapping {id} (key '{}')", shown_key(key)),
+        None => "an API mapping".to_string(),
     }
-    if multi_level && !is_regional_tls12(cfg) {
-        return Err(Error::FailedPrecondition {
-            reason: "MULTI_LEVEL_KEY_NOT_SUPPORTED",
-            message: format!(
-                "api_mapping_key '{key}' has more than one level; multi-level keys need a REGIONAL domain name with TLS_1_2, and {domain} is a {}",
-                describe_endpoint(cfg)
-            ),
+}
+
+impl Violation {
+    /// The stable `ErrorInfo` reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Violation::ApiNotFound(_) => "API_NOT_FOUND",
+            Violation::StageNotFound(_) => "STAGE_NOT_FOUND",
+            Violation::DomainNotFound(_) => "DOMAIN_NAME_NOT_FOUND",
+            Violation::MappingNotFound(_) => "API_MAPPING_NOT_FOUND",
+            Violation::KeyTaken { .. } => "MAPPING_KEY_CONFLICT",
+            Violation::StageExists { .. } => "STAGE_EXISTS",
+            Violation::DomainExists(_) => "DOMAIN_NAME_EXISTS",
+            Violation::MultiLevelWebSocket { .. } => "INVALID_API_MAPPING_KEY",
+            Violation::MultiLevelEndpoint { .. } | Violation::ConfigurationMultiLevel { .. } => {
+                "MULTI_LEVEL_KEY_NOT_SUPPORTED"
+            }
+            Violation::MultiLevelLimit { .. } => "MULTI_LEVEL_MAPPING_LIMIT",
+            Violation::EndpointMismatch { .. } | Violation::ConfigurationConflict { .. } => {
+                "DOMAIN_CONFIGURATION_CONFLICT"
+            }
+            Violation::ProtocolConflict { .. } => "PROTOCOL_CONFLICT",
+            Violation::ApiInUse { .. } => "API_IN_USE",
+            Violation::StageInUse { .. } => "STAGE_IN_USE",
+            Violation::RevisionMismatch { .. } => "REVISION_MISMATCH",
+        }
+    }
+}
+
+impl From<Violation> for Error {
+    fn from(v: Violation) -> Error {
+        let reason = v.reason();
+        let message = v.to_string();
+        match v {
+            Violation::ApiNotFound(_)
+            | Violation::StageNotFound(_)
+            | Violation::DomainNotFound(_)
+            | Violation::MappingNotFound(_) => Error::NotFound { reason, message },
+            Violation::KeyTaken { .. }
+            | Violation::StageExists { .. }
+            | Violation::DomainExists(_) => Error::AlreadyExists { reason, message },
+            Violation::MultiLevelWebSocket { .. } => Error::invalid("api_mapping_key", message),
+            Violation::MultiLevelLimit { .. } => Error::ResourceExhausted { reason, message },
+            Violation::RevisionMismatch { .. } => Error::Aborted { reason, message },
+            Violation::MultiLevelEndpoint { .. }
+            | Violation::EndpointMismatch { .. }
+            | Violation::ProtocolConflict { .. }
+            | Violation::ConfigurationConflict { .. }
+            | Violation::ConfigurationMultiLevel { .. }
+            | Violation::ApiInUse { .. }
+            | Violation::StageInUse { .. } => Error::FailedPrecondition { reason, message },
+        }
+    }
+}
+
+/// What a rule answers.
+pub type Checked<T = ()> = std::result::Result<T, Violation>;
+
+/// Rules 1 and 2: the API exists in the caller's account (another account's is absent).
+pub fn api_in_account<'s>(state: &'s State, account: &str, api_id: &str) -> Checked<&'s Arc<Api>> {
+    match state.api(api_id) {
+        Some(a) if a.account_id == account => Ok(a),
+        _ => Err(Violation::ApiNotFound(api_id.into())),
+    }
+}
+
+/// Rules 1 and 2: the domain name exists in the caller's account.
+pub fn domain_in_account<'s>(
+    state: &'s State,
+    account: &str,
+    domain: &str,
+) -> Checked<&'s DomainEntry> {
+    match state.domain(domain) {
+        Some(d) if d.record.account_id == account => Ok(d),
+        _ => Err(Violation::DomainNotFound(domain.into())),
+    }
+}
+
+/// Rule 1: the API has the stage.
+pub fn stage_of<'s>(state: &'s State, api_id: &str, stage: &str) -> Checked<&'s Arc<Stage>> {
+    state
+        .stage(api_id, stage)
+        .ok_or_else(|| Violation::StageNotFound(stage.into()))
+}
+
+/// Rule 5: no mapping of `domain` other than `except` (the one being updated) has `key`.
+pub fn key_free(state: &State, domain: &str, key: &str, except: Option<&str>) -> Checked {
+    match state.mapping_by_key(domain, key) {
+        Some(m) if Some(m.api_mapping_id.as_str()) != except => Err(Violation::KeyTaken {
+            domain: domain.into(),
+            key: key.into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn protocol(api: &Api) -> ProtocolType {
+    ProtocolType::try_from(api.protocol_type).unwrap_or(ProtocolType::Http)
+}
+
+/// The domain's counters without the mapping `except` (the one being updated).
+fn others(state: &State, domain: &DomainEntry, except: Option<&str>) -> DomainCounters {
+    let mut c = domain.counters;
+    if let Some(m) = except.and_then(|id| state.mapping(&domain.record.domain_name, id)) {
+        c.remove(state.protocol_of(&m.api_id), &m.api_mapping_key);
+    }
+    c
+}
+
+/// Rule 4: a multi-level `key` only for HTTP and REST APIs, only on a REGIONAL + TLS_1_2
+/// domain, and within the domain's quota (`limit`) of multi-level mappings, not counting
+/// `except` (the mapping being updated).
+pub fn multi_level_allowed(
+    state: &State,
+    domain: &DomainEntry,
+    api: &Api,
+    key: &str,
+    except: Option<&str>,
+    limit: u64,
+) -> Checked {
+    if !validate::is_multi_level(key) {
+        return Ok(());
+    }
+    if protocol(api) == ProtocolType::Websocket {
+        return Err(Violation::MultiLevelWebSocket {
+            key: key.into(),
+            api_id: api.api_id.clone(),
         });
     }
-    if protocol != ProtocolType::Rest && !is_regional_tls12(cfg) {
-        let p = if protocol == ProtocolType::Websocket {
+    let cfg = configuration(domain);
+    if !is_regional_tls12(&cfg) {
+        return Err(Violation::MultiLevelEndpoint {
+            key: key.into(),
+            domain: domain.record.domain_name.clone(),
+            endpoint: describe_endpoint(&cfg),
+        });
+    }
+    let count = others(state, domain, except).multi_level;
+    if count >= limit {
+        return Err(Violation::MultiLevelLimit {
+            domain: domain.record.domain_name.clone(),
+            count,
+        });
+    }
+    Ok(())
+}
+
+/// Rule 7: WEBSOCKET and HTTP APIs map only to REGIONAL + TLS_1_2 domains.
+pub fn endpoint_suits(domain: &DomainEntry, api: &Api) -> Checked {
+    let cfg = configuration(domain);
+    let p = protocol(api);
+    if p == ProtocolType::Rest || is_regional_tls12(&cfg) {
+        return Ok(());
+    }
+    Err(Violation::EndpointMismatch {
+        api_id: api.api_id.clone(),
+        protocol: if p == ProtocolType::Websocket {
             "WEBSOCKET"
         } else {
             "HTTP"
-        };
-        return Err(Error::FailedPrecondition {
-            reason: "DOMAIN_CONFIGURATION_CONFLICT",
-            message: format!(
-                "API {api_id} is a {p} API; {p} APIs can be mapped only to REGIONAL domain names with TLS_1_2, and {domain} is a {}",
-                describe_endpoint(cfg)
-            ),
-        });
-    }
-    let family = Family::of(protocol);
-    let opposite = match family {
-        Family::WebSocket => Family::HttpRest,
-        Family::HttpRest => Family::WebSocket,
-    };
-    if others.family(opposite) > 0 {
-        return Err(protocol_conflict(domain, api_id, family, None));
-    }
-    if multi_level && others.multi_level >= multi_level_limit {
-        return Err(Error::ResourceExhausted {
-            reason: "MULTI_LEVEL_MAPPING_LIMIT",
-            message: format!(
-                "domain name {domain} already has {} multi-level API mappings, the limit",
-                others.multi_level
-            ),
-        });
-    }
-    Ok(())
-}
-
-/// Rule 6's error. `conflicting` is (api_mapping_id, api_mapping_key) of a mapping of the other
-/// family, when the store found one.
-pub fn protocol_conflict(
-    domain: &str,
-    api_id: &str,
-    family: Family,
-    conflicting: Option<(&str, &str)>,
-) -> Error {
-    let other = match family {
-        Family::WebSocket => Family::HttpRest,
-        Family::HttpRest => Family::WebSocket,
-    };
-    let which = match conflicting {
-        Some((id, key)) => format!(
-            "API mapping {id} (key '{}')",
-            if key.is_empty() { "(none)" } else { key }
-        ),
-        None => "an API mapping".to_string(),
-    };
-    Error::FailedPrecondition {
-        reason: "PROTOCOL_CONFLICT",
-        message: format!(
-            "API {api_id} is a {} API, but domain name {domain} has {which} to a {} API; WEBSOCKET and HTTP/REST APIs cannot share a domain name",
-            family.label(),
-            other.label()
-        ),
-    }
-}
-
-/// Rule 7 (and 4) for UpdateDomainName: the new configuration must still suit every mapping.
-pub fn check_configuration_change(
-    domain: &str,
-    cfg: &DomainNameConfiguration,
-    counters: &DomainCounters,
-) -> Result<()> {
-    if is_regional_tls12(cfg) {
-        return Ok(());
-    }
-    if counters.websocket + counters.http > 0 {
-        return Err(Error::FailedPrecondition {
-            reason: "DOMAIN_CONFIGURATION_CONFLICT",
-            message: format!(
-                "domain name {domain} has API mappings to WEBSOCKET or HTTP APIs, which need a REGIONAL endpoint with TLS_1_2; a {} takes REST APIs only",
-                describe_endpoint(cfg)
-            ),
-        });
-    }
-    if counters.multi_level > 0 {
-        return Err(Error::FailedPrecondition {
-            reason: "MULTI_LEVEL_KEY_NOT_SUPPORTED",
-            message: format!(
-                "domain name {domain} has multi-level API mappings, which need a REGIONAL endpoint with TLS_1_2"
-            ),
-        });
-    }
-    Ok(())
-}
-
-fn domain_list(refs: &RefCounts) -> String {
-    refs.keys().cloned().collect::<Vec<_>>().join(", ")
-}
-
-/// Rule 8: an API may be deleted only when no mapping points at it.
-pub fn check_api_deletable(api_id: &str, refs: &RefCounts) -> Result<()> {
-    if refs.is_empty() {
-        return Ok(());
-    }
-    Err(Error::FailedPrecondition {
-        reason: "API_IN_USE",
-        message: format!(
-            "Deleting API {api_id} failed. Please remove all API mappings for the API from your custom domain names: {}",
-            domain_list(refs)
-        ),
+        },
+        domain: domain.record.domain_name.clone(),
+        endpoint: describe_endpoint(&cfg),
     })
 }
 
-/// Rule 8: a stage may be deleted only when no mapping points at it.
-pub fn check_stage_deletable(stage: &str, refs: &RefCounts) -> Result<()> {
-    if refs.is_empty() {
+/// Rule 6: no mapping of `domain` other than `except` points at an API of the other family.
+/// The error names one such mapping (the first in key order).
+pub fn family_free(
+    state: &State,
+    domain: &DomainEntry,
+    api: &Api,
+    except: Option<&str>,
+) -> Checked {
+    let family = Family::of(protocol(api));
+    if others(state, domain, except).family(family.opposite()) == 0 {
         return Ok(());
     }
-    Err(Error::FailedPrecondition {
-        reason: "STAGE_IN_USE",
-        message: format!(
-            "Deleting stage {stage} failed. Please remove all API mappings for the stage from your custom domain names: {}",
-            domain_list(refs)
-        ),
+    let name = &domain.record.domain_name;
+    let conflicting = state
+        .mappings_on(name)
+        .filter(|m| Some(m.api_mapping_id.as_str()) != except)
+        .find(|m| Family::of(state.protocol_of(&m.api_id)) != family)
+        .map(|m| (m.api_mapping_id.clone(), m.api_mapping_key.clone()));
+    Err(Violation::ProtocolConflict {
+        domain: name.clone(),
+        api_id: api.api_id.clone(),
+        family,
+        conflicting,
+    })
+}
+
+/// Rules 7 and 4 on UpdateDomainName: the new configuration still suits every mapping.
+pub fn configuration_suits(domain: &DomainEntry, cfg: &DomainNameConfiguration) -> Checked {
+    if is_regional_tls12(cfg) {
+        return Ok(());
+    }
+    let c = &domain.counters;
+    let name = &domain.record.domain_name;
+    if c.websocket + c.http > 0 {
+        return Err(Violation::ConfigurationConflict {
+            domain: name.clone(),
+            endpoint: describe_endpoint(cfg),
+        });
+    }
+    if c.multi_level > 0 {
+        return Err(Violation::ConfigurationMultiLevel {
+            domain: name.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Rule 8: no mapping points at the API.
+pub fn api_deletable(state: &State, api_id: &str) -> Checked {
+    let domains = state.domains_using_api(api_id);
+    if domains.is_empty() {
+        return Ok(());
+    }
+    Err(Violation::ApiInUse {
+        api_id: api_id.into(),
+        domains,
+    })
+}
+
+/// Rule 8: no mapping points at the stage.
+pub fn stage_deletable(state: &State, api_id: &str, stage: &str) -> Checked {
+    let domains = state.domains_using_stage(api_id, stage);
+    if domains.is_empty() {
+        return Ok(());
+    }
+    Err(Violation::StageInUse {
+        stage: stage.into(),
+        domains,
     })
 }
 
 /// Optimistic concurrency: `expected` 0 is unconditional, else it must equal `actual`.
-pub fn check_expected_revision(what: &str, expected: u64, actual: u64) -> Result<()> {
+pub fn revision_matches(what: impl FnOnce() -> String, expected: u64, actual: u64) -> Checked {
     if expected == 0 || expected == actual {
         return Ok(());
     }
-    Err(Error::Aborted {
-        reason: "REVISION_MISMATCH",
-        message: format!(
-            "expected_revision {expected} does not match the mod_revision {actual} of {what}"
-        ),
+    Err(Violation::RevisionMismatch {
+        what: what(),
+        expected,
+        actual,
     })
 }
 
-/// Rule 1: the API does not exist in the caller's account.
-pub fn api_not_found(api_id: &str) -> Error {
-    Error::NotFound {
-        reason: "API_NOT_FOUND",
-        message: format!("Invalid API identifier specified: {api_id}"),
-    }
-}
-
-/// Rule 1: the stage does not exist on the API.
-pub fn stage_not_found(stage: &str) -> Error {
-    Error::NotFound {
-        reason: "STAGE_NOT_FOUND",
-        message: format!("Invalid stage identifier specified: {stage}"),
-    }
-}
-
-/// Rule 1: the domain name does not exist in the caller's account.
-pub fn domain_not_found(domain: &str) -> Error {
-    Error::NotFound {
-        reason: "DOMAIN_NAME_NOT_FOUND",
-        message: format!("Invalid domain name identifier specified: {domain}"),
-    }
-}
-
-/// The API mapping does not exist on the domain.
-pub fn mapping_not_found(mapping_id: &str) -> Error {
-    Error::NotFound {
-        reason: "API_MAPPING_NOT_FOUND",
-        message: format!("Invalid api mapping identifier specified: {mapping_id}"),
-    }
-}
-
-/// Rule 5: the key is taken on this domain.
-pub fn mapping_key_conflict(domain: &str, key: &str) -> Error {
-    Error::AlreadyExists {
-        reason: "MAPPING_KEY_CONFLICT",
-        message: format!(
-            "ApiMapping key already exists for this domain name: key '{}' on {domain}",
-            if key.is_empty() { "(none)" } else { key }
-        ),
-    }
-}
-
-/// The stage name is taken on this API.
-pub fn stage_exists(api_id: &str, stage: &str) -> Error {
-    Error::AlreadyExists {
-        reason: "STAGE_EXISTS",
-        message: format!("Stage already exists: {stage} on API {api_id}"),
-    }
-}
-
-/// The domain name is registered already (in any account).
-pub fn domain_exists(domain: &str) -> Error {
-    Error::AlreadyExists {
-        reason: "DOMAIN_NAME_EXISTS",
-        message: format!("The domain name resource already exists: {domain}"),
-    }
+/// The domain's (only) configuration.
+pub fn configuration(domain: &DomainEntry) -> DomainNameConfiguration {
+    domain
+        .record
+        .domain_name_configurations
+        .first()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::{ApiMapping, DomainName, resource};
 
     fn cfg(e: EndpointType, p: SecurityPolicy) -> DomainNameConfiguration {
         DomainNameConfiguration {
@@ -478,26 +667,68 @@ mod tests {
         }
     }
 
+    fn state_with(domain_cfg: DomainNameConfiguration) -> State {
+        let mut s = State::default();
+        s.put(resource::Resource::DomainName(DomainName {
+            domain_name: "d.com".into(),
+            domain_name_configurations: vec![domain_cfg],
+            account_id: "1".into(),
+            ..Default::default()
+        }));
+        for (id, p) in [
+            ("ws", ProtocolType::Websocket),
+            ("http", ProtocolType::Http),
+            ("rest", ProtocolType::Rest),
+        ] {
+            s.put(resource::Resource::Api(Api {
+                api_id: id.into(),
+                protocol_type: p as i32,
+                account_id: "1".into(),
+                ..Default::default()
+            }));
+        }
+        s
+    }
+
+    fn map(s: &mut State, id: &str, api: &str, key: &str) {
+        s.put(resource::Resource::ApiMapping(ApiMapping {
+            domain_name: "d.com".into(),
+            api_mapping_id: id.into(),
+            api_mapping_key: key.into(),
+            api_id: api.into(),
+            stage: "test".into(),
+            account_id: "1".into(),
+            ..Default::default()
+        }));
+    }
+
     fn regional() -> DomainNameConfiguration {
         cfg(EndpointType::Regional, SecurityPolicy::Tls12)
     }
 
-    fn reason(r: Result<()>) -> String {
-        r.expect_err("expected an error").reason().to_string()
+    #[test]
+    fn prerequisites_are_per_account() {
+        let s = state_with(regional());
+        assert!(api_in_account(&s, "1", "http").is_ok());
+        assert_eq!(
+            api_in_account(&s, "2", "http").unwrap_err(),
+            Violation::ApiNotFound("http".into())
+        );
+        assert!(domain_in_account(&s, "2", "d.com").is_err());
+        assert_eq!(
+            stage_of(&s, "http", "test").unwrap_err().reason(),
+            "STAGE_NOT_FOUND"
+        );
     }
 
     #[test]
     fn websocket_refuses_multi_level_key() {
-        let r = check_mapping_placement(
-            "a.com",
-            &regional(),
-            "api",
-            ProtocolType::Websocket,
-            "v1/x",
-            &DomainCounters::default(),
-            200,
-        );
-        assert_eq!(reason(r), "INVALID_API_MAPPING_KEY");
+        let s = state_with(regional());
+        let d = s.domain("d.com").unwrap();
+        let ws = s.api("ws").unwrap();
+        let e = multi_level_allowed(&s, d, ws, "a/b", None, 200).unwrap_err();
+        assert_eq!(Error::from(e).reason(), "INVALID_API_MAPPING_KEY");
+        assert!(multi_level_allowed(&s, d, ws, "ab", None, 200).is_ok());
     }
 
     #[test]
@@ -506,92 +737,72 @@ mod tests {
             cfg(EndpointType::Edge, SecurityPolicy::Tls12),
             cfg(EndpointType::Regional, SecurityPolicy::Tls10),
         ] {
-            for p in [ProtocolType::Http, ProtocolType::Websocket] {
-                let r =
-                    check_mapping_placement("a.com", &c, "api", p, "v1", &Default::default(), 200);
-                assert_eq!(reason(r), "DOMAIN_CONFIGURATION_CONFLICT");
+            let s = state_with(c);
+            let d = s.domain("d.com").unwrap();
+            for api in ["ws", "http"] {
+                let e = endpoint_suits(d, s.api(api).unwrap()).unwrap_err();
+                assert_eq!(e.reason(), "DOMAIN_CONFIGURATION_CONFLICT");
             }
-            let ok = check_mapping_placement(
-                "a.com",
-                &c,
-                "api",
-                ProtocolType::Rest,
-                "v1",
-                &Default::default(),
-                200,
-            );
-            assert!(ok.is_ok());
-            let multi = check_mapping_placement(
-                "a.com",
-                &c,
-                "api",
-                ProtocolType::Rest,
-                "v1/x",
-                &Default::default(),
-                200,
-            );
-            assert_eq!(reason(multi), "MULTI_LEVEL_KEY_NOT_SUPPORTED");
+            let rest = s.api("rest").unwrap();
+            assert!(endpoint_suits(d, rest).is_ok());
+            let e = multi_level_allowed(&s, d, rest, "a/b", None, 200).unwrap_err();
+            assert_eq!(e.reason(), "MULTI_LEVEL_KEY_NOT_SUPPORTED");
         }
     }
 
     #[test]
-    fn families_do_not_mix_but_http_and_rest_do() {
-        let mut c = DomainCounters::default();
-        c.add(ProtocolType::Http, "a");
-        assert!(
-            check_mapping_placement("d.com", &regional(), "x", ProtocolType::Rest, "b", &c, 200)
-                .is_ok()
+    fn families_do_not_mix_but_http_and_rest_do_and_the_conflict_is_named() {
+        let mut s = state_with(regional());
+        map(&mut s, "m1", "http", "a");
+        let d = s.domain("d.com").unwrap().clone();
+        assert!(family_free(&s, &d, s.api("rest").unwrap(), None).is_ok());
+        let e = family_free(&s, &d, s.api("ws").unwrap(), None).unwrap_err();
+        assert_eq!(
+            e,
+            Violation::ProtocolConflict {
+                domain: "d.com".into(),
+                api_id: "ws".into(),
+                family: Family::WebSocket,
+                conflicting: Some(("m1".into(), "a".into())),
+            }
         );
-        let r = check_mapping_placement(
-            "d.com",
-            &regional(),
-            "x",
-            ProtocolType::Websocket,
-            "b",
-            &c,
-            200,
-        );
-        assert_eq!(reason(r), "PROTOCOL_CONFLICT");
-        let mut w = DomainCounters::default();
-        w.add(ProtocolType::Websocket, "");
-        let r =
-            check_mapping_placement("d.com", &regional(), "x", ProtocolType::Rest, "b", &w, 200);
-        assert_eq!(reason(r), "PROTOCOL_CONFLICT");
+        assert!(e.to_string().contains("API mapping m1 (key 'a')"));
+        // Re-pointing the only mapping to another family conflicts with nothing.
+        assert!(family_free(&s, &d, s.api("ws").unwrap(), Some("m1")).is_ok());
     }
 
     #[test]
-    fn multi_level_limit() {
-        let c = DomainCounters {
-            http: 200,
-            multi_level: 200,
-            ..Default::default()
-        };
-        let r = check_mapping_placement(
-            "d.com",
-            &regional(),
-            "x",
-            ProtocolType::Http,
-            "a/b",
-            &c,
-            200,
+    fn multi_level_limit_excludes_the_updated_mapping() {
+        let mut s = state_with(regional());
+        map(&mut s, "m1", "http", "a/b");
+        map(&mut s, "m2", "http", "a/c");
+        let d = s.domain("d.com").unwrap().clone();
+        let http = s.api("http").unwrap().clone();
+        let e = multi_level_allowed(&s, &d, &http, "x/y", None, 2).unwrap_err();
+        assert_eq!(e.reason(), "MULTI_LEVEL_MAPPING_LIMIT");
+        assert!(multi_level_allowed(&s, &d, &http, "x/y", Some("m1"), 2).is_ok());
+        assert!(multi_level_allowed(&s, &d, &http, "xy", None, 2).is_ok());
+    }
+
+    #[test]
+    fn keys_are_unique_per_domain() {
+        let mut s = state_with(regional());
+        map(&mut s, "m1", "http", "a");
+        assert_eq!(
+            key_free(&s, "d.com", "a", None).unwrap_err().reason(),
+            "MAPPING_KEY_CONFLICT"
         );
-        assert_eq!(reason(r), "MULTI_LEVEL_MAPPING_LIMIT");
-        assert!(
-            check_mapping_placement("d.com", &regional(), "x", ProtocolType::Http, "ab", &c, 200)
-                .is_ok()
-        );
+        assert!(key_free(&s, "d.com", "a", Some("m1")).is_ok());
+        assert!(key_free(&s, "d.com", "b", None).is_ok());
+        assert!(key_free(&s, "e.com", "a", None).is_ok());
     }
 
     #[test]
     fn counters_add_and_remove() {
         let mut c = DomainCounters::default();
         c.add(ProtocolType::Rest, "a/b");
-        c.add(ProtocolType::Http, "");
-        assert_eq!(
-            (c.total(), c.multi_level, c.family(Family::HttpRest)),
-            (2, 1, 2)
-        );
-        c.remove(ProtocolType::Rest, "a/b");
+        c.add(ProtocolType::Http, "a");
+        assert_eq!((c.rest, c.multi_level, c.http), (1, 1, 1));
         c.remove(ProtocolType::Rest, "a/b");
         assert_eq!((c.rest, c.multi_level, c.http), (0, 0, 1));
     }
@@ -599,84 +810,69 @@ mod tests {
     #[test]
     fn configuration_change_rechecks_mappings() {
         let edge = cfg(EndpointType::Edge, SecurityPolicy::Tls12);
-        let rest_only = DomainCounters {
-            rest: 3,
-            ..Default::default()
-        };
-        assert!(check_configuration_change("d.com", &edge, &rest_only).is_ok());
-        let http = DomainCounters {
-            http: 1,
-            ..Default::default()
-        };
+        let mut s = state_with(regional());
+        map(&mut s, "m1", "rest", "a");
+        assert!(configuration_suits(s.domain("d.com").unwrap(), &edge).is_ok());
+        map(&mut s, "m2", "rest", "a/b");
         assert_eq!(
-            reason(check_configuration_change("d.com", &edge, &http)),
-            "DOMAIN_CONFIGURATION_CONFLICT"
-        );
-        let multi = DomainCounters {
-            rest: 1,
-            multi_level: 1,
-            ..Default::default()
-        };
-        assert_eq!(
-            reason(check_configuration_change("d.com", &edge, &multi)),
+            configuration_suits(s.domain("d.com").unwrap(), &edge)
+                .unwrap_err()
+                .reason(),
             "MULTI_LEVEL_KEY_NOT_SUPPORTED"
         );
+        map(&mut s, "m3", "http", "c");
+        assert_eq!(
+            configuration_suits(s.domain("d.com").unwrap(), &edge)
+                .unwrap_err()
+                .reason(),
+            "DOMAIN_CONFIGURATION_CONFLICT"
+        );
+        assert!(configuration_suits(s.domain("d.com").unwrap(), &regional()).is_ok());
     }
 
     #[test]
     fn deletes_name_the_domains() {
-        let mut refs = RefCounts::new();
-        adjust_refs(&mut refs, "b.com", 1);
-        adjust_refs(&mut refs, "a.com", 1);
-        adjust_refs(&mut refs, "a.com", 1);
-        let e = check_api_deletable("abc", &refs).expect_err("in use");
+        let mut s = state_with(regional());
+        map(&mut s, "m1", "http", "a");
+        let e = api_deletable(&s, "http").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "Deleting API abc failed. Please remove all API mappings for the API from your custom domain names: a.com, b.com"
+            "Deleting API http failed. Please remove all API mappings for the API from your custom domain names: d.com"
         );
-        adjust_refs(&mut refs, "a.com", -1);
-        adjust_refs(&mut refs, "a.com", -1);
-        adjust_refs(&mut refs, "b.com", -1);
-        assert!(refs.is_empty());
-        assert!(check_stage_deletable("prod", &refs).is_ok());
+        assert_eq!(
+            stage_deletable(&s, "http", "test").unwrap_err().reason(),
+            "STAGE_IN_USE"
+        );
+        assert!(stage_deletable(&s, "http", "prod").is_ok());
+        assert!(api_deletable(&s, "rest").is_ok());
     }
 
     #[test]
     fn configuration_defaults_and_limits() {
-        let c = configuration_for_create(vec![]).expect("defaults");
+        let c = configuration_for_create(vec![]).unwrap();
         assert_eq!(
             endpoint_of(&c),
             (EndpointType::Regional, SecurityPolicy::Tls12)
         );
-        let two = configuration_for_create(vec![Default::default(), Default::default()]);
         assert_eq!(
-            two.expect_err("two").to_string(),
+            configuration_for_create(vec![Default::default(), Default::default()])
+                .unwrap_err()
+                .to_string(),
             "Expected one domain name configuration"
         );
         let bad = DomainNameConfiguration {
-            endpoint_type: 9,
+            endpoint_type: 42,
             ..Default::default()
         };
         assert!(configuration_for_create(vec![bad]).is_err());
-        let patched = apply_configuration_patch(
-            &c,
-            &DomainNameConfiguration {
-                endpoint_type: EndpointType::Edge as i32,
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            endpoint_of(&patched),
-            (EndpointType::Edge, SecurityPolicy::Tls12)
-        );
     }
 
     #[test]
     fn expected_revision() {
-        assert!(check_expected_revision("API x", 0, 7).is_ok());
-        assert!(check_expected_revision("API x", 7, 7).is_ok());
+        assert!(revision_matches(|| "API x".into(), 0, 7).is_ok());
+        assert!(revision_matches(|| "API x".into(), 7, 7).is_ok());
         assert_eq!(
-            reason(check_expected_revision("API x", 6, 7)),
+            Error::from(revision_matches(|| "API x".into(), 6, 7).unwrap_err()).reason(),
             "REVISION_MISMATCH"
         );
     }

@@ -22,7 +22,7 @@ pub async fn run(hub: Arc<Hub>, history: u64) {
     }
     let mut durable = hub.durable_updates();
     let mut closed = hub.closed();
-    let mut compacted = match hub.db().compact_revision() {
+    let mut compacted = match hub.registry().compact_revision() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot read the compaction point; compaction is off");
@@ -33,8 +33,8 @@ pub async fn run(hub: Arc<Hub>, history: u64) {
         let current = *durable.borrow_and_update();
         if current > compacted + history + slack(history) {
             let upto = current - history;
-            let db = hub.db().clone();
-            match tokio::task::spawn_blocking(move || db.compact(upto)).await {
+            let registry = hub.registry().clone();
+            match tokio::task::spawn_blocking(move || registry.compact(upto)).await {
                 Ok(Ok(removed)) => {
                     tracing::debug!(upto, removed, "change log compacted");
                     compacted = upto;

@@ -12,19 +12,16 @@
 //! - A watcher that falls behind (its client reads slowly and the ring overtakes it) is told so
 //!   by the ring; it goes back to the log, catches up, and rejoins the ring. Nobody else slows
 //!   down, and nothing is lost while the revisions it needs are still in the log.
-//! - `start_revision = 0` first streams a snapshot ([`snapshot`]) that is exact as of a
-//!   revision `R0` although writes go on meanwhile, then `snapshot_complete` at `R0`, then every
-//!   revision after `R0`.
+//! - `start_revision = 0` first streams a snapshot ([`snapshot`]) of the current durable
+//!   version of the state, at its revision `R0` (an immutable version: writes go on meanwhile),
+//!   then `snapshot_complete` at `R0`, then every revision after `R0`.
 //! - [`compaction`] keeps the last `watch_history` revisions in the log.
-//! - [`routes`]: the in-memory route table `ResolveRoute` answers from, fed by the same
-//!   publish, before the watchers.
 
 pub mod compaction;
-pub mod routes;
 pub mod snapshot;
 pub mod watch;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, watch as tokio_watch};
@@ -32,7 +29,7 @@ use tokio::sync::{broadcast, watch as tokio_watch};
 use crate::domain::validate;
 use crate::error::{Error, Result};
 use crate::pb::{Event, Resource, ResourceKind, resource};
-use crate::store::{Committed, Db, Scope};
+use crate::store::{Applied, Registry, Scope};
 
 /// Revisions kept in memory for live watchers; a watcher further behind reads the log.
 pub const LIVE_RING: usize = 4096;
@@ -48,35 +45,29 @@ pub struct Revision {
 
 /// The fan-out point between the writer thread and every watcher.
 pub struct Hub {
-    db: Arc<Db>,
-    routes: Arc<routes::RouteTable>,
+    registry: Arc<Registry>,
     durable: tokio_watch::Sender<u64>,
     live: broadcast::Sender<Arc<Revision>>,
     closed: tokio_watch::Sender<bool>,
 }
 
 impl Hub {
-    /// A hub for `db`, whose current revision is durable (it was just opened). Loads the
-    /// route table: call it before anything writes.
-    pub fn new(db: Arc<Db>) -> Result<Arc<Hub>> {
-        let revision = db.revision()?;
-        let routes = Arc::new(routes::RouteTable::load(&db)?);
-        let (durable, _) = tokio_watch::channel(revision);
+    /// A hub for `registry`, whose current version is durable.
+    pub fn new(registry: Arc<Registry>) -> Arc<Hub> {
+        let (durable, _) = tokio_watch::channel(registry.revision());
         let (live, _) = broadcast::channel(LIVE_RING);
         let (closed, _) = tokio_watch::channel(false);
-        Ok(Arc::new(Hub {
-            db,
-            routes,
+        Arc::new(Hub {
+            registry,
             durable,
             live,
             closed,
-        }))
+        })
     }
 
-    /// Publishes durable writes, which must come in revision order: to the route table, then
-    /// to the watchers. Never waits for a watcher.
-    pub fn publish(&self, committed: &[Committed]) {
-        self.routes.apply(&self.db, committed);
+    /// Publishes durable writes, which must come in revision order, to the watchers, after
+    /// the registry's current version includes them. Never waits for a watcher.
+    pub fn publish(&self, committed: &[Applied]) {
         for c in committed {
             // Durable first: a watcher that reads revision D after subscribing gets every
             // revision above D from the ring.
@@ -121,14 +112,9 @@ impl Hub {
         self.closed.subscribe()
     }
 
-    /// The route table, at the last published revision.
-    pub fn routes(&self) -> &Arc<routes::RouteTable> {
-        &self.routes
-    }
-
     /// The registry underneath.
-    pub fn db(&self) -> &Arc<Db> {
-        &self.db
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Revision>> {
@@ -182,6 +168,20 @@ impl Filter {
             domains,
             scope,
         })
+    }
+
+    /// Whether the watcher wants records of `kind` at all.
+    pub fn wants(&self, kind: ResourceKind) -> bool {
+        self.kinds.is_empty() || self.kinds.contains(&kind)
+    }
+
+    /// The domains the watcher is limited to, sorted; None: every domain.
+    pub fn domain_list(&self) -> Option<Vec<String>> {
+        if self.domains.is_empty() {
+            return None;
+        }
+        let sorted: BTreeSet<&String> = self.domains.iter().collect();
+        Some(sorted.into_iter().cloned().collect())
     }
 
     /// Whether the watcher sees `r`.

@@ -1,152 +1,342 @@
-//! An exact snapshot as of one revision, read while writes go on, without stopping them and
-//! without holding the whole state in memory.
+//! An exact snapshot as of one revision, read while writes go on, without stopping them.
 //!
-//! sled has no point-in-time read across a long scan, so the snapshot is made exact this way:
-//! a [`Recorder`] is registered with the writer thread between two writes, at revision `R0`.
-//! From then on every write tells it, before committing, which records it touches and their
-//! state before the write. The scan walks the records in key order:
-//!
-//! - a record nobody touched since `R0` has its `R0` state in the store: it is sent as read;
-//! - a record touched after the scan passed it was already sent with its `R0` state;
-//! - a record touched before the scan reached it is skipped by the scan, and its state before
-//!   the first touch (its `R0` state, or nothing if it was created after `R0`) is sent at the
-//!   end.
-//!
-//! Memory: one chunk of records, plus the records written during the scan.
+//! The snapshot reads one immutable version of the state ([`State`]): writes after it make new
+//! versions and leave this one alone, so it is exact at its revision however long the client
+//! takes. It is produced as the client reads, one chunk at a time, from a [`Cursor`] (which
+//! section, and the sort key of the last record dealt with). Sections come in a fixed order:
+//! APIs, stages, domain names, mappings; each is skipped when the filter's kinds exclude it.
+//! With a `domain_names` filter, domain names and mappings are looked up per domain (a map
+//! lookup and a key range each), so such a snapshot costs in proportion to what it returns,
+//! not to the size of the registry.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::error::{Error, Result};
-use crate::pb::Resource;
-use crate::store::TouchObserver;
+use prost::Message;
+
+use super::Filter;
+use crate::domain::state::State;
+use crate::pb::{Resource, ResourceKind, resource};
 
 /// Records in one `snapshot` message at most.
 pub const CHUNK_RECORDS: usize = 500;
 /// Encoded bytes in one `snapshot` message, roughly at most.
 pub const CHUNK_BYTES: usize = 512 * 1024;
+/// Records looked at (sent or filtered out) per chunk at most, so a chunk that sends few
+/// records still returns soon.
+const CHUNK_SCAN: usize = 20_000;
 
-#[derive(Default)]
-struct State {
-    /// The last record key the scan has dealt with.
-    position: Option<Vec<u8>>,
-    /// Records touched since `R0`. `Some(prev)`: not sent yet, and `prev` is its `R0` state to
-    /// send at the end (None: it did not exist at `R0`). `None`: nothing left to do for it.
-    touched: HashMap<Vec<u8>, Option<Option<Resource>>>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Section {
+    Apis,
+    Stages,
+    Domains,
+    Mappings,
+    Done,
 }
 
-/// Observes writes during a snapshot scan; see the module documentation.
-#[derive(Default)]
-pub struct Recorder {
-    state: Mutex<State>,
-}
-
-impl TouchObserver for Recorder {
-    fn touched(&self, key: &[u8], prev: Option<&Resource>) {
-        let Ok(mut s) = self.state.lock() else {
-            return;
-        };
-        if s.touched.contains_key(key) {
-            return; // Only the first touch after R0 knows the R0 state.
+impl Section {
+    fn next(self) -> Section {
+        match self {
+            Section::Apis => Section::Stages,
+            Section::Stages => Section::Domains,
+            Section::Domains => Section::Mappings,
+            Section::Mappings | Section::Done => Section::Done,
         }
-        let already_sent = s.position.as_deref().is_some_and(|p| key <= p);
-        let entry = if already_sent {
+    }
+}
+
+/// Where a snapshot is: its version, and the position in it.
+pub struct Cursor {
+    state: Arc<State>,
+    filter: Filter,
+    /// The filter's domains, sorted (None: every domain).
+    domains: Option<Vec<String>>,
+    section: Section,
+    /// The sort key of the last record dealt with in `section`.
+    after: Option<String>,
+    /// With a domain filter: the index in `domains` of the domain being read.
+    domain_index: usize,
+}
+
+impl Cursor {
+    /// A snapshot of `state` as `filter` sees it.
+    pub fn new(state: Arc<State>, filter: Filter) -> Cursor {
+        let domains = filter.domain_list();
+        Cursor {
+            state,
+            filter,
+            domains,
+            section: Section::Apis,
+            after: None,
+            domain_index: 0,
+        }
+    }
+
+    /// The revision the snapshot is the state at.
+    pub fn revision(&self) -> u64 {
+        self.state.revision()
+    }
+
+    fn wants(&self, section: Section) -> bool {
+        let kind = match section {
+            Section::Apis => ResourceKind::Api,
+            Section::Stages => ResourceKind::Stage,
+            Section::Domains => ResourceKind::DomainName,
+            Section::Mappings => ResourceKind::ApiMapping,
+            Section::Done => return false,
+        };
+        self.filter.wants(kind)
+    }
+
+    /// The next chunk, or None when the snapshot is complete.
+    pub fn next_chunk(&mut self) -> Option<Vec<Resource>> {
+        let mut out = Chunk::default();
+        while self.section != Section::Done && !out.full() {
+            if !self.wants(self.section) {
+                self.advance();
+                continue;
+            }
+            let finished = match self.section {
+                Section::Apis => self.apis(&mut out),
+                Section::Stages => self.stages(&mut out),
+                Section::Domains => self.domains(&mut out),
+                Section::Mappings => self.mappings(&mut out),
+                Section::Done => true,
+            };
+            if finished {
+                self.advance();
+            }
+        }
+        if out.records.is_empty() && self.section == Section::Done {
             None
         } else {
-            Some(prev.cloned())
-        };
-        s.touched.insert(key.to_vec(), entry);
-    }
-}
-
-impl Recorder {
-    /// Whether the scan should send the record at `key` it just read; moves the scan position.
-    pub fn take(&self, key: &[u8]) -> Result<bool> {
-        let mut s = self
-            .state
-            .lock()
-            .map_err(|_| Error::internal("snapshot recorder poisoned"))?;
-        s.position = Some(key.to_vec());
-        Ok(!s.touched.contains_key(key))
+            Some(out.records)
+        }
     }
 
-    /// After the scan: the `R0` state of every record that was touched before the scan
-    /// reached it and existed at `R0`.
-    pub fn leftovers(&self) -> Result<Vec<Resource>> {
-        let mut s = self
-            .state
-            .lock()
-            .map_err(|_| Error::internal("snapshot recorder poisoned"))?;
-        // Everything is dealt with from here on: later touches must not add anything.
-        s.position = Some(vec![0xff; 8]);
-        Ok(s.touched
-            .values_mut()
-            .filter_map(|v| v.take().flatten())
-            .collect())
+    fn advance(&mut self) {
+        self.section = self.section.next();
+        self.after = None;
+        self.domain_index = 0;
     }
-}
 
-/// A lazily read record scan that can move between blocking tasks.
-pub type Records = Box<dyn Iterator<Item = Result<(Vec<u8>, Resource)>> + Send>;
+    /// Adds what the filter sees of `items` until the chunk is full; true when `items` ran out.
+    fn take<'a>(
+        filter: &Filter,
+        after: &mut Option<String>,
+        out: &mut Chunk,
+        items: impl Iterator<Item = (&'a str, Resource)>,
+    ) -> bool {
+        for (key, r) in items {
+            out.scanned += 1;
+            if filter.matches(&r) {
+                out.push(r);
+            }
+            *after = Some(key.to_string());
+            if out.full() {
+                return false;
+            }
+        }
+        true
+    }
 
-/// Reads the next chunk of records the filter `keep` accepts, on the calling (blocking)
-/// thread. Returns the chunk and whether the scan is finished.
-pub fn next_chunk(
-    records: &mut Records,
-    recorder: &Arc<Recorder>,
-    keep: &dyn Fn(&Resource) -> bool,
-) -> Result<(Vec<Resource>, bool)> {
-    use prost::Message;
-    let mut chunk = Vec::new();
-    let mut bytes = 0;
-    while chunk.len() < CHUNK_RECORDS && bytes < CHUNK_BYTES {
-        match records.next() {
-            None => return Ok((chunk, true)),
-            Some(r) => {
-                let (key, resource) = r?;
-                if recorder.take(&key)? && keep(&resource) {
-                    bytes += resource.encoded_len();
-                    chunk.push(resource);
+    fn apis(&mut self, out: &mut Chunk) -> bool {
+        let state = self.state.clone();
+        let items = state
+            .apis_from(self.after.as_deref())
+            .map(|(k, a)| (k, wrap(resource::Resource::Api((**a).clone()))));
+        Self::take(&self.filter, &mut self.after, out, items)
+    }
+
+    fn stages(&mut self, out: &mut Chunk) -> bool {
+        let state = self.state.clone();
+        let items = state
+            .stages_from(self.after.as_deref())
+            .map(|(k, s)| (k, wrap(resource::Resource::Stage((**s).clone()))));
+        Self::take(&self.filter, &mut self.after, out, items)
+    }
+
+    fn domains(&mut self, out: &mut Chunk) -> bool {
+        let state = self.state.clone();
+        match &self.domains {
+            None => {
+                let items = state
+                    .domains_from(self.after.as_deref())
+                    .map(|(k, d)| (k, wrap(resource::Resource::DomainName((*d.record).clone()))));
+                Self::take(&self.filter, &mut self.after, out, items)
+            }
+            Some(names) => {
+                let start = self.domain_index;
+                let items = names[start..].iter().filter_map(|n| {
+                    state.domain(n).map(|d| {
+                        (
+                            n.as_str(),
+                            wrap(resource::Resource::DomainName((*d.record).clone())),
+                        )
+                    })
+                });
+                let mut after = None;
+                let done = Self::take(&self.filter, &mut after, out, items);
+                if let Some(last) = after {
+                    self.domain_index = names
+                        .iter()
+                        .position(|n| *n == last)
+                        .map_or(names.len(), |i| i + 1);
                 }
+                done
             }
         }
     }
-    Ok((chunk, false))
+
+    fn mappings(&mut self, out: &mut Chunk) -> bool {
+        let state = self.state.clone();
+        let Some(names) = self.domains.clone() else {
+            let items = state
+                .mappings_from(None, self.after.as_deref())
+                .map(|(k, m)| (k, wrap(resource::Resource::ApiMapping((**m).clone()))));
+            return Self::take(&self.filter, &mut self.after, out, items);
+        };
+        while self.domain_index < names.len() {
+            let d = &names[self.domain_index];
+            let items = state
+                .mappings_from(Some(d), self.after.as_deref())
+                .map(|(k, m)| (k, wrap(resource::Resource::ApiMapping((**m).clone()))));
+            if !Self::take(&self.filter, &mut self.after, out, items) {
+                return false;
+            }
+            self.domain_index += 1;
+            self.after = None;
+        }
+        true
+    }
+}
+
+fn wrap(r: resource::Resource) -> Resource {
+    Resource { resource: Some(r) }
+}
+
+#[derive(Default)]
+struct Chunk {
+    records: Vec<Resource>,
+    bytes: usize,
+    scanned: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, r: Resource) {
+        self.bytes += r.encoded_len();
+        self.records.push(r);
+    }
+
+    fn full(&self) -> bool {
+        self.records.len() >= CHUNK_RECORDS
+            || self.bytes >= CHUNK_BYTES
+            || self.scanned >= CHUNK_SCAN
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pb::{Api, resource};
+    use crate::domain::state::Scope;
+    use crate::pb::{Api, ApiMapping, DomainName};
 
-    fn api(id: &str, name: &str) -> Resource {
-        Resource {
-            resource: Some(resource::Resource::Api(Api {
-                api_id: id.into(),
-                name: name.into(),
+    fn state(domains: usize, per_domain: usize) -> Arc<State> {
+        let mut s = State::default();
+        s.put(resource::Resource::Api(Api {
+            api_id: "api1".into(),
+            account_id: "1".into(),
+            ..Default::default()
+        }));
+        for d in 0..domains {
+            let name = format!("d{d:04}.example.com");
+            s.put(resource::Resource::DomainName(DomainName {
+                domain_name: name.clone(),
+                account_id: if d % 2 == 0 { "1" } else { "2" }.into(),
                 ..Default::default()
-            })),
+            }));
+            for k in 0..per_domain {
+                s.put(resource::Resource::ApiMapping(ApiMapping {
+                    domain_name: name.clone(),
+                    api_mapping_id: format!("m{k:05}"),
+                    api_mapping_key: format!("k{k:05}"),
+                    api_id: "api1".into(),
+                    account_id: if d % 2 == 0 { "1" } else { "2" }.into(),
+                    ..Default::default()
+                }));
+            }
+        }
+        s.set_revision(7);
+        Arc::new(s)
+    }
+
+    fn all(mut c: Cursor) -> Vec<Resource> {
+        let mut out = Vec::new();
+        while let Some(chunk) = c.next_chunk() {
+            assert!(chunk.len() <= CHUNK_RECORDS);
+            out.extend(chunk);
+        }
+        out
+    }
+
+    #[test]
+    fn everything_once_in_order_across_chunks() {
+        let s = state(30, 40);
+        let got = all(Cursor::new(
+            s.clone(),
+            Filter::new(&[], &[], Scope::All).unwrap(),
+        ));
+        let expected: usize = 1 + 30 + 30 * 40;
+        assert_eq!(got.len(), expected);
+        let mut seen = std::collections::HashSet::new();
+        for r in &got {
+            assert!(seen.insert(format!("{r:?}")), "duplicate {r:?}");
         }
     }
 
     #[test]
-    fn touched_before_the_scan_is_sent_from_its_first_prev() {
-        let r = Recorder::default();
-        assert!(r.take(b"a").unwrap());
-        // "c" is updated twice before the scan reaches it: the first prev is the R0 state.
-        r.touched(b"c", Some(&api("c", "old")));
-        r.touched(b"c", Some(&api("c", "newer")));
-        // "b" is created after R0: nothing to send for it.
-        r.touched(b"b", None);
-        // "a" changes after the scan sent it: nothing more to send.
-        r.touched(b"a", Some(&api("a", "x")));
-        assert!(!r.take(b"b").unwrap());
-        assert!(!r.take(b"c").unwrap());
-        assert!(r.take(b"d").unwrap());
-        let left = r.leftovers().unwrap();
-        assert_eq!(left, vec![api("c", "old")]);
-        // Touches after the end change nothing.
-        r.touched(b"e", Some(&api("e", "x")));
-        assert!(r.leftovers().unwrap().is_empty());
+    fn domain_filter_reads_only_those_domains_and_scope_applies() {
+        let s = state(30, 700);
+        let f = Filter::new(
+            &[
+                ResourceKind::DomainName as i32,
+                ResourceKind::ApiMapping as i32,
+            ],
+            &[
+                "d0004.example.com".into(),
+                "d0002.example.com".into(),
+                "d0003.example.com".into(),
+                "none.example.com".into(),
+            ],
+            Scope::Account("1".into()),
+        )
+        .unwrap();
+        let got = all(Cursor::new(s, f));
+        // d0002 and d0004 are account 1's; d0003 is account 2's.
+        assert_eq!(got.len(), 2 + 2 * 700);
+        let mut domains: Vec<_> = got
+            .iter()
+            .filter_map(|r| match r.resource.as_ref() {
+                Some(resource::Resource::ApiMapping(m)) => Some(m.domain_name.clone()),
+                _ => None,
+            })
+            .collect();
+        domains.dedup();
+        assert_eq!(domains, vec!["d0002.example.com", "d0004.example.com"]);
+    }
+
+    #[test]
+    fn the_snapshot_ignores_later_versions() {
+        let s = state(2, 2);
+        let mut c = Cursor::new(s.clone(), Filter::new(&[], &[], Scope::All).unwrap());
+        let mut later = (*s).clone();
+        later.delete(&resource::Resource::DomainName(DomainName {
+            domain_name: "d0000.example.com".into(),
+            ..Default::default()
+        }));
+        drop(later);
+        assert_eq!(c.revision(), 7);
+        let n: usize = std::iter::from_fn(|| c.next_chunk()).map(|v| v.len()).sum();
+        assert_eq!(n, 1 + 2 + 4);
     }
 }

@@ -6,7 +6,7 @@
 //! Revisions are dealt with one at a time, in order, each exactly once, from exactly one
 //! source (log or ring): that is what makes the stream ordered, unique, reliable and atomic.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
@@ -14,14 +14,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
 
-use super::snapshot::{self, Recorder, Records};
+use super::snapshot::Cursor;
 use super::{Filter, Hub};
 use crate::error::{Error, Result};
 use crate::pb::{
     ChangeSet, Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
 };
-use crate::store::TouchObserver;
-use crate::store::writer::Writer;
 
 /// Log entries read per blocking call while catching up.
 const LOG_BATCH: usize = 256;
@@ -91,8 +89,8 @@ struct Watcher {
 
 /// Runs a watcher until its client goes away or the stream must end; the stream's last item
 /// is the error, if any. Spawn it as a task.
-pub async fn run(hub: Arc<Hub>, writer: Writer, spec: WatchSpec, tx: mpsc::Sender<Queued>) {
-    let store_id = hub.db().store_id().to_string();
+pub async fn run(hub: Arc<Hub>, spec: WatchSpec, tx: mpsc::Sender<Queued>) {
+    let store_id = hub.registry().store_id().to_string();
     let closed = hub.closed();
     let deadline = Instant::now() + spec.progress_interval;
     let mut w = Watcher {
@@ -104,7 +102,7 @@ pub async fn run(hub: Arc<Hub>, writer: Writer, spec: WatchSpec, tx: mpsc::Sende
         next: 0,
         deadline,
     };
-    match w.watch(writer).await {
+    match w.watch().await {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Fail(e)) => {
             tracing::debug!(error = %e, "watch ended");
@@ -114,11 +112,11 @@ pub async fn run(hub: Arc<Hub>, writer: Writer, spec: WatchSpec, tx: mpsc::Sende
 }
 
 impl Watcher {
-    async fn watch(&mut self, writer: Writer) -> std::result::Result<(), Stop> {
+    async fn watch(&mut self) -> std::result::Result<(), Stop> {
         // Subscribe before anything is read, so no revision falls between log and ring.
         let mut live = self.hub.subscribe();
         if self.spec.start_revision == 0 {
-            let r0 = self.snapshot(writer).await?;
+            let r0 = self.snapshot().await?;
             self.next = r0 + 1;
         } else {
             self.next = self.spec.start_revision;
@@ -196,11 +194,11 @@ impl Watcher {
             if self.next > durable {
                 return Ok(());
             }
-            let db = self.hub.db().clone();
+            let registry = self.hub.registry().clone();
             let from = self.next;
             let batch = tokio::task::spawn_blocking(move || -> Result<_> {
-                let entries = db.read_log(from, durable, LOG_BATCH)?;
-                let compact = db.compact_revision()?;
+                let entries = registry.read_log(from, durable, LOG_BATCH)?;
+                let compact = registry.compact_revision()?;
                 Ok((entries, compact))
             })
             .await
@@ -277,50 +275,16 @@ impl Watcher {
         }
     }
 
-    /// Streams the state as of a revision `R0` and `snapshot_complete`; returns `R0`.
-    async fn snapshot(&mut self, writer: Writer) -> std::result::Result<u64, Stop> {
-        let recorder = Arc::new(Recorder::default());
-        let weak: Weak<dyn TouchObserver> = {
-            let strong: Arc<dyn TouchObserver> = recorder.clone();
-            Arc::downgrade(&strong)
-        };
-        let r0 = writer.observe(weak).await?;
-        let mut records: Option<Records> = Some(Box::new(self.hub.db().scan_records()));
-        loop {
-            let Some(mut it) = records.take() else {
-                break;
-            };
-            let rec = recorder.clone();
-            let filter = self.spec.filter.clone();
-            let (it, chunk, done) = tokio::task::spawn_blocking(move || {
-                let r = snapshot::next_chunk(&mut it, &rec, &|r| filter.matches(r));
-                (it, r)
-            })
-            .await
-            .map_err(|e| Error::internal(format!("snapshot reader failed: {e}")))
-            .and_then(|(it, r)| r.map(|(chunk, done)| (it, chunk, done)))?;
+    /// Streams the current durable version of the state, at its revision `R0`, and
+    /// `snapshot_complete`; returns `R0`. Chunks are made as the client reads them.
+    async fn snapshot(&mut self) -> std::result::Result<u64, Stop> {
+        let mut cursor = Cursor::new(self.hub.registry().current(), self.spec.filter.clone());
+        let r0 = cursor.revision();
+        while let Some(chunk) = cursor.next_chunk() {
             if !chunk.is_empty() {
                 self.emit(r0, Kind::Snapshot(Snapshot { resources: chunk }))
                     .await?;
             }
-            if !done {
-                records = Some(it);
-            }
-        }
-        let leftovers: Vec<_> = recorder
-            .leftovers()?
-            .into_iter()
-            .filter(|r| self.spec.filter.matches(r))
-            .collect();
-        drop(recorder); // unregisters it from the writer
-        for chunk in leftovers.chunks(snapshot::CHUNK_RECORDS) {
-            self.emit(
-                r0,
-                Kind::Snapshot(Snapshot {
-                    resources: chunk.to_vec(),
-                }),
-            )
-            .await?;
         }
         self.emit(r0, Kind::SnapshotComplete(SnapshotComplete {}))
             .await?;

@@ -1,23 +1,27 @@
 //! `mapreg check`: an offline consistency check of a data dir.
 //!
-//! Recomputes every index from the records and compares it with what is stored, checks that
-//! every mapping's domain, API and stage exist in one account, that no domain mixes WebSocket
-//! with HTTP/REST, and that the change log holds exactly the revisions after the compaction
-//! point up to the meta revision, with no gap and no duplicate. Reads only.
+//! Reads every record and checks every rule's invariant over them: each stage's API and each
+//! mapping's domain, API and stage exist in the mapping's account (rules 1, 2), keys are unique
+//! per domain (5), no domain mixes WebSocket with HTTP/REST (6), WEBSOCKET and HTTP mappings and
+//! multi-level keys are only on REGIONAL + TLS_1_2 domains and multi-level keys only for HTTP
+//! and REST (4, 7). Then the change log: exactly the revisions after the compaction point up to
+//! the store's revision, each decodable, and the records agree with its last entry (what the
+//! server checks when it opens the store). Reads only.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
-use super::{Db, Space, codec, keys};
-use crate::domain::{DomainCounters, RefCounts};
+use super::{Engine, codec, registry};
+use crate::domain::rules::{DomainCounters, endpoint_of};
+use crate::domain::validate;
 use crate::error::Result;
-use crate::pb::{ProtocolType, resource};
+use crate::pb::{EndpointType, ProtocolType, SecurityPolicy, resource};
 
 /// What [`check`] found.
 #[derive(Debug, Default)]
 pub struct Report {
     /// Records seen: APIs, stages, domain names, API mappings.
     pub counts: [u64; 4],
-    /// The meta revision.
+    /// The store's revision.
     pub revision: u64,
     /// The compaction point.
     pub compact_revision: u64,
@@ -34,29 +38,36 @@ impl Report {
     }
 }
 
-/// Checks `db`; see the module documentation. Errors only when the store cannot be read.
-pub fn check(db: &Db) -> Result<Report> {
+/// Checks `engine`'s store; see the module documentation. Errors only when it cannot be read.
+pub fn check(engine: &dyn Engine) -> Result<Report> {
     let mut r = Report {
-        revision: db.stored_revision()?,
-        compact_revision: db.compact_revision()?,
+        revision: engine.revision()?,
+        compact_revision: engine.compact_revision()?,
         ..Report::default()
     };
     let mut apis = HashMap::new();
     let mut stages = HashSet::new();
     let mut domains = HashMap::new();
     let mut mappings = Vec::new();
-    for item in db.scan_records() {
-        let (_, res) = item?;
-        let Some(res) = res.resource else { continue };
-        let mod_revision = match &res {
-            resource::Resource::Api(a) => a.mod_revision,
-            resource::Resource::Stage(s) => s.mod_revision,
-            resource::Resource::DomainName(d) => d.mod_revision,
-            resource::Resource::ApiMapping(m) => m.mod_revision,
+    for kv in engine.scan_records() {
+        let (k, v) = kv?;
+        let shown = String::from_utf8_lossy(&k).replace('\0', "/");
+        let res = match codec::decode_record(&k, &v) {
+            Ok(Some(res)) => res,
+            Ok(None) => {
+                r.problems.push(format!("{shown} is not a record key"));
+                continue;
+            }
+            Err(e) => {
+                r.problems
+                    .push(format!("record {shown} does not decode: {e}"));
+                continue;
+            }
         };
-        if mod_revision > r.revision {
+        let m = registry::mod_revision(&res);
+        if m > r.revision {
             r.problems.push(format!(
-                "a record has mod_revision {mod_revision} above the store revision {}: {res:?}",
+                "record {shown} has mod_revision {m} above the store revision {}",
                 r.revision
             ));
         }
@@ -79,12 +90,6 @@ pub fn check(db: &Db) -> Result<Report> {
             }
         }
     }
-
-    // The indexes the records imply.
-    let mut expected: BTreeMap<Vec<u8>, Expect> = BTreeMap::new();
-    for a in apis.values() {
-        expected.insert(keys::account_api(&a.account_id, &a.api_id), Expect::Empty);
-    }
     for (api_id, stage, account) in &stages {
         match apis.get(api_id) {
             None => r
@@ -97,29 +102,32 @@ pub fn check(db: &Db) -> Result<Report> {
             Some(_) => {}
         }
     }
-    for d in domains.values() {
-        expected.insert(
-            keys::account_domain(&d.account_id, &d.domain_name),
-            Expect::Empty,
-        );
-    }
     let mut counters: HashMap<String, DomainCounters> = HashMap::new();
-    let mut api_refs: HashMap<String, RefCounts> = HashMap::new();
-    let mut stage_refs: HashMap<(String, String), RefCounts> = HashMap::new();
+    let mut keys = HashSet::new();
     for m in &mappings {
         let what = format!(
             "mapping {} (key {:?}) of {}",
             m.api_mapping_id, m.api_mapping_key, m.domain_name
         );
-        match domains.get(&m.domain_name) {
-            None => r
-                .problems
-                .push(format!("{what}: its domain name is missing")),
-            Some(d) if d.account_id != m.account_id => r
-                .problems
-                .push(format!("{what}: its domain is in another account")),
-            Some(_) => {}
-        }
+        let regional_tls12 = match domains.get(&m.domain_name) {
+            None => {
+                r.problems
+                    .push(format!("{what}: its domain name is missing"));
+                true
+            }
+            Some(d) => {
+                if d.account_id != m.account_id {
+                    r.problems
+                        .push(format!("{what}: its domain is in another account"));
+                }
+                let cfg = d
+                    .domain_name_configurations
+                    .first()
+                    .cloned()
+                    .unwrap_or_default();
+                endpoint_of(&cfg) == (EndpointType::Regional, SecurityPolicy::Tls12)
+            }
+        };
         let protocol = match apis.get(&m.api_id) {
             None => {
                 r.problems
@@ -138,29 +146,23 @@ pub fn check(db: &Db) -> Result<Report> {
             r.problems
                 .push(format!("{what}: its stage {} is missing", m.stage));
         }
-        if expected
-            .insert(
-                keys::mapping_key(&m.domain_name, &m.api_mapping_key),
-                Expect::Value(m.api_mapping_id.as_bytes().to_vec()),
-            )
-            .is_some()
-        {
+        if !keys.insert((m.domain_name.clone(), m.api_mapping_key.clone())) {
             r.problems.push(format!("{what}: its key is used twice"));
+        }
+        let multi = validate::is_multi_level(&m.api_mapping_key);
+        if multi && protocol == ProtocolType::Websocket {
+            r.problems
+                .push(format!("{what}: a multi-level key for a WEBSOCKET API"));
+        }
+        if !regional_tls12 && (multi || protocol != ProtocolType::Rest) {
+            r.problems.push(format!(
+                "{what}: its domain is not REGIONAL with TLS_1_2, which it needs"
+            ));
         }
         counters
             .entry(m.domain_name.clone())
             .or_default()
             .add(protocol, &m.api_mapping_key);
-        *api_refs
-            .entry(m.api_id.clone())
-            .or_default()
-            .entry(m.domain_name.clone())
-            .or_default() += 1;
-        *stage_refs
-            .entry((m.api_id.clone(), m.stage.clone()))
-            .or_default()
-            .entry(m.domain_name.clone())
-            .or_default() += 1;
     }
     for (domain, c) in &counters {
         if c.websocket > 0 && c.http + c.rest > 0 {
@@ -170,65 +172,31 @@ pub fn check(db: &Db) -> Result<Report> {
                 c.http + c.rest
             ));
         }
-        expected.insert(keys::domain_counters(domain), Expect::Counters(*c));
-    }
-    for (api, refs) in api_refs {
-        expected.insert(keys::api_refs(&api), Expect::Refs(refs));
-    }
-    for ((api, stage), refs) in stage_refs {
-        expected.insert(keys::stage_refs(&api, &stage), Expect::Refs(refs));
-    }
-
-    // Every stored index entry against the expected ones, and the reverse.
-    for prefix in [&b"ai\0"[..], b"di\0", b"k\0", b"dc\0", b"ra\0", b"rs\0"] {
-        for kv in db.store().scan(Space::Data, prefix, None) {
-            let (k, v) = kv?;
-            let shown = String::from_utf8_lossy(&k).replace('\0', "/");
-            match expected.remove(&k) {
-                None => {
-                    // Zeroed counters and empty reference lists are as good as absent.
-                    let harmless = (prefix == b"dc\0"
-                        && codec::decode_counters(Some(&v))? == DomainCounters::default())
-                        || ((prefix == b"ra\0" || prefix == b"rs\0")
-                            && codec::decode_refs(Some(&v))?.is_empty());
-                    if !harmless {
-                        r.problems
-                            .push(format!("index entry {shown} matches no record"));
-                    }
-                }
-                Some(e) => {
-                    if let Some(why) = e.mismatch(&v)? {
-                        r.problems.push(format!("index entry {shown}: {why}"));
-                    }
-                }
-            }
-        }
-    }
-    for k in expected.keys() {
-        let shown = String::from_utf8_lossy(k).replace('\0', "/");
-        r.problems
-            .push(format!("index entry {shown} is missing for a record"));
     }
 
     // The change log: exactly compact_revision+1 ..= revision.
     let mut next = r.compact_revision + 1;
-    for kv in db.store().scan(Space::Log, b"", None) {
-        let (k, v) = kv?;
-        let rev = codec::decode_u64(&k)?;
-        if rev <= r.compact_revision {
-            continue; // left over by an interrupted compaction: never read, harmless
+    loop {
+        let entries = engine.read_log(next, r.revision, 1024)?;
+        let Some(&(last, _)) = entries.last() else {
+            break;
+        };
+        for (rev, v) in &entries {
+            if *rev != next {
+                r.problems.push(format!(
+                    "change log: expected revision {next}, found {rev} (gap)"
+                ));
+            }
+            if codec::decode_change_set(v).is_err() {
+                r.problems
+                    .push(format!("change log: revision {rev} does not decode"));
+            }
+            next = rev + 1;
         }
-        if rev != next {
-            r.problems.push(format!(
-                "change log: expected revision {next}, found {rev} (gap or duplicate)"
-            ));
+        r.log_entries += entries.len() as u64;
+        if last >= r.revision {
+            break;
         }
-        if codec::decode::<crate::pb::ChangeSet>(&v).is_err() {
-            r.problems
-                .push(format!("change log: revision {rev} does not decode"));
-        }
-        next = rev + 1;
-        r.log_entries += 1;
     }
     if next != r.revision + 1 {
         r.problems.push(format!(
@@ -237,77 +205,61 @@ pub fn check(db: &Db) -> Result<Report> {
             r.revision
         ));
     }
-    Ok(r)
-}
-
-enum Expect {
-    Empty,
-    Value(Vec<u8>),
-    Counters(DomainCounters),
-    Refs(RefCounts),
-}
-
-impl Expect {
-    fn mismatch(&self, stored: &[u8]) -> Result<Option<String>> {
-        Ok(match self {
-            Expect::Empty => None,
-            Expect::Value(v) if v.as_slice() == stored => None,
-            Expect::Value(v) => Some(format!(
-                "points at {}, the record says {}",
-                String::from_utf8_lossy(stored),
-                String::from_utf8_lossy(v)
-            )),
-            Expect::Counters(c) => {
-                let got = codec::decode_counters(Some(stored))?;
-                (got != *c).then(|| format!("counts {got:?}, the records give {c:?}"))
-            }
-            Expect::Refs(refs) => {
-                let got = codec::decode_refs(Some(stored))?;
-                (got != *refs).then(|| format!("references {got:?}, the records give {refs:?}"))
-            }
-        })
+    // What the server checks when it opens the store: records against the last log entry.
+    if let Err(e) = registry::load(engine) {
+        r.problems
+            .push(format!("the server would refuse this store: {e}"));
     }
+    Ok(r)
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::store::sled::SledStore;
-    use crate::store::{Limits, Store, transact};
-
-    fn open(dir: &std::path::Path) -> (Arc<dyn Store>, Db) {
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(dir).unwrap());
-        let db = Db::open(store.clone(), Limits::default()).unwrap();
-        (store, db)
-    }
+    use crate::store::memory::MemoryEngine;
+    use crate::store::{Batch, keys};
 
     #[test]
-    fn finds_stray_indexes_and_log_gaps() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (store, db) = open(tmp.path());
-        assert!(check(&db).unwrap().ok());
-        // An index entry for a mapping that does not exist.
-        transact(store.as_ref(), |tx| {
-            tx.put(
-                Space::Data,
-                &keys::mapping_key("a.example.com", "v1"),
-                b"abc123",
-            )
-        })
-        .unwrap();
-        let r = check(&db).unwrap();
-        assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
-        assert!(r.problems[0].contains("matches no record"));
-        // A revision with no log entry.
-        transact(store.as_ref(), |tx| {
-            tx.put(Space::Meta, keys::META_REVISION, &1u64.to_be_bytes())
-        })
-        .unwrap();
-        let r = check(&db).unwrap();
+    fn finds_dangling_mappings_and_log_gaps() {
+        let e = MemoryEngine::new();
+        assert!(check(&e).unwrap().ok());
+        // A mapping whose domain, API and stage are missing, at revision 1 with its log entry.
+        let m = resource::Resource::ApiMapping(crate::pb::ApiMapping {
+            domain_name: "a.com".into(),
+            api_mapping_id: "abc123".into(),
+            api_id: "x".into(),
+            stage: "s".into(),
+            mod_revision: 1,
+            create_revision: 1,
+            ..Default::default()
+        });
+        let batch = Batch {
+            base: 0,
+            revision: 1,
+            records: vec![(keys::of(&m), Some(codec::encode_record(&m)))],
+            log: vec![(1, Vec::new())],
+        };
+        e.commit(&batch).unwrap();
+        let r = check(&e).unwrap();
         assert!(
-            r.problems.iter().any(|p| p.contains("change log ends")),
+            r.problems
+                .iter()
+                .any(|p| p.contains("domain name is missing")),
+            "{:?}",
+            r.problems
+        );
+        assert!(r.problems.iter().any(|p| p.contains("stage s is missing")));
+        // A revision with no log entry.
+        let gap = Batch {
+            base: 1,
+            revision: 3,
+            records: vec![],
+            log: vec![(3, Vec::new())],
+        };
+        e.commit(&gap).unwrap();
+        let r = check(&e).unwrap();
+        assert!(
+            r.problems.iter().any(|p| p.contains("gap")),
             "{:?}",
             r.problems
         );

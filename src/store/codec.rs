@@ -1,16 +1,10 @@
-//! Encoding of records and index values. Records are the public protobuf messages (so the
-//! stored form evolves as the contract does); counters and reference counts are small
-//! hand-rolled encodings with a decoder that refuses anything malformed.
+//! Encoding of records and log entries. Records are the public protobuf messages (so the stored
+//! form evolves as the contract does), told apart by their key's prefix.
 
 use prost::Message;
 
-use crate::domain::{DomainCounters, RefCounts};
 use crate::error::{Error, Result};
-
-/// Decodes a stored record.
-pub fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M> {
-    Ok(M::decode(bytes)?)
-}
+use crate::pb::{ChangeSet, Event, EventType, Resource, resource};
 
 /// A big-endian u64 (revisions).
 pub fn decode_u64(bytes: &[u8]) -> Result<u64> {
@@ -20,80 +14,65 @@ pub fn decode_u64(bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Encodes domain counters as four big-endian u64s.
-pub fn encode_counters(c: &DomainCounters) -> Vec<u8> {
-    [c.websocket, c.http, c.rest, c.multi_level]
-        .iter()
-        .flat_map(|n| n.to_be_bytes())
-        .collect()
+/// Encodes a record's value.
+pub fn encode_record(r: &resource::Resource) -> Vec<u8> {
+    match r {
+        resource::Resource::Api(a) => a.encode_to_vec(),
+        resource::Resource::Stage(s) => s.encode_to_vec(),
+        resource::Resource::DomainName(d) => d.encode_to_vec(),
+        resource::Resource::ApiMapping(m) => m.encode_to_vec(),
+    }
 }
 
-/// Decodes domain counters; absent means all zero.
-pub fn decode_counters(bytes: Option<&[u8]>) -> Result<DomainCounters> {
-    let Some(bytes) = bytes else {
-        return Ok(DomainCounters::default());
-    };
-    if bytes.len() != 32 {
-        return Err(Error::internal("corrupt domain counters"));
-    }
-    let n = |i: usize| decode_u64(&bytes[i * 8..i * 8 + 8]);
-    Ok(DomainCounters {
-        websocket: n(0)?,
-        http: n(1)?,
-        rest: n(2)?,
-        multi_level: n(3)?,
+/// Decodes a record by its key's prefix; None for a key that is not a record's.
+pub fn decode_record(key: &[u8], value: &[u8]) -> Result<Option<resource::Resource>> {
+    Ok(Some(match key {
+        [b'a', 0, ..] => resource::Resource::Api(Message::decode(value)?),
+        [b's', 0, ..] => resource::Resource::Stage(Message::decode(value)?),
+        [b'd', 0, ..] => resource::Resource::DomainName(Message::decode(value)?),
+        [b'm', 0, ..] => resource::Resource::ApiMapping(Message::decode(value)?),
+        _ => return Ok(None),
+    }))
+}
+
+/// Decodes a change-log entry.
+pub fn decode_change_set(bytes: &[u8]) -> Result<ChangeSet> {
+    Ok(ChangeSet::decode(bytes)?)
+}
+
+/// What a change set does to the records: (record key, new value or None for a delete), in
+/// event order.
+pub fn record_changes(events: &[Event]) -> impl Iterator<Item = (Vec<u8>, Option<Vec<u8>>)> + '_ {
+    events.iter().filter_map(|e| {
+        let r = e
+            .resource
+            .as_ref()
+            .and_then(|r: &Resource| r.resource.as_ref())?;
+        let key = super::keys::of(r);
+        Some(if e.r#type == EventType::Delete as i32 {
+            (key, None)
+        } else {
+            (key, Some(encode_record(r)))
+        })
     })
-}
-
-/// Encodes reference counts as `domain SP count LF` lines.
-pub fn encode_refs(refs: &RefCounts) -> Vec<u8> {
-    let mut out = String::new();
-    for (domain, n) in refs {
-        out.push_str(domain);
-        out.push(' ');
-        out.push_str(&n.to_string());
-        out.push('\n');
-    }
-    out.into_bytes()
-}
-
-/// Decodes reference counts; absent means none.
-pub fn decode_refs(bytes: Option<&[u8]>) -> Result<RefCounts> {
-    let mut refs = RefCounts::new();
-    let Some(bytes) = bytes else {
-        return Ok(refs);
-    };
-    let text = std::str::from_utf8(bytes).map_err(|_| Error::internal("corrupt references"))?;
-    for line in text.lines() {
-        let (domain, n) = line
-            .split_once(' ')
-            .ok_or_else(|| Error::internal("corrupt references"))?;
-        let n: u64 = n
-            .parse()
-            .map_err(|_| Error::internal("corrupt references"))?;
-        refs.insert(domain.to_string(), n);
-    }
-    Ok(refs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pb::Api;
 
     #[test]
-    fn round_trips() {
-        let c = DomainCounters {
-            websocket: 1,
-            http: 2,
-            rest: 3,
-            multi_level: 4,
-        };
-        assert_eq!(decode_counters(Some(&encode_counters(&c))).ok(), Some(c));
-        assert!(decode_counters(Some(b"short")).is_err());
-        let mut r = RefCounts::new();
-        r.insert("a.com".into(), 2);
-        r.insert("*.b.com".into(), 1);
-        assert_eq!(decode_refs(Some(&encode_refs(&r))).ok(), Some(r));
-        assert!(decode_refs(Some(b"nonsense")).is_err());
+    fn records_round_trip_by_key() {
+        let r = resource::Resource::Api(Api {
+            api_id: "abc".into(),
+            name: "n".into(),
+            ..Default::default()
+        });
+        let key = super::super::keys::of(&r);
+        assert_eq!(decode_record(&key, &encode_record(&r)).unwrap(), Some(r));
+        assert_eq!(decode_record(b"dc\0x", b"").unwrap(), None);
+        assert!(decode_record(&key, b"\xff\xff").is_err());
+        assert!(decode_u64(b"short").is_err());
     }
 }

@@ -1,18 +1,20 @@
-//! The key layout of the `data` space. Parts are joined with NUL, which no identifier, name or
-//! mapping key may contain, so a prefix scan never runs into a neighbour's keys.
+//! The key layout of an engine's records, log and metadata. Parts are joined with NUL, which no
+//! identifier, name or mapping key may contain.
 //!
-//! | key | value |
-//! |---|---|
-//! | `a\0{api_id}` | Api |
-//! | `ai\0{account}\0{api_id}` | empty: the account's APIs in id order |
-//! | `s\0{api_id}\0{stage}` | Stage |
-//! | `d\0{domain}` | DomainName (domains are unique across accounts) |
-//! | `di\0{account}\0{domain}` | empty: the account's domains in name order |
-//! | `m\0{domain}\0{mapping_id}` | ApiMapping |
-//! | `k\0{domain}\0{api_mapping_key}` | mapping id: key uniqueness, mappings in key order |
-//! | `dc\0{domain}` | DomainCounters: protocol and multi-level counts |
-//! | `ra\0{api_id}` | RefCounts: mappings per domain pointing at the API |
-//! | `rs\0{api_id}\0{stage}` | RefCounts: mappings per domain pointing at the stage |
+//! | space | key | value |
+//! |---|---|---|
+//! | records | `a\0{api_id}` | Api |
+//! | records | `s\0{api_id}\0{stage}` | Stage |
+//! | records | `d\0{domain}` | DomainName (domains are unique across accounts) |
+//! | records | `m\0{domain}\0{mapping_id}` | ApiMapping |
+//! | log | big-endian revision | that revision's `ChangeSet` |
+//! | meta | `revision`, `compact_revision`, `store_id` | u64 BE, u64 BE, text |
+//!
+//! Indexes are not stored: the registry rebuilds them in memory when it opens. Data dirs of
+//! mapreg 0.1 also hold index entries (`ai`, `di`, `k`, `dc`, `ra`, `rs` prefixes); the sled
+//! engine removes them when it opens one.
+
+use crate::pb::{Resource, resource};
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -25,77 +27,41 @@ fn join(parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
-/// The record of an API.
+/// The record key of an API.
 pub fn api(api_id: &str) -> Vec<u8> {
     join(&[b"a", api_id.as_bytes()])
 }
-/// Prefix of every API record.
-pub fn apis() -> Vec<u8> {
-    b"a\0".to_vec()
-}
-/// The account index entry of an API.
-pub fn account_api(account: &str, api_id: &str) -> Vec<u8> {
-    join(&[b"ai", account.as_bytes(), api_id.as_bytes()])
-}
-/// Prefix of an account's API index.
-pub fn account_apis(account: &str) -> Vec<u8> {
-    join(&[b"ai", account.as_bytes(), b""])
-}
-/// The record of a stage.
+/// The record key of a stage.
 pub fn stage(api_id: &str, stage: &str) -> Vec<u8> {
     join(&[b"s", api_id.as_bytes(), stage.as_bytes()])
 }
-/// Prefix of an API's stages.
-pub fn stages(api_id: &str) -> Vec<u8> {
-    join(&[b"s", api_id.as_bytes(), b""])
-}
-/// The record of a domain name.
+/// The record key of a domain name.
 pub fn domain(domain: &str) -> Vec<u8> {
     join(&[b"d", domain.as_bytes()])
 }
-/// Prefix of every domain record.
-pub fn domains() -> Vec<u8> {
-    b"d\0".to_vec()
-}
-/// The account index entry of a domain name.
-pub fn account_domain(account: &str, domain: &str) -> Vec<u8> {
-    join(&[b"di", account.as_bytes(), domain.as_bytes()])
-}
-/// Prefix of an account's domain index.
-pub fn account_domains(account: &str) -> Vec<u8> {
-    join(&[b"di", account.as_bytes(), b""])
-}
-/// The record of an API mapping.
+/// The record key of an API mapping.
 pub fn mapping(domain: &str, mapping_id: &str) -> Vec<u8> {
     join(&[b"m", domain.as_bytes(), mapping_id.as_bytes()])
 }
-/// Prefix of every mapping record.
-pub fn mapping_prefix() -> Vec<u8> {
-    b"m\0".to_vec()
+
+/// The record key of a resource.
+pub fn of(r: &resource::Resource) -> Vec<u8> {
+    match r {
+        resource::Resource::Api(a) => api(&a.api_id),
+        resource::Resource::Stage(s) => stage(&s.api_id, &s.stage_name),
+        resource::Resource::DomainName(d) => domain(&d.domain_name),
+        resource::Resource::ApiMapping(m) => mapping(&m.domain_name, &m.api_mapping_id),
+    }
 }
-/// Prefix of every stage record.
-pub fn stage_prefix() -> Vec<u8> {
-    b"s\0".to_vec()
+
+/// The record key of a change-feed resource, if it holds one.
+pub fn of_resource(r: &Resource) -> Option<Vec<u8>> {
+    r.resource.as_ref().map(of)
 }
-/// The uniqueness index entry of (domain, api_mapping_key).
-pub fn mapping_key(domain: &str, key: &str) -> Vec<u8> {
-    join(&[b"k", domain.as_bytes(), key.as_bytes()])
-}
-/// Prefix of a domain's key index.
-pub fn mapping_keys(domain: &str) -> Vec<u8> {
-    join(&[b"k", domain.as_bytes(), b""])
-}
-/// The counters of a domain's mappings.
-pub fn domain_counters(domain: &str) -> Vec<u8> {
-    join(&[b"dc", domain.as_bytes()])
-}
-/// References to an API, per domain.
-pub fn api_refs(api_id: &str) -> Vec<u8> {
-    join(&[b"ra", api_id.as_bytes()])
-}
-/// References to a stage, per domain.
-pub fn stage_refs(api_id: &str, stage: &str) -> Vec<u8> {
-    join(&[b"rs", api_id.as_bytes(), stage.as_bytes()])
+
+/// Whether `key` is a record key (not a 0.1 index entry).
+pub fn is_record(key: &[u8]) -> bool {
+    matches!(key, [b'a' | b's' | b'd' | b'm', 0, ..])
 }
 
 /// Meta key of the last committed revision.
@@ -110,26 +76,17 @@ pub fn log(revision: u64) -> [u8; 8] {
     revision.to_be_bytes()
 }
 
-/// The part of `key` after `prefix`, as text.
-pub fn suffix(key: &[u8], prefix: &[u8]) -> String {
-    String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn prefixes_do_not_overlap() {
-        assert!(api("x").starts_with(&apis()));
-        assert!(!account_api("1", "x").starts_with(&apis()));
-        assert!(!account_domain("1", "x").starts_with(&domains()));
-        assert!(!domain_counters("x").starts_with(&domains()));
-        assert!(stage("a", "b").starts_with(&stages("a")));
-        assert!(!stage("ab", "c").starts_with(&stages("a")));
-        assert_eq!(
-            suffix(&mapping_key("d.com", "v1/x"), &mapping_keys("d.com")),
-            "v1/x"
-        );
+    fn record_keys_are_told_from_old_index_keys() {
+        assert!(is_record(&api("x")));
+        assert!(is_record(&mapping("d.com", "abc")));
+        assert!(!is_record(b"ai\0acct\0x"));
+        assert!(!is_record(b"dc\0d.com"));
+        assert!(!is_record(b"k\0d.com\0v1"));
+        assert!(!is_record(b"rs\0a\0b"));
     }
 }

@@ -1,89 +1,87 @@
-//! Storage: a small engine-agnostic key-value + transaction trait ([`Store`]), its sled adapter
-//! ([`sled::SledStore`]), the registry's records and indexes on top of it ([`Db`]), and the single
-//! writer thread that commits and flushes in groups ([`writer`]).
+//! Storage: the [`Engine`] trait every storage engine implements, its adapters ([`sled`], the
+//! embedded default, and [`memory`], for tests), the [`Registry`] that loads the state from an
+//! engine and holds the current durable version, and the single [`writer`] that commits one
+//! batch per group.
 //!
-//! Every write RPC becomes one [`Store::transact`] call that reads what its rules need by exact
-//! key, writes the records, the indexes, the revision counter and the change log entry of its
-//! revision, and commits all of it atomically. The writer then flushes once for the whole group
-//! before any of the group's callers gets an answer.
+//! An engine is deliberately small (the shape of garage's `db` crate): it stores opaque record
+//! values by key, one change-log entry per revision and the revision counter, and commits a
+//! [`Batch`] of all three atomically, only if it is still at the revision the batch was built
+//! on. It never decides anything: every rule runs over the in-memory
+//! [`State`](crate::domain::state::State) before the batch is built. So an engine needs no
+//! transactions with reads, no scans on the write path, and no indexes: those are rebuilt in
+//! memory when the registry opens.
 
 pub mod check;
 pub mod codec;
-pub mod db;
+#[cfg(test)]
+mod conformance;
 pub mod keys;
+pub mod memory;
+pub mod registry;
 pub mod sled;
 pub mod writer;
 
 use crate::error::{Error, Result};
 
-pub use db::{Committed, Db, Limits, Page, Scope, TouchObserver, WriteOp, WriteResult};
+pub use crate::domain::apply::{Applied, Limits, WriteOp, WriteResult};
+pub use crate::domain::state::{Listed, Page, Scope};
+pub use registry::Registry;
 
-/// The three key spaces of a store: records and indexes, the change log, and metadata.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Space {
-    /// Records and the indexes that make every rule check one `get`.
-    Data,
-    /// The change log: big-endian revision -> that revision's `ChangeSet`.
-    Log,
-    /// The revision counter, the store id, the compaction point.
-    Meta,
+/// One group of writes, committed all or nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The revision the store must be at for the batch to apply (what it was validated on).
+    pub base: u64,
+    /// The revision the store is at after the batch (the last of `log`).
+    pub revision: u64,
+    /// Record keys set (Some) or removed (None), in order; a later entry for a key wins.
+    pub records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Change-log entries: revision, encoded `ChangeSet`; `base + 1 ..= revision`, in order.
+    pub log: Vec<(u64, Vec<u8>)>,
 }
 
-/// Why a transaction body stopped.
-#[derive(Debug)]
-pub enum TxError {
-    /// A rule refused the write: abort, nothing is applied, the caller sees this error.
-    Abort(Error),
-    /// The engine saw a conflicting concurrent transaction; the body will be run again.
-    Conflict,
-    /// The engine failed.
-    Io(std::io::Error),
+/// Why [`Engine::commit`] applied nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CommitError {
+    /// The store is not at the batch's base revision (another writer got there first).
+    #[error("the store is at revision {current}, not at the batch's base revision")]
+    Conflict {
+        /// Where the store is.
+        current: u64,
+    },
+    /// The engine failed; nothing of the batch was applied.
+    #[error(transparent)]
+    Failed(#[from] Error),
 }
 
-impl From<Error> for TxError {
-    fn from(e: Error) -> Self {
-        TxError::Abort(e)
-    }
-}
+/// Records from a scan: (key, value).
+pub type RecordIter = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + Send>;
 
-/// Reads and writes inside one transaction. Reads see the transaction's own writes.
-pub trait Txn {
-    /// The value at `key`, if any.
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
-    /// Sets `key` to `value`.
-    fn put(&self, space: Space, key: &[u8], value: &[u8]) -> Result<(), TxError>;
-    /// Removes `key` (absent is fine).
-    fn delete(&self, space: Space, key: &[u8]) -> Result<(), TxError>;
-}
-
-/// Ordered key-value pairs from a scan.
-pub type KvIter = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + Send>;
-
-/// The storage engine behind the registry. An implementation guarantees that a successful
-/// [`transact`](Store::transact) is atomic (all or nothing, also across a crash once flushed),
-/// that [`flush`](Store::flush) makes every committed transaction durable, and that a single
-/// `get` never sees half of a transaction.
-pub trait Store: Send + Sync + 'static {
-    /// The value at `key`, if any.
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    /// Keys starting with `prefix` and strictly greater than `prefix + after`, in byte order.
-    fn scan(&self, space: Space, prefix: &[u8], after: Option<&[u8]>) -> KvIter;
-    /// Runs `body` as one atomic transaction; may run it more than once on conflicts.
-    fn transact(&self, body: &dyn Fn(&dyn Txn) -> Result<(), TxError>) -> Result<()>;
-    /// Makes every committed transaction durable. Returns when the data is on disk.
+/// A storage engine. An implementation guarantees:
+///
+/// - [`commit`](Engine::commit) is atomic (all of the batch or nothing, also across a crash once
+///   flushed) and conditional (nothing if the store is not at `batch.base`);
+/// - [`flush`](Engine::flush) returns once every committed batch is durable;
+/// - reads ([`read_log`](Engine::read_log), [`scan_records`](Engine::scan_records)) never see
+///   part of a batch;
+/// - the store id, once set, never changes.
+pub trait Engine: Send + Sync + 'static {
+    /// The store's id, setting it to `fresh()` first if the store has none (a new store).
+    fn store_id(&self, fresh: &dyn Fn() -> String) -> Result<String>;
+    /// The last committed revision (0: none).
+    fn revision(&self) -> Result<u64>;
+    /// Every log entry at or below this revision is gone (0: nothing compacted).
+    fn compact_revision(&self) -> Result<u64>;
+    /// Applies `batch` if the store is at `batch.base`; see [`CommitError`].
+    fn commit(&self, batch: &Batch) -> Result<(), CommitError>;
+    /// Log entries of revisions `from..=to`, at most `max`, in order. Compacted entries are
+    /// absent: compare with [`compact_revision`](Engine::compact_revision).
+    fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// Every record, in key order.
+    fn scan_records(&self) -> RecordIter;
+    /// Drops the log entries up to and including `upto` (raising the compaction point first,
+    /// durably); returns how many went.
+    fn compact(&self, upto: u64) -> Result<usize>;
+    /// Makes every committed batch durable.
     fn flush(&self) -> Result<()>;
-    /// Removes `key` outside any transaction (compaction of the change log).
-    fn remove(&self, space: Space, key: &[u8]) -> Result<()>;
-}
-
-/// Runs `body` in one transaction of `store` and returns what it produced.
-pub fn transact<R>(store: &dyn Store, body: impl Fn(&dyn Txn) -> Result<R, TxError>) -> Result<R> {
-    let out = std::cell::RefCell::new(None);
-    store.transact(&|tx| {
-        let r = body(tx)?;
-        *out.borrow_mut() = Some(r);
-        Ok(())
-    })?;
-    out.into_inner()
-        .ok_or_else(|| Error::internal("transaction committed without a result"))
 }

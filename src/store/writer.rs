@@ -1,19 +1,35 @@
-//! The single writer thread: every write RPC's transaction runs here, off the async workers,
-//! one at a time, and answers only after a flush made it durable.
+//! The single writer thread: every write is validated and applied in memory here, off the
+//! async workers, and answered only after the group it belongs to is durable.
 //!
-//! Group commit: the thread takes every write that is waiting (up to [`MAX_GROUP`]), applies each
-//! as its own transaction with its own revision, flushes once for the whole group, and only then
-//! answers the group's callers and publishes their change sets in revision order. Under load the
-//! flushes-per-write ratio drops well below 1; an idle server still flushes every write at once.
+//! Group commit: the thread takes every write that is waiting (up to [`MAX_GROUP`]) and
+//! applies each to the working version of the state, in order, each seeing the ones before it
+//! (a refused write leaves no trace and gets its error). The accepted ones become ONE engine
+//! [`Batch`]: their records, one change-log entry per revision, the new revision counter. The
+//! thread commits it, flushes once, publishes the new version to readers
+//! ([`Registry::publish`]) and to the change feed, and only then answers. No storage read
+//! happens on this path.
+//!
+//! Failures: a batch the engine refused leaves the store as it was, so the working version
+//! goes back to the last committed one and the group's writes fail. A batch committed but not
+//! flushed may or may not survive a crash: its writes fail (like a timeout in etcd, their
+//! outcome is unknown to the caller), but they stay in the working version, because the store
+//! has them; they are published with the next group whose flush succeeds, so readers and
+//! watchers never see a revision before it is durable, and never miss one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::SystemTime;
 
+use prost::Message;
+use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{Committed, Db, TouchObserver, WriteOp, WriteResult};
+use super::{Applied, Batch, CommitError, Registry, WriteOp, WriteResult, codec};
+use crate::domain::apply::apply;
+use crate::domain::state::State;
 use crate::error::{Error, Result};
+use crate::pb::ChangeSet;
 
 /// The most writes committed under one flush.
 pub const MAX_GROUP: usize = 256;
@@ -21,36 +37,16 @@ pub const MAX_GROUP: usize = 256;
 /// How many writes may wait for the writer before callers are slowed down (back-pressure).
 const QUEUE: usize = 4096;
 
-/// Called after each durable group with its committed writes, in revision order.
-pub type Publish = Box<dyn Fn(&[Committed]) + Send>;
+/// Called after each durable group with its accepted writes, in revision order, after the
+/// registry's current version includes them.
+pub type Publish = Box<dyn Fn(&[Applied]) + Send>;
 
-enum Job {
-    Write {
-        op: WriteOp,
-        reply: oneshot::Sender<Result<WriteResult>>,
-    },
-    /// Register a touch observer; answered (after the group's flush) with the revision that
-    /// the observer sees every write after.
-    Observe {
-        observer: std::sync::Weak<dyn TouchObserver>,
-        reply: oneshot::Sender<Result<u64>>,
-    },
+struct Job {
+    op: WriteOp,
+    reply: oneshot::Sender<Result<WriteResult>>,
 }
 
-impl Job {
-    fn fail(self, e: Error) {
-        match self {
-            Job::Write { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-            Job::Observe { reply, .. } => {
-                let _ = reply.send(Err(e));
-            }
-        }
-    }
-}
-
-/// Counters of the writer, for benchmarks and `mapreg check`-style reports.
+/// Counters of the writer, reported when the server stops.
 #[derive(Debug, Default)]
 pub struct WriterStats {
     /// Writes committed and made durable.
@@ -67,15 +63,15 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `db`. The thread ends, after a final flush, once every
-    /// `Writer` handle is dropped; join the returned handle to wait for it.
-    pub fn spawn(db: Arc<Db>, publish: Publish) -> Result<(Writer, JoinHandle<()>)> {
+    /// Starts the writer thread over `registry`. The thread ends, after a final flush, once
+    /// every `Writer` handle is dropped; join the returned handle to wait for it.
+    pub fn spawn(registry: Arc<Registry>, publish: Publish) -> Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("mapreg-writer".into())
-            .spawn(move || run(db, rx, publish, thread_stats))
+            .spawn(move || run(registry, rx, publish, thread_stats))
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         Ok((Writer { tx, stats }, handle))
     }
@@ -84,18 +80,7 @@ impl Writer {
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job::Write { op, reply })
-            .await
-            .map_err(|_| shutting_down())?;
-        rx.await.map_err(|_| shutting_down())?
-    }
-
-    /// Registers `observer` for every write after the returned revision, which is durable
-    /// when this returns.
-    pub async fn observe(&self, observer: std::sync::Weak<dyn TouchObserver>) -> Result<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job::Observe { observer, reply })
+            .send(Job { op, reply })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -114,12 +99,48 @@ fn shutting_down() -> Error {
     }
 }
 
-enum Outcome {
-    Written(WriteResult),
-    Observing(u64),
+/// The batch that persists `applied`, which were applied in order on a state at `base`.
+pub fn batch(base: u64, applied: &[Applied]) -> Batch {
+    let mut b = Batch {
+        base,
+        revision: applied.last().map_or(base, |a| a.revision),
+        records: Vec::new(),
+        log: Vec::with_capacity(applied.len()),
+    };
+    for a in applied {
+        b.records.extend(codec::record_changes(&a.events));
+        let cs = ChangeSet {
+            events: a.events.clone(),
+        };
+        b.log.push((a.revision, cs.encode_to_vec()));
+    }
+    b
 }
 
-fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<WriterStats>) {
+struct Loop {
+    registry: Arc<Registry>,
+    publish: Publish,
+    stats: Arc<WriterStats>,
+    /// Where the next write applies: the committed version plus nothing else.
+    working: State,
+    /// Committed to the engine but not yet known durable, in revision order.
+    unpublished: Vec<Applied>,
+}
+
+fn run(
+    registry: Arc<Registry>,
+    mut rx: mpsc::Receiver<Job>,
+    publish: Publish,
+    stats: Arc<WriterStats>,
+) {
+    let working = (*registry.current()).clone();
+    let mut l = Loop {
+        registry,
+        publish,
+        stats,
+        working,
+        unpublished: Vec::new(),
+    };
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
@@ -129,63 +150,73 @@ fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Job>, publish: Publish, stats: Arc<Wr
                 Err(_) => break,
             }
         }
-        let mut outcomes: Vec<Result<Outcome>> = Vec::with_capacity(group.len());
-        let mut committed = Vec::new();
-        for job in &group {
-            match job {
-                Job::Write { op, .. } => {
-                    let r = db.apply(op);
-                    if let Ok(c) = &r {
-                        committed.push(c.clone());
-                    }
-                    outcomes.push(r.map(|c| Outcome::Written(c.result)));
-                }
-                Job::Observe { observer, .. } => {
-                    // Between two writes of the group: the observer sees every later one, and
-                    // the revision it starts after is the one committed right now.
-                    db.add_observer(observer.clone());
-                    outcomes.push(db.revision().map(Outcome::Observing));
-                }
-            }
-        }
-        let flushed = if committed.is_empty() {
-            Ok(())
-        } else {
-            stats.flushes.fetch_add(1, Ordering::Relaxed);
-            db.flush()
-        };
-        match flushed {
-            Ok(()) => {
-                stats
-                    .writes
-                    .fetch_add(committed.len() as u64, Ordering::Relaxed);
-                if !committed.is_empty() {
-                    publish(&committed);
-                }
-                for (job, r) in group.drain(..).zip(outcomes) {
-                    match (job, r) {
-                        (Job::Write { reply, .. }, Ok(Outcome::Written(result))) => {
-                            let _ = reply.send(Ok(result));
-                        }
-                        (Job::Observe { reply, .. }, Ok(Outcome::Observing(revision))) => {
-                            let _ = reply.send(Ok(revision));
-                        }
-                        (job, Err(e)) => job.fail(e),
-                        (job, Ok(_)) => job.fail(Error::internal("writer outcome mismatch")),
-                    }
-                }
-            }
-            Err(e) => {
-                // The group's writes may or may not survive a crash now; nobody is told they
-                // succeeded. Readers may already see them, as with any failed fsync.
-                tracing::error!(error = %e, "flush failed; failing the whole write group");
-                for job in group.drain(..) {
-                    job.fail(e.clone());
-                }
-            }
-        }
+        l.group(&mut group);
     }
-    if let Err(e) = db.flush() {
+    if let Err(e) = l.registry.flush() {
         tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+impl Loop {
+    fn group(&mut self, group: &mut Vec<Job>) {
+        let base = self.working.revision();
+        let committed = self.working.clone();
+        let now = Timestamp::from(SystemTime::now());
+        let limits = self.registry.limits().clone();
+        let mut outcomes: Vec<Result<WriteResult>> = Vec::with_capacity(group.len());
+        let mut accepted: Vec<Applied> = Vec::new();
+        for job in group.iter() {
+            match apply(&mut self.working, &job.op, &limits, now) {
+                Ok(a) => {
+                    outcomes.push(Ok(a.result.clone()));
+                    accepted.push(a);
+                }
+                Err(v) => outcomes.push(Err(v.into())),
+            }
+        }
+        if accepted.is_empty() {
+            for (job, r) in group.drain(..).zip(outcomes) {
+                let _ = job.reply.send(r);
+            }
+            return;
+        }
+        let engine = self.registry.engine().clone();
+        match engine.commit(&batch(base, &accepted)) {
+            Ok(()) => {}
+            Err(e) => {
+                // Nothing of the batch is in the store: back to the committed version.
+                self.working = committed;
+                let e = match e {
+                    CommitError::Failed(e) => e,
+                    CommitError::Conflict { current } => Error::internal(format!(
+                        "the store moved to revision {current} under the writer (at {base})"
+                    )),
+                };
+                tracing::error!(error = %e, "commit failed; failing the whole write group");
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        }
+        self.unpublished.extend(accepted);
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = engine.flush() {
+            // Committed, maybe not durable: the callers are not told it worked.
+            tracing::error!(error = %e, "flush failed; failing the whole write group");
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        let durable = std::mem::take(&mut self.unpublished);
+        self.stats
+            .writes
+            .fetch_add(durable.len() as u64, Ordering::Relaxed);
+        self.registry.publish(Arc::new(self.working.clone()));
+        (self.publish)(&durable);
+        for (job, r) in group.drain(..).zip(outcomes) {
+            let _ = job.reply.send(r);
+        }
     }
 }

@@ -1,0 +1,328 @@
+//! Writes applied to a [`State`]: one file per resource kind, dispatched here.
+//!
+//! [`apply`] checks every rule of the write against the version it is given (the functions of
+//! [`rules`](super::rules)) and only then changes it, so a refused write leaves no trace and an
+//! accepted one is the next revision of that version. It is pure: no I/O, no clock (the caller
+//! passes `now`), ids drawn at random and checked for uniqueness against the version.
+//!
+//! The writer applies a group's writes one after the other to the current version, each seeing
+//! the ones before it, then persists the group; a gateway's cache and startup replay
+//! change sets with [`State::apply`](super::state::State::apply) instead.
+
+mod api;
+mod domain_name;
+mod mapping;
+mod stage;
+
+use std::collections::HashMap;
+
+use prost_types::Timestamp;
+
+use super::rules::Violation;
+use super::state::State;
+use crate::pb::{
+    Api, ApiMapping, DomainName, DomainNameConfiguration, Event, EventType, ProtocolType, Resource,
+    Stage, resource,
+};
+
+/// Tunable limits of the rules.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rule 4: multi-level mappings per domain (default 200).
+    pub max_multi_level_mappings_per_domain: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_multi_level_mappings_per_domain: 200,
+        }
+    }
+}
+
+/// A validated write. Fields are already syntax-checked and normalised (lower-cased domain
+/// names, defaults applied); [`apply`] checks every rule that depends on the state.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum WriteOp {
+    CreateApi {
+        account: String,
+        name: String,
+        protocol: ProtocolType,
+        description: String,
+        tags: HashMap<String, String>,
+    },
+    UpdateApi {
+        account: String,
+        api_id: String,
+        name: Option<String>,
+        description: Option<String>,
+        expected_revision: u64,
+    },
+    DeleteApi {
+        account: String,
+        api_id: String,
+        expected_revision: u64,
+    },
+    CreateStage {
+        account: String,
+        api_id: String,
+        stage_name: String,
+        description: String,
+        tags: HashMap<String, String>,
+    },
+    UpdateStage {
+        account: String,
+        api_id: String,
+        stage_name: String,
+        description: Option<String>,
+        expected_revision: u64,
+    },
+    DeleteStage {
+        account: String,
+        api_id: String,
+        stage_name: String,
+        expected_revision: u64,
+    },
+    CreateDomainName {
+        account: String,
+        domain_name: String,
+        configuration: DomainNameConfiguration,
+        tags: HashMap<String, String>,
+    },
+    UpdateDomainName {
+        account: String,
+        domain_name: String,
+        configuration: Option<DomainNameConfiguration>,
+        expected_revision: u64,
+    },
+    DeleteDomainName {
+        account: String,
+        domain_name: String,
+        expected_revision: u64,
+    },
+    CreateApiMapping {
+        account: String,
+        domain_name: String,
+        api_mapping_key: String,
+        api_id: String,
+        stage: String,
+    },
+    UpdateApiMapping {
+        account: String,
+        domain_name: String,
+        api_mapping_id: String,
+        api_mapping_key: Option<String>,
+        api_id: Option<String>,
+        stage: Option<String>,
+        expected_revision: u64,
+    },
+    DeleteApiMapping {
+        account: String,
+        domain_name: String,
+        api_mapping_id: String,
+        expected_revision: u64,
+    },
+}
+
+/// What an accepted write returns to its caller.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteResult {
+    /// The API as stored.
+    Api(Api),
+    /// The stage as stored.
+    Stage(Stage),
+    /// The domain name as stored.
+    DomainName(DomainName),
+    /// The mapping as stored.
+    ApiMapping(ApiMapping),
+    /// A delete; the revision it took.
+    Deleted(u64),
+}
+
+/// An accepted write: its result, its revision and its events (the change set of the
+/// revision, in order).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    /// What the caller gets back.
+    pub result: WriteResult,
+    /// The revision the write took.
+    pub revision: u64,
+    /// The revision's events, in order.
+    pub events: Vec<Event>,
+}
+
+/// What a write's code gets besides the state: the revision it will take, the time, limits.
+pub(crate) struct Ctx<'a> {
+    pub(crate) revision: u64,
+    pub(crate) now: Timestamp,
+    pub(crate) limits: &'a Limits,
+}
+
+/// Applies `op` to `state`, which becomes the registry at the next revision, or refuses it
+/// and leaves `state` exactly as it was.
+pub fn apply(
+    state: &mut State,
+    op: &WriteOp,
+    limits: &Limits,
+    now: Timestamp,
+) -> Result<Applied, Violation> {
+    let cx = Ctx {
+        revision: state.revision() + 1,
+        now,
+        limits,
+    };
+    let s = state;
+    let (result, events) = match op {
+        WriteOp::CreateApi {
+            account,
+            name,
+            protocol,
+            description,
+            tags,
+        } => api::create(s, &cx, account, name, *protocol, description, tags),
+        WriteOp::UpdateApi {
+            account,
+            api_id,
+            name,
+            description,
+            expected_revision,
+        } => api::update(
+            s,
+            &cx,
+            account,
+            api_id,
+            name,
+            description,
+            *expected_revision,
+        ),
+        WriteOp::DeleteApi {
+            account,
+            api_id,
+            expected_revision,
+        } => api::delete(s, &cx, account, api_id, *expected_revision),
+        WriteOp::CreateStage {
+            account,
+            api_id,
+            stage_name,
+            description,
+            tags,
+        } => stage::create(s, &cx, account, api_id, stage_name, description, tags),
+        WriteOp::UpdateStage {
+            account,
+            api_id,
+            stage_name,
+            description,
+            expected_revision,
+        } => stage::update(
+            s,
+            &cx,
+            account,
+            api_id,
+            stage_name,
+            description,
+            *expected_revision,
+        ),
+        WriteOp::DeleteStage {
+            account,
+            api_id,
+            stage_name,
+            expected_revision,
+        } => stage::delete(s, &cx, account, api_id, stage_name, *expected_revision),
+        WriteOp::CreateDomainName {
+            account,
+            domain_name,
+            configuration,
+            tags,
+        } => domain_name::create(s, &cx, account, domain_name, configuration, tags),
+        WriteOp::UpdateDomainName {
+            account,
+            domain_name,
+            configuration,
+            expected_revision,
+        } => domain_name::update(
+            s,
+            &cx,
+            account,
+            domain_name,
+            configuration.as_ref(),
+            *expected_revision,
+        ),
+        WriteOp::DeleteDomainName {
+            account,
+            domain_name,
+            expected_revision,
+        } => domain_name::delete(s, &cx, account, domain_name, *expected_revision),
+        WriteOp::CreateApiMapping {
+            account,
+            domain_name,
+            api_mapping_key,
+            api_id,
+            stage,
+        } => mapping::create(s, &cx, account, domain_name, api_mapping_key, api_id, stage),
+        WriteOp::UpdateApiMapping {
+            account,
+            domain_name,
+            api_mapping_id,
+            api_mapping_key,
+            api_id,
+            stage,
+            expected_revision,
+        } => mapping::update(
+            s,
+            &cx,
+            account,
+            mapping::Target {
+                domain_name,
+                api_mapping_id,
+            },
+            mapping::Patch {
+                api_mapping_key: api_mapping_key.as_deref(),
+                api_id: api_id.as_deref(),
+                stage: stage.as_deref(),
+            },
+            *expected_revision,
+        ),
+        WriteOp::DeleteApiMapping {
+            account,
+            domain_name,
+            api_mapping_id,
+            expected_revision,
+        } => mapping::delete(
+            s,
+            &cx,
+            account,
+            mapping::Target {
+                domain_name,
+                api_mapping_id,
+            },
+            *expected_revision,
+        ),
+    }?;
+    s.set_revision(cx.revision);
+    Ok(Applied {
+        result,
+        revision: cx.revision,
+        events,
+    })
+}
+
+/// A kind's write: its result and events, the state already changed.
+type Done = Result<(WriteResult, Vec<Event>), Violation>;
+
+fn put_event(r: resource::Resource) -> Event {
+    Event {
+        r#type: EventType::Put as i32,
+        resource: Some(Resource { resource: Some(r) }),
+    }
+}
+
+fn delete_event(r: resource::Resource) -> Event {
+    Event {
+        r#type: EventType::Delete as i32,
+        resource: Some(Resource { resource: Some(r) }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,249 @@
+//! Rule tests at the `apply` level: a write against a version, no server, no storage.
+
+use super::*;
+use crate::error::Error;
+
+const ACC: &str = "111122223333";
+
+fn now() -> Timestamp {
+    Timestamp {
+        seconds: 1_700_000_000,
+        nanos: 0,
+    }
+}
+
+fn run(s: &mut State, op: WriteOp) -> Result<Applied, Violation> {
+    apply(s, &op, &Limits::default(), now())
+}
+
+fn ok(s: &mut State, op: WriteOp) -> Applied {
+    match run(s, op) {
+        Ok(a) => a,
+        Err(e) => panic!("refused: {e}"),
+    }
+}
+
+fn reason(r: Result<Applied, Violation>) -> &'static str {
+    match r {
+        Ok(a) => panic!("accepted: {:?}", a.result),
+        Err(e) => e.reason(),
+    }
+}
+
+fn api(s: &mut State, protocol: ProtocolType) -> String {
+    match ok(
+        s,
+        WriteOp::CreateApi {
+            account: ACC.into(),
+            name: "n".into(),
+            protocol,
+            description: String::new(),
+            tags: Default::default(),
+        },
+    )
+    .result
+    {
+        WriteResult::Api(a) => a.api_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn stage(s: &mut State, api_id: &str, name: &str) {
+    ok(
+        s,
+        WriteOp::CreateStage {
+            account: ACC.into(),
+            api_id: api_id.into(),
+            stage_name: name.into(),
+            description: String::new(),
+            tags: Default::default(),
+        },
+    );
+}
+
+fn domain(s: &mut State, name: &str) {
+    ok(
+        s,
+        WriteOp::CreateDomainName {
+            account: ACC.into(),
+            domain_name: name.into(),
+            configuration: crate::domain::rules::configuration_for_create(vec![])
+                .unwrap_or_default(),
+            tags: Default::default(),
+        },
+    );
+}
+
+fn create_mapping(s: &mut State, d: &str, key: &str, api_id: &str) -> Result<Applied, Violation> {
+    run(
+        s,
+        WriteOp::CreateApiMapping {
+            account: ACC.into(),
+            domain_name: d.into(),
+            api_mapping_key: key.into(),
+            api_id: api_id.into(),
+            stage: "test".into(),
+        },
+    )
+}
+
+fn mapping_id(a: &Applied) -> String {
+    match &a.result {
+        WriteResult::ApiMapping(m) => m.api_mapping_id.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn each_write_takes_the_next_revision_and_stamps_it() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    stage(&mut s, &a, "test");
+    domain(&mut s, "a.com");
+    let m = create_mapping(&mut s, "a.com", "v1", &a).unwrap();
+    assert_eq!((m.revision, s.revision()), (4, 4));
+    let stored = s.mapping("a.com", &mapping_id(&m)).unwrap();
+    assert_eq!((stored.create_revision, stored.mod_revision), (4, 4));
+    assert_eq!(m.events.len(), 1);
+}
+
+#[test]
+fn a_refused_write_leaves_no_trace() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    let ws = api(&mut s, ProtocolType::Websocket);
+    stage(&mut s, &a, "test");
+    stage(&mut s, &ws, "test");
+    domain(&mut s, "a.com");
+    create_mapping(&mut s, "a.com", "v1", &a).unwrap();
+    let before = (
+        s.revision(),
+        s.counts(),
+        s.domain("a.com").map(|d| d.counters),
+    );
+    assert_eq!(
+        reason(create_mapping(&mut s, "a.com", "v1", &a)),
+        "MAPPING_KEY_CONFLICT"
+    );
+    assert_eq!(
+        reason(create_mapping(&mut s, "a.com", "v2", &ws)),
+        "PROTOCOL_CONFLICT"
+    );
+    assert_eq!(
+        reason(create_mapping(&mut s, "b.com", "v2", &a)),
+        "DOMAIN_NAME_NOT_FOUND"
+    );
+    assert_eq!(
+        reason(create_mapping(&mut s, "a.com", "v2", "nope")),
+        "API_NOT_FOUND"
+    );
+    let after = (
+        s.revision(),
+        s.counts(),
+        s.domain("a.com").map(|d| d.counters),
+    );
+    assert_eq!(before, after);
+}
+
+#[test]
+fn another_accounts_records_are_absent() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    stage(&mut s, &a, "test");
+    let r = run(
+        &mut s,
+        WriteOp::CreateStage {
+            account: "999999999999".into(),
+            api_id: a.clone(),
+            stage_name: "x".into(),
+            description: String::new(),
+            tags: Default::default(),
+        },
+    );
+    assert_eq!(reason(r), "API_NOT_FOUND");
+}
+
+#[test]
+fn deletes_refuse_to_dangle_and_domain_delete_cascades() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    stage(&mut s, &a, "test");
+    domain(&mut s, "a.com");
+    create_mapping(&mut s, "a.com", "", &a).unwrap();
+    create_mapping(&mut s, "a.com", "v1", &a).unwrap();
+    let del_api = || WriteOp::DeleteApi {
+        account: ACC.into(),
+        api_id: a.clone(),
+        expected_revision: 0,
+    };
+    let e = run(&mut s, del_api()).unwrap_err();
+    assert_eq!(
+        Error::from(e).to_string(),
+        format!(
+            "Deleting API {a} failed. Please remove all API mappings for the API from your custom domain names: a.com"
+        )
+    );
+    let d = ok(
+        &mut s,
+        WriteOp::DeleteDomainName {
+            account: ACC.into(),
+            domain_name: "a.com".into(),
+            expected_revision: 0,
+        },
+    );
+    // Two mapping deletes, then the domain, in one revision.
+    assert_eq!(d.events.len(), 3);
+    assert_eq!(s.counts().3, 0);
+    let gone = ok(&mut s, del_api());
+    // The API's stage goes with it.
+    assert_eq!(gone.events.len(), 2);
+    assert_eq!(s.counts(), (0, 0, 0, 0));
+}
+
+#[test]
+fn updates_recheck_and_move_references() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    let b = api(&mut s, ProtocolType::Rest);
+    stage(&mut s, &a, "test");
+    stage(&mut s, &b, "test");
+    domain(&mut s, "a.com");
+    let m = mapping_id(&create_mapping(&mut s, "a.com", "v1", &a).unwrap());
+    create_mapping(&mut s, "a.com", "v2", &a).unwrap();
+    let upd = |key: Option<&str>, api_id: Option<&str>, expected: u64| WriteOp::UpdateApiMapping {
+        account: ACC.into(),
+        domain_name: "a.com".into(),
+        api_mapping_id: m.clone(),
+        api_mapping_key: key.map(str::to_string),
+        api_id: api_id.map(str::to_string),
+        stage: None,
+        expected_revision: expected,
+    };
+    assert_eq!(
+        reason(run(&mut s, upd(Some("v2"), None, 0))),
+        "MAPPING_KEY_CONFLICT"
+    );
+    assert_eq!(reason(run(&mut s, upd(None, None, 1))), "REVISION_MISMATCH");
+    // Re-keying to its own key is no conflict.
+    ok(&mut s, upd(Some("v1"), None, 0));
+    ok(&mut s, upd(None, Some(&b), 0));
+    assert_eq!(s.domains_using_api(&b), vec!["a.com".to_string()]);
+    assert_eq!(s.domains_using_api(&a), vec!["a.com".to_string()]); // v2 still points at a
+    assert_eq!(s.domain("a.com").unwrap().counters.rest, 1);
+}
+
+#[test]
+fn websocket_and_http_racing_onto_an_empty_domain_one_wins() {
+    let mut s = State::default();
+    let a = api(&mut s, ProtocolType::Http);
+    let ws = api(&mut s, ProtocolType::Websocket);
+    stage(&mut s, &a, "test");
+    stage(&mut s, &ws, "test");
+    domain(&mut s, "a.com");
+    // The writer applies one after the other: the second sees the first.
+    assert!(create_mapping(&mut s, "a.com", "x", &ws).is_ok());
+    assert_eq!(
+        reason(create_mapping(&mut s, "a.com", "y", &a)),
+        "PROTOCOL_CONFLICT"
+    );
+}

@@ -1,0 +1,186 @@
+//! The registry over an engine: loads the state when it opens, holds the current durable
+//! version for every reader, and reads the change log for watchers.
+//!
+//! Startup reads every record once, rebuilds the in-memory [`State`] with its indexes, and
+//! checks it against the tail of the change log: the last revision's events must be exactly
+//! what the records show (its PUTs stored with that `mod_revision`, its DELETEs absent), and no
+//! record may be newer than the store's revision. A store that fails this is refused (a torn
+//! copy, or records and log from different moments), rather than served wrong.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use super::{Engine, Limits, codec, keys};
+use crate::domain::ids;
+use crate::domain::state::State;
+use crate::error::{Error, Result};
+use crate::pb::{ChangeSet, EventType, resource};
+
+/// The registry: an engine and the current durable version of its state.
+pub struct Registry {
+    engine: Arc<dyn Engine>,
+    store_id: String,
+    limits: Limits,
+    current: ArcSwap<State>,
+}
+
+/// The `mod_revision` of a record.
+pub fn mod_revision(r: &resource::Resource) -> u64 {
+    match r {
+        resource::Resource::Api(a) => a.mod_revision,
+        resource::Resource::Stage(s) => s.mod_revision,
+        resource::Resource::DomainName(d) => d.mod_revision,
+        resource::Resource::ApiMapping(m) => m.mod_revision,
+    }
+}
+
+/// Reads every record of `engine` into a state at the engine's revision, and checks it against
+/// the last log entry (see the module documentation).
+pub fn load(engine: &dyn Engine) -> Result<State> {
+    let revision = engine.revision()?;
+    let mut state = State::default();
+    // Key order puts APIs (`a`) and domains (`d`) before the mappings (`m`) that count on them.
+    for kv in engine.scan_records() {
+        let (k, v) = kv?;
+        let Some(r) = codec::decode_record(&k, &v)? else {
+            continue;
+        };
+        let m = mod_revision(&r);
+        if m > revision {
+            return Err(Error::internal(format!(
+                "record {} has mod_revision {m}, above the store's revision {revision}",
+                String::from_utf8_lossy(&k).replace('\0', "/")
+            )));
+        }
+        state.put(r);
+    }
+    state.set_revision(revision);
+    check_tail(engine, &state)?;
+    Ok(state)
+}
+
+/// The last revision's change set must be what the records show.
+fn check_tail(engine: &dyn Engine, state: &State) -> Result<()> {
+    let revision = state.revision();
+    if revision == 0 || revision <= engine.compact_revision()? {
+        return Ok(());
+    }
+    let Some((rev, bytes)) = engine.read_log(revision, revision, 1)?.into_iter().next() else {
+        return Err(Error::internal(format!(
+            "the change log has no entry for the store's revision {revision}"
+        )));
+    };
+    let cs = codec::decode_change_set(&bytes)?;
+    let mismatch = |what: String| {
+        Error::internal(format!(
+            "the records do not match the change log at revision {rev}: {what}"
+        ))
+    };
+    for e in &cs.events {
+        let Some(r) = e.resource.as_ref().and_then(|r| r.resource.as_ref()) else {
+            continue;
+        };
+        let key = keys::of(r);
+        let shown = String::from_utf8_lossy(&key).replace('\0', "/");
+        let stored = stored_revision(state, r);
+        if e.r#type == EventType::Delete as i32 {
+            if stored.is_some() {
+                return Err(mismatch(format!("{shown} was deleted but is stored")));
+            }
+        } else if stored != Some(revision) {
+            return Err(mismatch(format!(
+                "{shown} was written but is stored at {stored:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The `mod_revision` of the record of `r`'s identity in `state`, if there is one.
+fn stored_revision(state: &State, r: &resource::Resource) -> Option<u64> {
+    match r {
+        resource::Resource::Api(a) => state.api(&a.api_id).map(|x| x.mod_revision),
+        resource::Resource::Stage(s) => state
+            .stage(&s.api_id, &s.stage_name)
+            .map(|x| x.mod_revision),
+        resource::Resource::DomainName(d) => {
+            state.domain(&d.domain_name).map(|x| x.record.mod_revision)
+        }
+        resource::Resource::ApiMapping(m) => state
+            .mapping(&m.domain_name, &m.api_mapping_id)
+            .map(|x| x.mod_revision),
+    }
+}
+
+impl Registry {
+    /// Opens the registry on `engine`: gives a new store its random `store_id` and loads the
+    /// state (see [`load`]).
+    pub fn open(engine: Arc<dyn Engine>, limits: Limits) -> Result<Registry> {
+        let store_id = engine.store_id(&ids::store_id)?;
+        let state = load(engine.as_ref())?;
+        Ok(Registry {
+            engine,
+            store_id,
+            limits,
+            current: ArcSwap::from_pointee(state),
+        })
+    }
+
+    /// The current durable version: every write up to its revision is acknowledged-durable,
+    /// none after it is visible. Cheap (a reference count); hold it as long as needed.
+    pub fn current(&self) -> Arc<State> {
+        self.current.load_full()
+    }
+
+    /// Makes `state` the current version. Only the writer calls this, after the flush that
+    /// made `state`'s revision durable, in revision order.
+    pub(crate) fn publish(&self, state: Arc<State>) {
+        self.current.store(state);
+    }
+
+    /// The revision of the current version.
+    pub fn revision(&self) -> u64 {
+        self.current.load().revision()
+    }
+
+    /// The random id of this store, made when it was created.
+    pub fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    /// The limits the rules apply.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The engine underneath.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Change sets of revisions `from..=to`, at most `max`, in order. Entries that are gone
+    /// (compacted) are simply absent: compare with [`Registry::compact_revision`].
+    pub fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, ChangeSet)>> {
+        self.engine
+            .read_log(from, to, max)?
+            .into_iter()
+            .map(|(rev, v)| Ok((rev, codec::decode_change_set(&v)?)))
+            .collect()
+    }
+
+    /// Every log entry at or below this revision is gone (0: nothing compacted).
+    pub fn compact_revision(&self) -> Result<u64> {
+        self.engine.compact_revision()
+    }
+
+    /// Drops log entries up to and including `upto`.
+    pub fn compact(&self, upto: u64) -> Result<usize> {
+        self.engine.compact(upto)
+    }
+
+    /// Makes every committed write durable.
+    pub fn flush(&self) -> Result<()> {
+        self.engine.flush()
+    }
+}
