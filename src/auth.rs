@@ -13,7 +13,6 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Status};
 
-use crate::config::TokenConfig;
 use crate::error::Error;
 use crate::store::Scope;
 
@@ -41,6 +40,22 @@ impl Role {
             Role::Gateway => "gateway",
         }
     }
+}
+
+/// One accepted bearer token, stored by hash only: a `[[tokens]]` entry of the config file
+/// (re-exported as `config::TokenConfig`; defined here so that `config` depends on `auth` and
+/// not the reverse). Deserializing refuses unknown fields; `Config::check` refuses a hash that
+/// is not 64 hex digits or an account that is not 12 digits, and [`Authenticator::new`] skips
+/// an entry whose hash does not decode.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+    /// The 12-digit account the token acts in.
+    pub account_id: String,
+    /// What the token may do.
+    pub role: Role,
 }
 
 /// The kind of access an RPC needs.

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::auth::Role;
+// `[[tokens]]` entries are defined in `auth` (which must not depend on `config`) and
+// re-exported here, so `config::TokenConfig` keeps naming them.
+pub use crate::auth::TokenConfig;
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -49,18 +51,6 @@ pub enum ConfigError {
     /// A value is out of its range.
     #[error("invalid config: {0}")]
     Invalid(String),
-}
-
-/// One accepted bearer token, stored by hash only.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Lower-case hex SHA-256 of the token.
-    pub sha256: String,
-    /// The 12-digit account the token acts in.
-    pub account_id: String,
-    /// What the token may do.
-    pub role: Role,
 }
 
 /// The whole configuration of a server.
@@ -174,6 +164,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::Role;
 
     #[test]
     fn parses_tokens_and_refuses_bad_ones() {

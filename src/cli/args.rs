@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+// `DomainNameConfigurations` is defined in `shorthand` (which must not depend on `args`) and
+// re-exported here, so `args::DomainNameConfigurations` keeps naming it.
 use super::shorthand;
+pub use super::shorthand::DomainNameConfigurations;
 use crate::pb;
 
 /// Connection and output flags, accepted by every client command.
@@ -259,10 +262,6 @@ pub struct DeleteStageArgs {
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
 }
-
-/// `--domain-name-configurations` values: AWS shorthand or a JSON array.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DomainNameConfigurations(pub Vec<pb::DomainNameConfiguration>);
 
 /// Flags of `create-domain-name`.
 #[derive(Debug, Clone, Args)]

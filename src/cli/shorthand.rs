@@ -5,8 +5,13 @@
 
 use std::collections::HashMap;
 
-use super::args::DomainNameConfigurations;
 use crate::pb;
+
+/// One `--domain-name-configurations` value, as [`parse_domain_name_configurations`] parsed it:
+/// the configurations in the order given, each field the value given or left unspecified (0 or
+/// empty). The parser does not check how many there are; the server refuses more than one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainNameConfigurations(pub Vec<pb::DomainNameConfiguration>);
 
 /// `k1=v1,k2=v2` (a value may contain `=`) or a JSON object `{"k1":"v1"}`. An empty string is no
 /// tags; a key given twice is an error.

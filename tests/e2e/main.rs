@@ -4,7 +4,10 @@
 //! Tests that need an external tool (grpcurl, Python grpcio) are `#[ignore]`d by default; CI
 //! installs the tools and runs them with `--include-ignored`.
 
+// Shared by the area modules: the harness and call helpers (`common`) and the random write
+// workload of the heavy change-feed tests (`workload`); `history`, the feed checker, too.
 mod common;
+mod workload;
 
 mod auth;
 mod bad_input;
