@@ -4,19 +4,31 @@
 //!
 //! - [`pb`]: the generated protobuf and gRPC code of `proto/mapreg/v1/*.proto`.
 //! - [`api`]: the gRPC edge: one file per service, request validation, `rpc` logging.
-//! - [`domain`]: pure rules: names, keys, domain names (`validate`) and the constraints of
-//!   SPEC.md section 2 (`rules`), unit-tested without a server; route resolution (`resolve`)
-//!   and the in-memory `replica` it runs on, shared by the server and `MappingCache`.
-//! - [`store`]: the `Store` engine trait and its sled adapter, the records and indexes (`Db`),
-//!   and the single writer thread with group commit (`writer`).
-//! - [`feed`]: the change feed: the hub that fans durable revisions out to the route table
-//!   `ResolveRoute` answers from (`routes`) and to watchers, catch-up from the log for slow
-//!   ones, exact snapshots under concurrent writes, compaction.
+//! - [`domain`]: pure logic, no I/O:
+//!   - `validate`: request shape (names, keys, domain names, tags; rule 3 of SPEC.md section 2);
+//!   - `state`: the registry at one revision, as an immutable version with its indexes
+//!     (persistent `imbl` maps: cheap to keep while readers hold an older one); reads, lists
+//!     and route lookups over it; also what `MappingCache` keeps;
+//!   - `rules`: SPEC.md section 2, one function per rule over a version, each returning a
+//!     typed `Violation`: rules 1–2 `api_in_account` / `domain_in_account` / `stage_of`,
+//!     rule 4 `multi_level_allowed`, rule 5 `key_free`, rule 6 `family_free`, rule 7
+//!     `endpoint_suits` and `configuration_suits`, rule 8 `api_deletable` / `stage_deletable`,
+//!     optimistic concurrency `revision_matches`;
+//!   - `apply`: each write per resource kind (`api`, `stage`, `domain_name`, `mapping`): every
+//!     check first, then the change, so a refused write leaves no trace (rules 9 and 10);
+//!   - `resolve`: route resolution, shared by `ResolveRoute` and `MappingCache`.
+//! - [`store`]: the `Engine` trait (commit a batch if still at revision R, read a log range,
+//!   scan records, compact, flush) with its `sled` (default) and `memory` adapters and one
+//!   conformance suite; the `Registry` that loads the state at startup and holds the current
+//!   durable version; the single `writer` that applies writes in memory and commits one batch
+//!   per group; `check` for `mapreg check`.
+//! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
+//!   from the log for slow ones, snapshots read from one immutable version, compaction.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256, roles, dev mode; the TOML configuration.
 //! - [`server`]: wires it all together and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.
 //! - [`cli`]: the `mapreg` command line.
-//! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory replica that resolves
+//! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory `State` that resolves
 //!   routes locally with the same `domain::resolve` module as the server.
 #![warn(missing_docs, unreachable_pub)]
 

@@ -158,7 +158,14 @@ fn join(a: &str, b: &str) -> String {
 
 /// `a\0b\0c`.
 fn join3(a: &str, b: &str, c: &str) -> String {
-    join(&join(a, b), c)
+    let mut s = String::with_capacity(a.len() + b.len() + c.len() + 2);
+    for (i, part) in [a, b, c].into_iter().enumerate() {
+        if i > 0 {
+            s.push('\0');
+        }
+        s.push_str(part);
+    }
+    s
 }
 
 /// The entries of `map` whose key is `prefix\0...`, in key order, strictly after
@@ -215,6 +222,15 @@ fn paginate<'a, T: 'a>(page: &Page, items: impl Iterator<Item = (&'a str, T)>) -
         items: out,
         next: None,
     }
+}
+
+/// The entries of `map` with key strictly after `after`, in key order.
+fn from<'a, V: Clone>(
+    map: &'a OrdMap<String, V>,
+    after: Option<&str>,
+) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
+    map.range((excluded(after), Bound::Unbounded))
+        .map(|(k, v)| (k.as_str(), v))
 }
 
 fn excluded(after: Option<&str>) -> Bound<String> {
@@ -284,6 +300,15 @@ impl State {
             resource::Resource::ApiMapping(m) => {
                 self.delete_mapping(&m.domain_name, &m.api_mapping_id)
             }
+        }
+    }
+
+    /// Adds a record read from a store, whose records are unique by identity: no look-up of
+    /// a previous state. Mappings must come after their domain and API.
+    pub fn load(&mut self, r: resource::Resource) {
+        match r {
+            resource::Resource::ApiMapping(m) => self.add_mapping(Arc::new(m)),
+            other => self.put(other),
         }
     }
 
@@ -372,6 +397,11 @@ impl State {
 
     pub(crate) fn put_mapping(&mut self, m: Arc<ApiMapping>) {
         self.delete_mapping(&m.domain_name, &m.api_mapping_id);
+        self.add_mapping(m);
+    }
+
+    /// Adds a mapping known to be absent (loading a store).
+    fn add_mapping(&mut self, m: Arc<ApiMapping>) {
         self.count_mapping(&m, 1);
         self.keys
             .insert(join(&m.domain_name, &m.api_mapping_key), m.clone());
@@ -491,9 +521,7 @@ impl State {
         &'a self,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a str, &'a Arc<Api>)> + 'a {
-        self.apis
-            .range((excluded(after), Bound::Unbounded))
-            .map(|(k, v)| (k.as_str(), v))
+        from(&self.apis, after)
     }
 
     /// Stages with sort key (`api_id\0stage`) strictly after `after`, in that order.
@@ -501,9 +529,7 @@ impl State {
         &'a self,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a str, &'a Arc<Stage>)> + 'a {
-        self.stages
-            .range((excluded(after), Bound::Unbounded))
-            .map(|(k, v)| (k.as_str(), v))
+        from(&self.stages, after)
     }
 
     /// Domain names strictly after `after`, in name order.
@@ -511,9 +537,7 @@ impl State {
         &'a self,
         after: Option<&str>,
     ) -> impl Iterator<Item = (&'a str, &'a DomainEntry)> + 'a {
-        self.domains
-            .range((excluded(after), Bound::Unbounded))
-            .map(|(k, v)| (k.as_str(), v))
+        from(&self.domains, after)
     }
 
     /// Mappings with sort key (`domain\0api_mapping_key`) strictly after `after`, by domain
@@ -580,14 +604,8 @@ impl State {
     pub fn list_apis(&self, scope: &Scope, page: &Page) -> Listed<Api> {
         match scope {
             Scope::All => {
-                let start = match &page.after {
-                    Some(a) => Bound::Excluded(a.clone()),
-                    None => Bound::Unbounded,
-                };
-                let items = self
-                    .apis
-                    .range((start, Bound::Unbounded))
-                    .map(|(k, a)| (k.as_str(), (**a).clone()));
+                let items =
+                    from(&self.apis, page.after.as_deref()).map(|(k, a)| (k, (**a).clone()));
                 paginate(page, items)
             }
             Scope::Account(acc) => {
@@ -610,14 +628,8 @@ impl State {
     pub fn list_domains(&self, scope: &Scope, page: &Page) -> Listed<DomainName> {
         match scope {
             Scope::All => {
-                let start = match &page.after {
-                    Some(a) => Bound::Excluded(a.clone()),
-                    None => Bound::Unbounded,
-                };
-                let items = self
-                    .domains
-                    .range((start, Bound::Unbounded))
-                    .map(|(k, d)| (k.as_str(), (*d.record).clone()));
+                let items = from(&self.domains, page.after.as_deref())
+                    .map(|(k, d)| (k, (*d.record).clone()));
                 paginate(page, items)
             }
             Scope::Account(acc) => {

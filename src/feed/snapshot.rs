@@ -142,17 +142,17 @@ impl Cursor {
 
     fn apis(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let items = state
-            .apis_from(self.after.as_deref())
-            .map(|(k, a)| (k, wrap(resource::Resource::Api((**a).clone()))));
+        let after = self.after.clone();
+        let apis = state.apis_from(after.as_deref());
+        let items = apis.map(|(k, a)| (k, wrap(resource::Resource::Api((**a).clone()))));
         Self::take(&self.filter, &mut self.after, out, items)
     }
 
     fn stages(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let items = state
-            .stages_from(self.after.as_deref())
-            .map(|(k, s)| (k, wrap(resource::Resource::Stage((**s).clone()))));
+        let after = self.after.clone();
+        let stages = state.stages_from(after.as_deref());
+        let items = stages.map(|(k, s)| (k, wrap(resource::Resource::Stage((**s).clone()))));
         Self::take(&self.filter, &mut self.after, out, items)
     }
 

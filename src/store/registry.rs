@@ -36,25 +36,57 @@ pub fn mod_revision(r: &resource::Resource) -> u64 {
 }
 
 /// Reads every record of `engine` into a state at the engine's revision, and checks it against
-/// the last log entry (see the module documentation).
+/// the last log entry (see the module documentation). One thread scans and decodes while the
+/// calling one builds the state, in batches.
 pub fn load(engine: &dyn Engine) -> Result<State> {
+    const BATCH: usize = 4096;
     let revision = engine.revision()?;
+    let records = engine.scan_records();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<resource::Resource>>>(8);
     let mut state = State::default();
-    // Key order puts APIs (`a`) and domains (`d`) before the mappings (`m`) that count on them.
-    for kv in engine.scan_records() {
-        let (k, v) = kv?;
-        let Some(r) = codec::decode_record(&k, &v)? else {
-            continue;
-        };
-        let m = mod_revision(&r);
-        if m > revision {
-            return Err(Error::internal(format!(
-                "record {} has mod_revision {m}, above the store's revision {revision}",
-                String::from_utf8_lossy(&k).replace('\0', "/")
-            )));
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for kv in records {
+                let decoded = kv.and_then(|(k, v)| {
+                    let r = codec::decode_record(&k, &v)?;
+                    if let Some(r) = &r {
+                        let m = mod_revision(r);
+                        if m > revision {
+                            return Err(Error::internal(format!(
+                                "record {} has mod_revision {m}, above the store's revision {revision}",
+                                String::from_utf8_lossy(&k).replace('\0', "/")
+                            )));
+                        }
+                    }
+                    Ok(r)
+                });
+                match decoded {
+                    Ok(Some(r)) => batch.push(r),
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+                if batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(batch));
+        });
+        // Key order puts APIs (`a`) and domains (`d`) before the mappings (`m`) that count on
+        // them.
+        for batch in rx {
+            for r in batch? {
+                state.load(r);
+            }
         }
-        state.put(r);
-    }
+        Ok(())
+    })?;
     state.set_revision(revision);
     check_tail(engine, &state)?;
     Ok(state)

@@ -1,9 +1,8 @@
 //! CreateApi, UpdateApi, DeleteApi (which deletes the API's stages with it).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{Ctx, Done, WriteResult, delete_event, put_event};
+use super::{Ctx, Done, WriteResult, delete_event, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, api_in_account};
 use crate::domain::state::State;
@@ -35,9 +34,7 @@ pub(super) fn create(
         create_revision: cx.revision,
         mod_revision: cx.revision,
     };
-    state.put_api(Arc::new(api.clone()));
-    let events = vec![put_event(resource::Resource::Api(api.clone()))];
-    Ok((WriteResult::Api(api), events))
+    stored(state, resource::Resource::Api(api))
 }
 
 pub(super) fn update(
@@ -62,9 +59,7 @@ pub(super) fn update(
         api.description = d.clone();
     }
     api.mod_revision = cx.revision;
-    state.put_api(Arc::new(api.clone()));
-    let events = vec![put_event(resource::Resource::Api(api.clone()))];
-    Ok((WriteResult::Api(api), events))
+    stored(state, resource::Resource::Api(api))
 }
 
 pub(super) fn delete(

@@ -2,9 +2,8 @@
 //! DeleteDomainName (deletes its mappings in the same revision, one event each).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{Ctx, Done, WriteResult, delete_event, put_event};
+use super::{Ctx, Done, WriteResult, delete_event, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, domain_in_account};
 use crate::domain::state::State;
@@ -34,9 +33,7 @@ pub(super) fn create(
         create_revision: cx.revision,
         mod_revision: cx.revision,
     };
-    state.put_domain(Arc::new(domain.clone()));
-    let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-    Ok((WriteResult::DomainName(domain), events))
+    stored(state, resource::Resource::DomainName(domain))
 }
 
 pub(super) fn update(
@@ -60,9 +57,7 @@ pub(super) fn update(
         domain.domain_name_configurations = vec![next];
     }
     domain.mod_revision = cx.revision;
-    state.put_domain(Arc::new(domain.clone()));
-    let events = vec![put_event(resource::Resource::DomainName(domain.clone()))];
-    Ok((WriteResult::DomainName(domain), events))
+    stored(state, resource::Resource::DomainName(domain))
 }
 
 pub(super) fn delete(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Ctx, Done, WriteResult, delete_event, put_event};
+use super::{Ctx, Done, removed, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, api_in_account, domain_in_account, stage_of};
 use crate::domain::state::State;
@@ -69,9 +69,7 @@ pub(super) fn create(
             break id;
         }
     };
-    state.put_mapping(Arc::new(mapping.clone()));
-    let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-    Ok((WriteResult::ApiMapping(mapping), events))
+    stored(state, resource::Resource::ApiMapping(mapping))
 }
 
 /// The mapping named by `target`, if its domain is in the caller's account.
@@ -113,9 +111,7 @@ pub(super) fn update(
     }
     check_placement(state, cx, account, &mapping, Some(target.api_mapping_id))?;
     mapping.mod_revision = cx.revision;
-    state.put_mapping(Arc::new(mapping.clone()));
-    let events = vec![put_event(resource::Resource::ApiMapping(mapping.clone()))];
-    Ok((WriteResult::ApiMapping(mapping), events))
+    stored(state, resource::Resource::ApiMapping(mapping))
 }
 
 pub(super) fn delete(
@@ -126,9 +122,9 @@ pub(super) fn delete(
     expected_revision: u64,
 ) -> Done {
     let mapping = existing(state, account, &target, expected_revision)?.clone();
-    state.delete_mapping(target.domain_name, target.api_mapping_id);
-    let events = vec![delete_event(resource::Resource::ApiMapping(
-        (*mapping).clone(),
-    ))];
-    Ok((WriteResult::Deleted(cx.revision), events))
+    removed(
+        state,
+        cx.revision,
+        resource::Resource::ApiMapping((*mapping).clone()),
+    )
 }

@@ -310,6 +310,26 @@ pub fn apply(
 /// A kind's write: its result and events, the state already changed.
 type Done = Result<(WriteResult, Vec<Event>), Violation>;
 
+/// Stores `r` (a record's new state) and answers it: the result is the record, the change set
+/// its one PUT event.
+fn stored(state: &mut State, r: resource::Resource) -> Done {
+    let result = match &r {
+        resource::Resource::Api(a) => WriteResult::Api(a.clone()),
+        resource::Resource::Stage(s) => WriteResult::Stage(s.clone()),
+        resource::Resource::DomainName(d) => WriteResult::DomainName(d.clone()),
+        resource::Resource::ApiMapping(m) => WriteResult::ApiMapping(m.clone()),
+    };
+    let event = put_event(r.clone());
+    state.put(r);
+    Ok((result, vec![event]))
+}
+
+/// Removes the record `r` (its last state) and answers the delete at `revision`.
+fn removed(state: &mut State, revision: u64, r: resource::Resource) -> Done {
+    state.delete(&r);
+    Ok((WriteResult::Deleted(revision), vec![delete_event(r)]))
+}
+
 fn put_event(r: resource::Resource) -> Event {
     Event {
         r#type: EventType::Put as i32,

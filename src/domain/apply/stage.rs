@@ -1,9 +1,8 @@
 //! CreateStage, UpdateStage, DeleteStage.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{Ctx, Done, WriteResult, delete_event, put_event};
+use super::{Ctx, Done, removed, stored};
 use crate::domain::rules::{self, Violation, api_in_account, stage_of};
 use crate::domain::state::State;
 use crate::pb::{Stage, resource};
@@ -35,9 +34,7 @@ pub(super) fn create(
         create_revision: cx.revision,
         mod_revision: cx.revision,
     };
-    state.put_stage(Arc::new(stage.clone()));
-    let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-    Ok((WriteResult::Stage(stage), events))
+    stored(state, resource::Resource::Stage(stage))
 }
 
 pub(super) fn update(
@@ -61,9 +58,7 @@ pub(super) fn update(
     }
     stage.last_updated_date = Some(cx.now);
     stage.mod_revision = cx.revision;
-    state.put_stage(Arc::new(stage.clone()));
-    let events = vec![put_event(resource::Resource::Stage(stage.clone()))];
-    Ok((WriteResult::Stage(stage), events))
+    stored(state, resource::Resource::Stage(stage))
 }
 
 pub(super) fn delete(
@@ -82,7 +77,9 @@ pub(super) fn delete(
         stage.mod_revision,
     )?;
     rules::stage_deletable(state, api_id, stage_name)?;
-    state.delete_stage(api_id, stage_name);
-    let events = vec![delete_event(resource::Resource::Stage((*stage).clone()))];
-    Ok((WriteResult::Deleted(cx.revision), events))
+    removed(
+        state,
+        cx.revision,
+        resource::Resource::Stage((*stage).clone()),
+    )
 }
