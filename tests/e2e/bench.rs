@@ -148,3 +148,67 @@ async fn endpoint_measures_an_external_server_and_cleans_up() {
     let mut c = server.client_with("admin-a").await;
     assert_eq!(visible_state(&mut c).await, VisibleState::default());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_scenario_populates_watches_restarts_and_reuses_its_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store");
+    let store = store.to_str().expect("utf-8 temp path");
+    let args = [
+        "scale",
+        "--mappings",
+        "200",
+        "--per-domain",
+        "10",
+        "--watchers",
+        "5",
+        "--per-connection",
+        "2",
+        "--data-dir",
+        store,
+    ];
+    let out = bench(&args).await;
+    let created = find(&out, "populate: CreateApiMapping");
+    assert_eq!(created["n"], 200, "{created}");
+    assert_eq!(created["domains"], 20, "{created}");
+    assert!(
+        created["ops_per_s"].as_f64().is_some_and(|x| x > 0.0),
+        "{created}"
+    );
+    assert_eq!(find(&out, "populate: CreateDomainName")["n"], 20);
+    let memory = find(&out, "server memory");
+    assert!(memory["rss_empty_kib"].as_u64() > Some(0), "{memory}");
+    assert!(memory["rss_populated_kib"].as_u64() > Some(0), "{memory}");
+    assert!(memory["mib_per_100k_mappings"].is_number(), "{memory}");
+    let watch = find(&out, "Watch rev 0");
+    assert_eq!(watch["complete"], 5, "{watch}");
+    assert_eq!(watch["verified"], 5, "{watch}");
+    // Each snapshot: the domain and its 10 mappings.
+    assert_eq!(watch["resources"], 5 * 11, "{watch}");
+    let restart = find(&out, "restart");
+    assert!(
+        restart["seconds"].as_f64().is_some_and(|x| x > 0.0),
+        "{restart}"
+    );
+    assert_eq!(restart["verified_domains"], 3, "{restart}");
+    assert_eq!(restart["verified_mappings"], 30, "{restart}");
+    assert!(
+        restart["rss_after_restart_kib"].as_u64() > Some(0),
+        "{restart}"
+    );
+
+    // The kept store, again without populating.
+    let mut reuse = args.to_vec();
+    reuse.push("--skip-populate");
+    let out = bench(&reuse).await;
+    assert!(
+        rows(&out, "scale", "mapreg").iter().all(|r| !r["scenario"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("populate")),
+        "{out:#?}"
+    );
+    assert_eq!(find(&out, "server memory")["reused_store"], true);
+    assert_eq!(find(&out, "Watch rev 0")["complete"], 5);
+    assert_eq!(find(&out, "restart")["verified_mappings"], 30);
+}

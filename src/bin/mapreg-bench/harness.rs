@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -45,6 +45,7 @@ struct Tap {
 pub struct Child {
     child: std::process::Child,
     addr: SocketAddr,
+    /// Removed on drop.
     dir: Option<PathBuf>,
     tap: Arc<Mutex<Tap>>,
     reader: Option<std::thread::JoinHandle<()>>,
@@ -58,8 +59,6 @@ impl Child {
 
     async fn start(kind: &str, log: &str) -> Result<Child> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let mut cmd = std::process::Command::new(std::env::current_exe()?);
-        cmd.arg(kind);
         let dir = (kind == "server").then(|| {
             std::env::temp_dir().join(format!(
                 "mapreg-bench-{}-{}",
@@ -67,7 +66,30 @@ impl Child {
                 addr.port()
             ))
         });
-        if let Some(dir) = &dir {
+        let mut child = Child::spawn(kind, log, addr, dir.as_deref())?;
+        // Removed on drop.
+        child.dir = dir;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(child.addr).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("{kind} child did not listen within 20 s:\n{}", child.tail());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(child)
+    }
+
+    /// A mapreg server child (dev mode) on `data_dir`, which stays in place when the child is
+    /// dropped. Returns once the process is spawned: see [`Child::wait_serving`].
+    pub fn server_on(data_dir: &Path) -> Result<Child> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        Child::spawn("server", "warn,mapreg::server=info", addr, Some(data_dir))
+    }
+
+    fn spawn(kind: &str, log: &str, addr: SocketAddr, dir: Option<&Path>) -> Result<Child> {
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg(kind);
+        if let Some(dir) = dir {
             cmd.arg(dir);
         }
         let mut child = cmd
@@ -104,26 +126,96 @@ impl Child {
                 }
             })
         });
-        let child = Child {
+        Ok(Child {
             child,
             addr,
-            dir,
+            dir: None,
             tap,
             reader,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(child.addr).await.is_err() {
-            if Instant::now() > deadline {
-                let tail = child
-                    .tap
-                    .lock()
-                    .map(|t| t.tail.join("\n"))
-                    .unwrap_or_default();
-                bail!("{kind} child did not listen within 20 s:\n{tail}");
+        })
+    }
+
+    /// The last lines the child printed on stderr.
+    fn tail(&self) -> String {
+        self.tap
+            .lock()
+            .map(|t| t.tail.join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// Polls grpc.health.v1 Health/Check (service "") every 10 ms until it answers SERVING;
+    /// returns the time since `since`. Fails when the child exits or at `since + limit`.
+    pub async fn wait_serving(&mut self, since: Instant, limit: Duration) -> Result<Duration> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))?
+            .connect_timeout(Duration::from_secs(1));
+        let deadline = since + limit;
+        loop {
+            let attempt = async {
+                let ch = endpoint.connect().await?;
+                let r = HealthClient::new(ch)
+                    .check(HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await?
+                    .into_inner();
+                anyhow::Ok(r.status)
+            };
+            // A connection the child has not accepted yet (it listens before its store is
+            // open) is answered as soon as it serves; a stale one is dropped after 2 s.
+            let last = match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                Ok(Ok(s)) if s == ServingStatus::Serving as i32 => return Ok(since.elapsed()),
+                Ok(Ok(s)) => format!("status {s}"),
+                Ok(Err(e)) => format!("{e:#}"),
+                Err(_) => "no answer within 2 s".into(),
+            };
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "the server exited ({status}) before serving:\n{}",
+                    self.tail()
+                );
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if Instant::now() > deadline {
+                bail!(
+                    "the server did not answer SERVING within {limit:?} (last: {last}):\n{}",
+                    self.tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        Ok(child)
+    }
+
+    /// Stops the child with SIGTERM and waits up to `limit` for it to exit; returns how long
+    /// it took. Fails unless it exits with success (a graceful stop).
+    pub async fn terminate(mut self, limit: Duration) -> Result<Duration> {
+        let started = Instant::now();
+        let id = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &id])
+            .status()
+            .context("cannot run kill")?;
+        if !sent.success() {
+            bail!("kill -TERM {id} failed: {sent}");
+        }
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "the server exited with {status} on SIGTERM:\n{}",
+                        self.tail()
+                    );
+                }
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "the server did not exit within {limit:?} of SIGTERM:\n{}",
+                    self.tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// A new HTTP/2 connection to the child.

@@ -6,12 +6,19 @@
 //! the baseline (hidden `echo` subcommand: `echo.proto` on a bare tonic server). Every row says
 //! how it compares with the baseline. Every loop is bounded in count and time.
 //!
+//! `scale` is the exception: it has no baseline, uses the gRPC interface only (so it measures any
+//! server build alike), needs its own child (it reads its memory and restarts it) and is not
+//! part of `all`.
+//!
 //! ```text
 //! cargo run --release --bin mapreg-bench -- unary --clients 1,16,64 --ops 50000
 //! cargo run --release --bin mapreg-bench -- fanout --watchers 1000 --rate 200 --seconds 10
 //! cargo run --release --bin mapreg-bench -- idle --watchers 10000
 //! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
 //! cargo run --release --bin mapreg-bench -- resolve
+//! cargo run --release --bin mapreg-bench -- scale --mappings 100000 --per-domain 10 --watchers 1000
+//! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m
+//! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m --skip-populate
 //! cargo run --release --bin mapreg-bench -- --json all
 //! cargo run --release --bin mapreg-bench -- --endpoint http://127.0.0.1:50051 unary
 //! ```
@@ -20,6 +27,7 @@ mod echo;
 mod feed;
 mod fixture;
 mod harness;
+mod scale;
 mod unary;
 
 use std::net::SocketAddr;
@@ -65,6 +73,9 @@ enum Scenario {
     /// ResolveRoute on a domain with multi-level keys, and the same resolution in a local
     /// MappingCache (ns per call).
     Resolve(unary::ResolveArgs),
+    /// A store of N mappings over many domains, over gRPC only: create throughput, memory per
+    /// mapping, W single-domain snapshots at once, restart until SERVING. Not part of `all`.
+    Scale(scale::ScaleArgs),
     /// Every scenario with its defaults, one table.
     All,
     /// (internal) Runs a dev-mode mapreg server: the child process of every scenario.
@@ -97,6 +108,7 @@ fn main() -> Result<()> {
             Scenario::Idle(a) => feed::idle(&opts, &a).await?,
             Scenario::Snapshot(a) => feed::snapshot(&opts, &a).await?,
             Scenario::Resolve(a) => unary::resolve(&opts, &a).await?,
+            Scenario::Scale(a) => scale::scale(&opts, &a).await?,
             Scenario::All => {
                 let mut rows = unary::unary(&opts, &Default::default()).await?;
                 rows.extend(unary::resolve(&opts, &Default::default()).await?);
@@ -111,7 +123,8 @@ fn main() -> Result<()> {
     })
 }
 
-/// The mapreg child: dev mode, logs on stderr for the parent to read.
+/// The mapreg child: dev mode, logs on stderr for the parent to read; stops on SIGINT or
+/// SIGTERM.
 async fn server(data_dir: PathBuf, listen: SocketAddr) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -126,8 +139,18 @@ async fn server(data_dir: PathBuf, listen: SocketAddr) -> Result<()> {
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Registered now, so that a SIGTERM before the server polls `stop` is not fatal.
+    #[cfg(unix)]
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let stop = async move {
+        #[cfg(unix)]
+        let term = term.recv();
+        #[cfg(not(unix))]
+        let term = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
     };
     mapreg::server::run(config, listener, stop).await?;
     Ok(())
