@@ -73,7 +73,9 @@ pub async fn run(
     };
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| store_err(crate::error::Error::internal(e)))?;
+    let opening = std::time::Instant::now();
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&config.data_dir).map_err(store_err)?);
+    tracing::info!(seconds = opening.elapsed().as_secs_f64(), "store opened");
     let limits = Limits {
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
     };

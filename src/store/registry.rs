@@ -150,7 +150,18 @@ impl Registry {
     /// state (see [`load`]).
     pub fn open(engine: Arc<dyn Engine>, limits: Limits) -> Result<Registry> {
         let store_id = engine.store_id(&ids::store_id)?;
+        let started = std::time::Instant::now();
         let state = load(engine.as_ref())?;
+        let (apis, stages, domains, mappings) = state.counts();
+        tracing::info!(
+            revision = state.revision(),
+            apis,
+            stages,
+            domains,
+            mappings,
+            seconds = started.elapsed().as_secs_f64(),
+            "state loaded"
+        );
         Ok(Registry {
             engine,
             store_id,

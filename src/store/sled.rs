@@ -33,7 +33,7 @@ impl SledEngine {
             .path(dir)
             // Records are read once, at startup; the page cache serves log reads of watchers
             // that catch up.
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(256 * 1024 * 1024)
             .open()?;
         let engine = SledEngine {
             data: db.open_tree("data")?,
