@@ -120,7 +120,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetApiRequest| {
                 id("api_id", &m.api_id)?;
-                Ok((**self.store.current().get_api(&c.scope(), &m.api_id)?).clone())
+                Ok((**self.store.read().get_api(&c.scope(), &m.api_id)?).clone())
             },
         )
         .await
@@ -136,7 +136,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetApisRequest| {
                 let page = paging::page("apis", "", m.max_results, &m.next_token)?;
-                let listed = self.store.current().list_apis(&c.scope(), &page);
+                let listed = self.store.read().list_apis(&c.scope(), &page);
                 Ok(GetApisResponse {
                     items: listed.items,
                     next_token: paging::encode("apis", "", listed.next.as_deref()),
@@ -231,7 +231,7 @@ impl Registry for RegistryService {
                 id("stage_name", &m.stage_name)?;
                 Ok((**self
                     .store
-                    .current()
+                    .read()
                     .get_stage(&c.scope(), &m.api_id, &m.stage_name)?)
                 .clone())
             },
@@ -252,7 +252,7 @@ impl Registry for RegistryService {
                 let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
                 let listed = self
                     .store
-                    .current()
+                    .read()
                     .list_stages(&c.scope(), &m.api_id, &page)?;
                 Ok(GetStagesResponse {
                     items: listed.items,
@@ -349,7 +349,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetDomainNameRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
-                Ok((*self.store.current().get_domain(&c.scope(), &domain)?.record).clone())
+                Ok((*self.store.read().get_domain(&c.scope(), &domain)?.record).clone())
             },
         )
         .await
@@ -365,7 +365,7 @@ impl Registry for RegistryService {
             req,
             async |c: Caller, m: GetDomainNamesRequest| {
                 let page = paging::page("domains", "", m.max_results, &m.next_token)?;
-                let listed = self.store.current().list_domains(&c.scope(), &page);
+                let listed = self.store.read().list_domains(&c.scope(), &page);
                 Ok(GetDomainNamesResponse {
                     items: listed.items,
                     next_token: paging::encode("domains", "", listed.next.as_deref()),
@@ -460,7 +460,7 @@ impl Registry for RegistryService {
                 id("api_mapping_id", &m.api_mapping_id)?;
                 Ok((**self
                     .store
-                    .current()
+                    .read()
                     .get_mapping(&c.scope(), &domain, &m.api_mapping_id)?)
                 .clone())
             },
@@ -481,7 +481,7 @@ impl Registry for RegistryService {
                 let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
                 let listed = self
                     .store
-                    .current()
+                    .read()
                     .list_mappings(&c.scope(), &domain, &page)?;
                 Ok(GetApiMappingsResponse {
                     items: listed.items,
@@ -564,7 +564,7 @@ impl Registry for RegistryService {
                 let host = resolve::normalize_host(&m.host)?;
                 let path = resolve::normalize_path(&m.path)?;
                 // From memory: the state at one durable revision, which the answer reports.
-                let state = self.store.current();
+                let state = self.store.read();
                 let (route, api) = state.resolve_for(&c.scope(), &host, &path)?;
                 Ok(ResolveRouteResponse {
                     api_mapping: Some(route.mapping.clone()),

@@ -132,6 +132,87 @@ pub enum ResolveError {
     },
 }
 
+/// Builds a [`State`] from a store's records, which are unique by identity (no look-up of a
+/// previous state): the per-domain counters and the API and stage references are summed in
+/// hash maps and written into the state once, at [`Loader::finish`], instead of one persistent
+/// map update per mapping. APIs must come before the mappings that point at them.
+#[derive(Default)]
+pub struct Loader {
+    state: State,
+    counters: std::collections::HashMap<String, DomainCounters>,
+    /// api_id -> domain -> mappings.
+    api_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+    /// (api_id, stage) -> domain -> mappings.
+    stage_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+}
+
+fn count_in(map: &mut std::collections::HashMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+impl Loader {
+    /// Adds one record.
+    pub fn add(&mut self, r: resource::Resource) {
+        let m = match r {
+            resource::Resource::ApiMapping(m) => m,
+            other => return self.state.put(other),
+        };
+        let protocol = self.state.protocol_of(&m.api_id);
+        match self.counters.get_mut(&m.domain_name) {
+            Some(c) => c.add(protocol, &m.api_mapping_key),
+            None => {
+                let mut c = DomainCounters::default();
+                c.add(protocol, &m.api_mapping_key);
+                self.counters.insert(m.domain_name.clone(), c);
+            }
+        }
+        match self.api_refs.get_mut(&m.api_id) {
+            Some(by_domain) => count_in(by_domain, &m.domain_name),
+            None => {
+                let mut by_domain = std::collections::HashMap::new();
+                count_in(&mut by_domain, &m.domain_name);
+                self.api_refs.insert(m.api_id.clone(), by_domain);
+            }
+        }
+        let stage = join(&m.api_id, &m.stage);
+        match self.stage_refs.get_mut(&stage) {
+            Some(by_domain) => count_in(by_domain, &m.domain_name),
+            None => {
+                let mut by_domain = std::collections::HashMap::new();
+                count_in(&mut by_domain, &m.domain_name);
+                self.stage_refs.insert(stage, by_domain);
+            }
+        }
+        self.state.index_mapping(Arc::new(m));
+    }
+
+    /// The state, its counters and references written in; at `revision`.
+    pub fn finish(mut self, revision: u64) -> State {
+        for (domain, c) in self.counters {
+            if let Some(e) = self.state.domains.get_mut(&domain) {
+                e.counters = c;
+            }
+        }
+        for (api, by_domain) in self.api_refs {
+            for (domain, n) in by_domain {
+                self.state.api_refs.insert(join(&api, &domain), n);
+            }
+        }
+        for (stage, by_domain) in self.stage_refs {
+            for (domain, n) in by_domain {
+                self.state.stage_refs.insert(join(&stage, &domain), n);
+            }
+        }
+        self.state.revision = revision;
+        self.state
+    }
+}
+
 /// The registry at one revision; see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -303,13 +384,9 @@ impl State {
         }
     }
 
-    /// Adds a record read from a store, whose records are unique by identity: no look-up of
-    /// a previous state. Mappings must come after their domain and API.
-    pub fn load(&mut self, r: resource::Resource) {
-        match r {
-            resource::Resource::ApiMapping(m) => self.add_mapping(Arc::new(m)),
-            other => self.put(other),
-        }
+    /// A [`Loader`] building a state from a store's records.
+    pub fn loader() -> Loader {
+        Loader::default()
     }
 
     /// Applies one change event.
@@ -400,9 +477,13 @@ impl State {
         self.add_mapping(m);
     }
 
-    /// Adds a mapping known to be absent (loading a store).
     fn add_mapping(&mut self, m: Arc<ApiMapping>) {
         self.count_mapping(&m, 1);
+        self.index_mapping(m);
+    }
+
+    /// The mapping's entries in the id and key indexes.
+    fn index_mapping(&mut self, m: Arc<ApiMapping>) {
         self.keys
             .insert(join(&m.domain_name, &m.api_mapping_key), m.clone());
         self.mappings
@@ -877,6 +958,44 @@ mod tests {
         // The older version is untouched.
         assert_eq!(before.mappings_of("a.com").len(), 2);
         assert_eq!(before.domain("a.com").unwrap().counters.total(), 2);
+    }
+
+    #[test]
+    fn a_loaded_state_has_the_indexes_of_one_built_by_puts() {
+        let mut records = vec![domain("a.com"), domain("b.com")];
+        records.push(resource::Resource::Api(Api {
+            api_id: "api1".into(),
+            protocol_type: ProtocolType::Rest as i32,
+            ..Default::default()
+        }));
+        records.push(mapping("a.com", "m1", "x/y"));
+        records.push(mapping("a.com", "m2", "z"));
+        records.push(mapping("b.com", "m3", ""));
+        let mut built = State::default();
+        let mut loader = State::loader();
+        for r in records {
+            built.put(r.clone());
+            loader.add(r);
+        }
+        let loaded = loader.finish(9);
+        assert_eq!(loaded.revision(), 9);
+        assert_eq!(loaded.counts(), built.counts());
+        for d in ["a.com", "b.com"] {
+            assert_eq!(
+                loaded.domain(d).map(|e| e.counters),
+                built.domain(d).map(|e| e.counters)
+            );
+            assert_eq!(loaded.mappings_of(d), built.mappings_of(d));
+        }
+        assert_eq!(loaded.domain("a.com").unwrap().counters.rest, 2);
+        assert_eq!(
+            loaded.domains_using_api("api1"),
+            built.domains_using_api("api1")
+        );
+        assert_eq!(
+            loaded.domains_using_stage("api1", "test"),
+            vec!["a.com".to_string(), "b.com".to_string()]
+        );
     }
 
     #[test]

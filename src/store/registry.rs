@@ -43,9 +43,9 @@ pub fn load(engine: &dyn Engine) -> Result<State> {
     let revision = engine.revision()?;
     let records = engine.scan_records();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<resource::Resource>>>(8);
-    let mut state = State::default();
+    let mut loader = State::loader();
     std::thread::scope(|scope| -> Result<()> {
-        scope.spawn(move || {
+        let reader = move || {
             let mut batch = Vec::with_capacity(BATCH);
             for kv in records {
                 let decoded = kv.and_then(|(k, v)| {
@@ -77,17 +77,26 @@ pub fn load(engine: &dyn Engine) -> Result<State> {
                 }
             }
             let _ = tx.send(Ok(batch));
-        });
+        };
+        std::thread::Builder::new()
+            .name("mapreg-load".into())
+            .spawn_scoped(scope, reader)
+            .map_err(|e| Error::internal(format!("cannot start the loading thread: {e}")))?;
         // Key order puts APIs (`a`) and domains (`d`) before the mappings (`m`) that count on
         // them.
         for batch in rx {
             for r in batch? {
-                state.load(r);
+                loader.add(r);
             }
         }
         Ok(())
     })?;
-    state.set_revision(revision);
+    let finishing = std::time::Instant::now();
+    let state = loader.finish(revision);
+    tracing::debug!(
+        seconds = finishing.elapsed().as_secs_f64(),
+        "counters and references written into the state"
+    );
     check_tail(engine, &state)?;
     Ok(state)
 }
@@ -174,6 +183,13 @@ impl Registry {
     /// none after it is visible. Cheap (a reference count); hold it as long as needed.
     pub fn current(&self) -> Arc<State> {
         self.current.load_full()
+    }
+
+    /// The current durable version for a short read (one RPC): cheaper than
+    /// [`current`](Registry::current), which takes a reference count that every reader
+    /// thread contends on. Do not hold it across an `.await` that may last.
+    pub fn read(&self) -> arc_swap::Guard<Arc<State>> {
+        self.current.load()
     }
 
     /// Makes `state` the current version. Only the writer calls this, after the flush that
