@@ -146,11 +146,20 @@ pub struct Loader {
     stage_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
 }
 
-fn count_in(map: &mut std::collections::HashMap<String, u64>, key: &str) {
-    match map.get_mut(key) {
+/// One more under `outer` -> `inner`, allocating keys only when they are new.
+fn count_nested(
+    map: &mut std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+    outer: &str,
+    inner: &str,
+) {
+    let by_inner = match map.get_mut(outer) {
+        Some(m) => m,
+        None => map.entry(outer.to_string()).or_default(),
+    };
+    match by_inner.get_mut(inner) {
         Some(n) => *n += 1,
         None => {
-            map.insert(key.to_string(), 1);
+            by_inner.insert(inner.to_string(), 1);
         }
     }
 }
@@ -171,23 +180,12 @@ impl Loader {
                 self.counters.insert(m.domain_name.clone(), c);
             }
         }
-        match self.api_refs.get_mut(&m.api_id) {
-            Some(by_domain) => count_in(by_domain, &m.domain_name),
-            None => {
-                let mut by_domain = std::collections::HashMap::new();
-                count_in(&mut by_domain, &m.domain_name);
-                self.api_refs.insert(m.api_id.clone(), by_domain);
-            }
-        }
-        let stage = join(&m.api_id, &m.stage);
-        match self.stage_refs.get_mut(&stage) {
-            Some(by_domain) => count_in(by_domain, &m.domain_name),
-            None => {
-                let mut by_domain = std::collections::HashMap::new();
-                count_in(&mut by_domain, &m.domain_name);
-                self.stage_refs.insert(stage, by_domain);
-            }
-        }
+        count_nested(&mut self.api_refs, &m.api_id, &m.domain_name);
+        count_nested(
+            &mut self.stage_refs,
+            &join(&m.api_id, &m.stage),
+            &m.domain_name,
+        );
         self.state.index_mapping(Arc::new(m));
     }
 
@@ -256,15 +254,20 @@ fn under<'a, V: Clone>(
     prefix: &str,
     after: Option<&str>,
 ) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
+    let skip = prefix.len() + 1;
+    map.range(bounds(prefix, after))
+        .map(move |(k, v)| (k.get(skip..).unwrap_or_default(), v))
+}
+
+/// The range of keys `prefix\0...` strictly after `prefix\0after`.
+fn bounds(prefix: &str, after: Option<&str>) -> (Bound<String>, Bound<String>) {
     let start = match after {
         Some(a) => Bound::Excluded(join(prefix, a)),
         None => Bound::Included(join(prefix, "")),
     };
     let mut end = prefix.to_string();
     end.push('\u{1}');
-    let skip = prefix.len() + 1;
-    map.range((start, Bound::Excluded(end)))
-        .map(move |(k, v)| (k.get(skip..).unwrap_or_default(), v))
+    (start, Bound::Excluded(end))
 }
 
 /// Like [`under`] for a set.
@@ -273,14 +276,8 @@ fn under_set<'a>(
     prefix: &str,
     after: Option<&str>,
 ) -> impl Iterator<Item = &'a str> + 'a {
-    let start = match after {
-        Some(a) => Bound::Excluded(join(prefix, a)),
-        None => Bound::Included(join(prefix, "")),
-    };
-    let mut end = prefix.to_string();
-    end.push('\u{1}');
     let skip = prefix.len() + 1;
-    set.range((start, Bound::Excluded(end)))
+    set.range(bounds(prefix, after))
         .map(move |k| k.get(skip..).unwrap_or_default())
 }
 

@@ -1,10 +1,11 @@
 //! CreateApi, UpdateApi, DeleteApi (which deletes the API's stages with it).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Ctx, Done, WriteResult, delete_event, stored};
 use crate::domain::ids;
-use crate::domain::rules::{self, api_in_account};
+use crate::domain::rules::{self, Violation, api_in_account};
 use crate::domain::state::State;
 use crate::pb::{Api, ProtocolType, resource};
 
@@ -37,6 +38,22 @@ pub(super) fn create(
     stored(state, resource::Resource::Api(api))
 }
 
+/// The API, in the caller's account and at `expected_revision` (0: any).
+fn existing<'s>(
+    state: &'s State,
+    account: &str,
+    api_id: &str,
+    expected_revision: u64,
+) -> Result<&'s Arc<Api>, Violation> {
+    let api = api_in_account(state, account, api_id)?;
+    rules::revision_matches(
+        || format!("API {api_id}"),
+        expected_revision,
+        api.mod_revision,
+    )?;
+    Ok(api)
+}
+
 pub(super) fn update(
     state: &mut State,
     cx: &Ctx<'_>,
@@ -46,12 +63,7 @@ pub(super) fn update(
     description: &Option<String>,
     expected_revision: u64,
 ) -> Done {
-    let mut api = (**api_in_account(state, account, api_id)?).clone();
-    rules::revision_matches(
-        || format!("API {api_id}"),
-        expected_revision,
-        api.mod_revision,
-    )?;
+    let mut api = (**existing(state, account, api_id, expected_revision)?).clone();
     if let Some(n) = name {
         api.name = n.clone();
     }
@@ -69,12 +81,7 @@ pub(super) fn delete(
     api_id: &str,
     expected_revision: u64,
 ) -> Done {
-    let api = api_in_account(state, account, api_id)?.clone();
-    rules::revision_matches(
-        || format!("API {api_id}"),
-        expected_revision,
-        api.mod_revision,
-    )?;
+    let api = existing(state, account, api_id, expected_revision)?.clone();
     // No mapping points at the API, so none points at any of its stages either.
     rules::api_deletable(state, api_id)?;
     let stages: Vec<_> = state.stages_of(api_id).cloned().collect();

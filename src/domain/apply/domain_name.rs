@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{Ctx, Done, WriteResult, delete_event, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, domain_in_account};
-use crate::domain::state::State;
+use crate::domain::state::{DomainEntry, State};
 use crate::pb::{DomainName, DomainNameConfiguration, resource};
 
 pub(super) fn create(
@@ -36,6 +36,22 @@ pub(super) fn create(
     stored(state, resource::Resource::DomainName(domain))
 }
 
+/// The domain name, in the caller's account and at `expected_revision` (0: any).
+fn existing<'s>(
+    state: &'s State,
+    account: &str,
+    domain_name: &str,
+    expected_revision: u64,
+) -> Result<&'s DomainEntry, Violation> {
+    let entry = domain_in_account(state, account, domain_name)?;
+    rules::revision_matches(
+        || format!("domain name {domain_name}"),
+        expected_revision,
+        entry.record.mod_revision,
+    )?;
+    Ok(entry)
+}
+
 pub(super) fn update(
     state: &mut State,
     cx: &Ctx<'_>,
@@ -44,12 +60,7 @@ pub(super) fn update(
     configuration: Option<&DomainNameConfiguration>,
     expected_revision: u64,
 ) -> Done {
-    let entry = domain_in_account(state, account, domain_name)?;
-    rules::revision_matches(
-        || format!("domain name {domain_name}"),
-        expected_revision,
-        entry.record.mod_revision,
-    )?;
+    let entry = existing(state, account, domain_name, expected_revision)?;
     let mut domain = (*entry.record).clone();
     if let Some(patch) = configuration {
         let next = rules::apply_configuration_patch(&rules::configuration(entry), patch);
@@ -67,12 +78,7 @@ pub(super) fn delete(
     domain_name: &str,
     expected_revision: u64,
 ) -> Done {
-    let entry = domain_in_account(state, account, domain_name)?;
-    rules::revision_matches(
-        || format!("domain name {domain_name}"),
-        expected_revision,
-        entry.record.mod_revision,
-    )?;
+    let entry = existing(state, account, domain_name, expected_revision)?;
     let record = entry.record.clone();
     let mappings: Vec<_> = state.mappings_on(domain_name).cloned().collect();
     let mut events = Vec::with_capacity(mappings.len() + 1);

@@ -1,6 +1,7 @@
 //! CreateStage, UpdateStage, DeleteStage.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Ctx, Done, removed, stored};
 use crate::domain::rules::{self, Violation, api_in_account, stage_of};
@@ -37,6 +38,24 @@ pub(super) fn create(
     stored(state, resource::Resource::Stage(stage))
 }
 
+/// The stage, of an API in the caller's account, at `expected_revision` (0: any).
+fn existing<'s>(
+    state: &'s State,
+    account: &str,
+    api_id: &str,
+    stage_name: &str,
+    expected_revision: u64,
+) -> Result<&'s Arc<Stage>, Violation> {
+    api_in_account(state, account, api_id)?;
+    let stage = stage_of(state, api_id, stage_name)?;
+    rules::revision_matches(
+        || format!("stage {stage_name}"),
+        expected_revision,
+        stage.mod_revision,
+    )?;
+    Ok(stage)
+}
+
 pub(super) fn update(
     state: &mut State,
     cx: &Ctx<'_>,
@@ -46,13 +65,7 @@ pub(super) fn update(
     description: &Option<String>,
     expected_revision: u64,
 ) -> Done {
-    api_in_account(state, account, api_id)?;
-    let mut stage = (**stage_of(state, api_id, stage_name)?).clone();
-    rules::revision_matches(
-        || format!("stage {stage_name}"),
-        expected_revision,
-        stage.mod_revision,
-    )?;
+    let mut stage = (**existing(state, account, api_id, stage_name, expected_revision)?).clone();
     if let Some(d) = description {
         stage.description = d.clone();
     }
@@ -69,13 +82,7 @@ pub(super) fn delete(
     stage_name: &str,
     expected_revision: u64,
 ) -> Done {
-    api_in_account(state, account, api_id)?;
-    let stage = stage_of(state, api_id, stage_name)?.clone();
-    rules::revision_matches(
-        || format!("stage {stage_name}"),
-        expected_revision,
-        stage.mod_revision,
-    )?;
+    let stage = existing(state, account, api_id, stage_name, expected_revision)?.clone();
     rules::stage_deletable(state, api_id, stage_name)?;
     removed(
         state,
