@@ -135,11 +135,10 @@ pub enum ResolveError {
 /// Builds a [`State`] from a store's records, which are unique by identity (no look-up of a
 /// previous state): the per-domain counters and the API and stage references are summed in
 /// hash maps and written into the state once, at [`Loader::finish`], instead of one persistent
-/// map update per mapping. APIs must come before the mappings that point at them.
+/// map update per mapping. Records may come in any order.
 #[derive(Default)]
 pub struct Loader {
     state: State,
-    counters: std::collections::HashMap<String, DomainCounters>,
     /// api_id -> domain -> mappings.
     api_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
     /// (api_id, stage) -> domain -> mappings.
@@ -165,20 +164,24 @@ fn count_nested(
 }
 
 impl Loader {
-    /// Adds one record.
-    pub fn add(&mut self, r: resource::Resource) {
+    /// Adds one record. Two mappings under one key of a domain make the store corrupt: the
+    /// key index could hold only one of them.
+    pub fn add(&mut self, r: resource::Resource) -> Result<()> {
         let m = match r {
             resource::Resource::ApiMapping(m) => m,
-            other => return self.state.put(other),
-        };
-        let protocol = self.state.protocol_of(&m.api_id);
-        match self.counters.get_mut(&m.domain_name) {
-            Some(c) => c.add(protocol, &m.api_mapping_key),
-            None => {
-                let mut c = DomainCounters::default();
-                c.add(protocol, &m.api_mapping_key);
-                self.counters.insert(m.domain_name.clone(), c);
+            other => {
+                self.state.put(other);
+                return Ok(());
             }
+        };
+        if let Some(other) = self
+            .state
+            .mapping_by_key(&m.domain_name, &m.api_mapping_key)
+        {
+            return Err(Error::internal(format!(
+                "mappings {} and {} of {} share the key '{}'",
+                other.api_mapping_id, m.api_mapping_id, m.domain_name, m.api_mapping_key
+            )));
         }
         count_nested(&mut self.api_refs, &m.api_id, &m.domain_name);
         count_nested(
@@ -187,11 +190,25 @@ impl Loader {
             &m.domain_name,
         );
         self.state.index_mapping(Arc::new(m));
+        Ok(())
     }
 
-    /// The state, its counters and references written in; at `revision`.
+    /// The state, its counters and references written in; at `revision`. Counters are
+    /// computed here, once every API is known, whatever order the records came in.
     pub fn finish(mut self, revision: u64) -> State {
-        for (domain, c) in self.counters {
+        let mut counters: std::collections::HashMap<&str, DomainCounters> =
+            std::collections::HashMap::new();
+        for m in self.state.mappings.values() {
+            counters
+                .entry(m.domain_name.as_str())
+                .or_default()
+                .add(self.state.protocol_of(&m.api_id), &m.api_mapping_key);
+        }
+        let counters: Vec<(String, DomainCounters)> = counters
+            .into_iter()
+            .map(|(d, c)| (d.to_string(), c))
+            .collect();
+        for (domain, c) in counters {
             if let Some(e) = self.state.domains.get_mut(&domain) {
                 e.counters = c;
             }
@@ -970,9 +987,12 @@ mod tests {
         records.push(mapping("b.com", "m3", ""));
         let mut built = State::default();
         let mut loader = State::loader();
-        for r in records {
+        for r in &records {
             built.put(r.clone());
-            loader.add(r);
+        }
+        // The loader takes them in any order: mappings before their domain and API here.
+        for r in records.into_iter().rev() {
+            loader.add(r).unwrap();
         }
         let loaded = loader.finish(9);
         assert_eq!(loaded.revision(), 9);
@@ -993,6 +1013,15 @@ mod tests {
             loaded.domains_using_stage("api1", "test"),
             vec!["a.com".to_string(), "b.com".to_string()]
         );
+    }
+
+    #[test]
+    fn a_store_with_two_mappings_under_one_key_is_refused() {
+        let mut loader = State::loader();
+        loader.add(domain("a.com")).unwrap();
+        loader.add(mapping("a.com", "m1", "x")).unwrap();
+        let e = loader.add(mapping("a.com", "m2", "x")).unwrap_err();
+        assert!(e.to_string().contains("share the key 'x'"), "{e}");
     }
 
     #[test]

@@ -203,7 +203,13 @@ impl Filter {
                 Some(&m.domain_name),
             ),
         };
-        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+        self.sees(kind, account, domain.map(String::as_str))
+    }
+
+    /// Whether the watcher sees a record of `kind` in `account` (on `domain`, for domain names
+    /// and mappings), without building it.
+    pub fn sees(&self, kind: ResourceKind, account: &str, domain: Option<&str>) -> bool {
+        if !self.wants(kind) {
             return false;
         }
         if let Some(d) = domain

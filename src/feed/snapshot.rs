@@ -14,8 +14,8 @@ use std::sync::Arc;
 use prost::Message;
 
 use super::Filter;
-use crate::domain::state::State;
-use crate::pb::{Resource, ResourceKind, resource};
+use crate::domain::state::{DomainEntry, State};
+use crate::pb::{Api, ApiMapping, Resource, ResourceKind, Stage, resource};
 
 /// Records in one `snapshot` message at most.
 pub const CHUNK_RECORDS: usize = 500;
@@ -120,17 +120,24 @@ impl Cursor {
         self.domain_index = 0;
     }
 
-    /// Adds what the filter sees of `items` until the chunk is full; true when `items` ran out.
-    fn take<'a>(
+    /// Adds what the filter sees of `items` (sort key, record, its account and domain) until
+    /// the chunk is full; true when `items` ran out. A record is cloned only if it is sent.
+    fn take<'a, T: 'a>(
         filter: &Filter,
+        kind: ResourceKind,
         after: &mut Option<String>,
         out: &mut Chunk,
-        items: impl Iterator<Item = (&'a str, Resource)>,
+        items: impl Iterator<Item = (&'a str, &'a T)>,
+        parts: impl Fn(&T) -> (&str, Option<&str>),
+        build: impl Fn(&T) -> resource::Resource,
     ) -> bool {
         for (key, r) in items {
             out.scanned += 1;
-            if filter.matches(&r) {
-                out.push(r);
+            let (account, domain) = parts(r);
+            if filter.sees(kind, account, domain) {
+                out.push(Resource {
+                    resource: Some(build(r)),
+                });
             }
             *after = Some(key.to_string());
             if out.full() {
@@ -142,41 +149,63 @@ impl Cursor {
 
     fn apis(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let after = self.after.clone();
-        let apis = state.apis_from(after.as_deref());
-        let items = apis.map(|(k, a)| (k, wrap(resource::Resource::Api((**a).clone()))));
-        Self::take(&self.filter, &mut self.after, out, items)
+        let items = state.apis_from(self.after.as_deref());
+        Self::take(
+            &self.filter,
+            ResourceKind::Api,
+            &mut self.after,
+            out,
+            items,
+            |a: &Arc<Api>| (&a.account_id, None),
+            |a| resource::Resource::Api((**a).clone()),
+        )
     }
 
     fn stages(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let after = self.after.clone();
-        let stages = state.stages_from(after.as_deref());
-        let items = stages.map(|(k, s)| (k, wrap(resource::Resource::Stage((**s).clone()))));
-        Self::take(&self.filter, &mut self.after, out, items)
+        let items = state.stages_from(self.after.as_deref());
+        Self::take(
+            &self.filter,
+            ResourceKind::Stage,
+            &mut self.after,
+            out,
+            items,
+            |s: &Arc<Stage>| (&s.account_id, None),
+            |s| resource::Resource::Stage((**s).clone()),
+        )
     }
 
     fn domains(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
+        let (parts, build) = (domain_parts, domain_record);
         match &self.domains {
             None => {
-                let items = state
-                    .domains_from(self.after.as_deref())
-                    .map(|(k, d)| (k, wrap(resource::Resource::DomainName((*d.record).clone()))));
-                Self::take(&self.filter, &mut self.after, out, items)
+                let items = state.domains_from(self.after.as_deref());
+                Self::take(
+                    &self.filter,
+                    ResourceKind::DomainName,
+                    &mut self.after,
+                    out,
+                    items,
+                    parts,
+                    build,
+                )
             }
             Some(names) => {
                 let start = self.domain_index;
-                let items = names[start..].iter().filter_map(|n| {
-                    state.domain(n).map(|d| {
-                        (
-                            n.as_str(),
-                            wrap(resource::Resource::DomainName((*d.record).clone())),
-                        )
-                    })
-                });
+                let items = names[start..]
+                    .iter()
+                    .filter_map(|n| state.domain(n).map(|d| (n.as_str(), d)));
                 let mut after = None;
-                let done = Self::take(&self.filter, &mut after, out, items);
+                let done = Self::take(
+                    &self.filter,
+                    ResourceKind::DomainName,
+                    &mut after,
+                    out,
+                    items,
+                    parts,
+                    build,
+                );
                 if let Some(last) = after {
                     self.domain_index = names
                         .iter()
@@ -190,19 +219,40 @@ impl Cursor {
 
     fn mappings(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
+        let (parts, build) = (mapping_parts, mapping_record);
         let Some(names) = self.domains.clone() else {
-            let items = state
-                .mappings_from(None, self.after.as_deref())
-                .map(|(k, m)| (k, wrap(resource::Resource::ApiMapping((**m).clone()))));
-            return Self::take(&self.filter, &mut self.after, out, items);
+            let items = state.mappings_from(None, self.after.as_deref());
+            return Self::take(
+                &self.filter,
+                ResourceKind::ApiMapping,
+                &mut self.after,
+                out,
+                items,
+                parts,
+                build,
+            );
         };
         while self.domain_index < names.len() {
             let d = &names[self.domain_index];
-            let items = state
-                .mappings_from(Some(d), self.after.as_deref())
-                .map(|(k, m)| (k, wrap(resource::Resource::ApiMapping((**m).clone()))));
-            if !Self::take(&self.filter, &mut self.after, out, items) {
-                return false;
+            // A domain the watcher may not see has nothing to send: skip its range.
+            let visible = state.domain(d).is_some_and(|e| {
+                self.filter
+                    .sees(ResourceKind::ApiMapping, &e.record.account_id, Some(d))
+            });
+            if visible {
+                let items = state.mappings_from(Some(d), self.after.as_deref());
+                let done = Self::take(
+                    &self.filter,
+                    ResourceKind::ApiMapping,
+                    &mut self.after,
+                    out,
+                    items,
+                    parts,
+                    build,
+                );
+                if !done {
+                    return false;
+                }
             }
             self.domain_index += 1;
             self.after = None;
@@ -211,8 +261,20 @@ impl Cursor {
     }
 }
 
-fn wrap(r: resource::Resource) -> Resource {
-    Resource { resource: Some(r) }
+fn domain_parts(d: &DomainEntry) -> (&str, Option<&str>) {
+    (&d.record.account_id, Some(&d.record.domain_name))
+}
+
+fn domain_record(d: &DomainEntry) -> resource::Resource {
+    resource::Resource::DomainName((*d.record).clone())
+}
+
+fn mapping_parts(m: &Arc<ApiMapping>) -> (&str, Option<&str>) {
+    (&m.account_id, Some(&m.domain_name))
+}
+
+fn mapping_record(m: &Arc<ApiMapping>) -> resource::Resource {
+    resource::Resource::ApiMapping((**m).clone())
 }
 
 #[derive(Default)]

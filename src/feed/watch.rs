@@ -84,6 +84,8 @@ struct Watcher {
     closed: tokio::sync::watch::Receiver<bool>,
     store_id: String,
     next: u64,
+    /// The snapshot's revision, if one was sent: progress never announces less.
+    floor: u64,
     deadline: Instant,
 }
 
@@ -100,6 +102,7 @@ pub async fn run(hub: Arc<Hub>, spec: WatchSpec, tx: mpsc::Sender<Queued>) {
         closed,
         store_id,
         next: 0,
+        floor: 0,
         deadline,
     };
     match w.watch().await {
@@ -176,7 +179,7 @@ impl Watcher {
     /// The revision a progress message may announce: everything up to it was dealt with, and
     /// it does not run ahead of the store.
     fn progress_revision(&self) -> u64 {
-        (self.next - 1).min(self.hub.durable())
+        (self.next - 1).min(self.hub.durable().max(self.floor))
     }
 
     async fn progress_if_due(&mut self) -> std::result::Result<(), Stop> {
@@ -285,7 +288,11 @@ impl Watcher {
                 self.emit(r0, Kind::Snapshot(Snapshot { resources: chunk }))
                     .await?;
             }
+            // A chunk is bounded work; let other tasks run between chunks even when the
+            // client's queue has room (or the filter left a chunk empty).
+            tokio::task::yield_now().await;
         }
+        self.floor = r0;
         self.emit(r0, Kind::SnapshotComplete(SnapshotComplete {}))
             .await?;
         Ok(r0)

@@ -82,11 +82,9 @@ pub fn load(engine: &dyn Engine) -> Result<State> {
             .name("mapreg-load".into())
             .spawn_scoped(scope, reader)
             .map_err(|e| Error::internal(format!("cannot start the loading thread: {e}")))?;
-        // Key order puts APIs (`a`) and domains (`d`) before the mappings (`m`) that count on
-        // them.
         for batch in rx {
             for r in batch? {
-                loader.add(r);
+                loader.add(r)?;
             }
         }
         Ok(())

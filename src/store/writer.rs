@@ -10,11 +10,12 @@
 //! happens on this path.
 //!
 //! Failures: a batch the engine refused leaves the store as it was, so the working version
-//! goes back to the last committed one and the group's writes fail. A batch committed but not
-//! flushed may or may not survive a crash: its writes fail (like a timeout in etcd, their
-//! outcome is unknown to the caller), but they stay in the working version, because the store
-//! has them; they are published with the next group whose flush succeeds, so readers and
-//! watchers never see a revision before it is durable, and never miss one.
+//! goes back to the last committed one and the group's accepted writes fail (refused ones keep
+//! their own error). A batch committed but not flushed may or may not survive a crash: its
+//! writes fail (like a timeout in etcd, their outcome is unknown to the caller), but they stay
+//! in the working version, because the store has them; the next group, even one whose writes
+//! are all refused, flushes again and publishes them. So readers and watchers never see a
+//! revision before it is durable, and never miss one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -174,40 +175,64 @@ impl Loop {
                 Err(v) => outcomes.push(Err(v.into())),
             }
         }
+        let failed = self
+            .commit(base, committed, accepted)
+            .and_then(|()| self.flush_and_publish());
+        if let Err(e) = failed {
+            // The accepted writes of the group are not known durable: their callers are not
+            // told they worked. Refused ones keep their own error.
+            for r in outcomes.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(e.clone());
+            }
+        }
+        for (job, r) in group.drain(..).zip(outcomes) {
+            let _ = job.reply.send(r);
+        }
+    }
+
+    /// Commits the accepted writes (applied on `committed`, at `base`) as one batch.
+    fn commit(&mut self, base: u64, committed: State, accepted: Vec<Applied>) -> Result<()> {
         if accepted.is_empty() {
-            for (job, r) in group.drain(..).zip(outcomes) {
-                let _ = job.reply.send(r);
-            }
-            return;
+            return Ok(());
         }
+        let b = batch(base, &accepted);
         let engine = self.registry.engine().clone();
-        match engine.commit(&batch(base, &accepted)) {
-            Ok(()) => {}
-            Err(e) => {
-                // Nothing of the batch is in the store: back to the committed version.
-                self.working = committed;
-                let e = match e {
-                    CommitError::Failed(e) => e,
-                    CommitError::Conflict { current } => Error::internal(format!(
-                        "the store moved to revision {current} under the writer (at {base})"
-                    )),
-                };
-                tracing::error!(error = %e, "commit failed; failing the whole write group");
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
-                return;
+        let e = match engine.commit(&b) {
+            Ok(()) => {
+                self.unpublished.extend(accepted);
+                return Ok(());
             }
+            Err(e) => e,
+        };
+        let e = match e {
+            CommitError::Failed(e) => e,
+            CommitError::Conflict { current } => Error::internal(format!(
+                "the store moved to revision {current} under the writer (at {base})"
+            )),
+        };
+        tracing::error!(error = %e, "commit failed; failing the group's writes");
+        match engine.revision() {
+            // Applied after all (the error came late): committed, not known durable.
+            Ok(r) if r == b.revision => self.unpublished.extend(accepted),
+            // Nothing applied: back to the committed version.
+            Ok(r) if r == base => self.working = committed,
+            // Somebody else moved the store: start again from what it holds.
+            _ => self.resync(),
         }
-        self.unpublished.extend(accepted);
+        Err(e)
+    }
+
+    /// Flushes what is committed but unpublished (this group's writes, and those of earlier
+    /// groups whose flush failed), then publishes it: the registry's version first, then the
+    /// change feed.
+    fn flush_and_publish(&mut self) -> Result<()> {
+        if self.unpublished.is_empty() {
+            return Ok(());
+        }
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = engine.flush() {
-            // Committed, maybe not durable: the callers are not told it worked.
-            tracing::error!(error = %e, "flush failed; failing the whole write group");
-            for job in group.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-            return;
+        if let Err(e) = self.registry.engine().flush() {
+            tracing::error!(error = %e, "flush failed; failing the group's writes");
+            return Err(e);
         }
         let durable = std::mem::take(&mut self.unpublished);
         self.stats
@@ -215,8 +240,121 @@ impl Loop {
             .fetch_add(durable.len() as u64, Ordering::Relaxed);
         self.registry.publish(Arc::new(self.working.clone()));
         (self.publish)(&durable);
-        for (job, r) in group.drain(..).zip(outcomes) {
-            let _ = job.reply.send(r);
+        Ok(())
+    }
+
+    /// Reloads the working version from the engine, after the store changed in a way the
+    /// writer did not follow. What was unpublished is dropped: watchers read those revisions
+    /// from the log once a later one is published.
+    fn resync(&mut self) {
+        match super::registry::load(self.registry.engine().as_ref()) {
+            Ok(state) => {
+                self.working = state;
+                self.unpublished.clear();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot reload the state from the store"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::memory::MemoryEngine;
+    use crate::store::{Engine, RecordIter};
+
+    /// A memory engine whose next flush or commit can be made to fail.
+    #[derive(Default)]
+    struct Flaky {
+        inner: MemoryEngine,
+        fail_flush: AtomicBool,
+        fail_commit: AtomicBool,
+    }
+
+    impl Engine for Flaky {
+        fn store_id(&self, fresh: &dyn Fn() -> String) -> Result<String> {
+            self.inner.store_id(fresh)
+        }
+        fn revision(&self) -> Result<u64> {
+            self.inner.revision()
+        }
+        fn compact_revision(&self) -> Result<u64> {
+            self.inner.compact_revision()
+        }
+        fn commit(&self, batch: &Batch) -> Result<(), CommitError> {
+            if self.fail_commit.swap(false, Ordering::SeqCst) {
+                return Err(CommitError::Failed(Error::internal("disk on fire")));
+            }
+            self.inner.commit(batch)
+        }
+        fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
+            self.inner.read_log(from, to, max)
+        }
+        fn scan_records(&self) -> RecordIter {
+            self.inner.scan_records()
+        }
+        fn compact(&self, upto: u64) -> Result<usize> {
+            self.inner.compact(upto)
+        }
+        fn flush(&self) -> Result<()> {
+            if self.fail_flush.swap(false, Ordering::SeqCst) {
+                return Err(Error::internal("fsync failed"));
+            }
+            Ok(())
+        }
+    }
+
+    fn create_domain(name: &str) -> WriteOp {
+        WriteOp::CreateDomainName {
+            account: "000000000000".into(),
+            domain_name: name.into(),
+            configuration: Default::default(),
+            tags: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_flushes_and_commits_publish_nothing_early_and_lose_nothing() {
+        let engine = Arc::new(Flaky::default());
+        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let sink = published.clone();
+        let (writer, thread) = Writer::spawn(
+            registry.clone(),
+            Box::new(move |applied: &[Applied]| {
+                sink.lock()
+                    .unwrap()
+                    .extend(applied.iter().map(|a| a.revision))
+            }),
+        )
+        .unwrap();
+
+        // Committed, flush failed: the caller is not told it worked, nothing is published.
+        engine.fail_flush.store(true, Ordering::SeqCst);
+        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(e.reason(), "INTERNAL");
+        assert!(registry.current().domain("a.com").is_none());
+        assert!(published.lock().unwrap().is_empty());
+        // A retry is refused by its own rule (the store has it), and that group's flush
+        // publishes the earlier write.
+        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(e.reason(), "DOMAIN_NAME_EXISTS");
+        assert!(registry.current().domain("a.com").is_some());
+        assert_eq!(*published.lock().unwrap(), vec![1]);
+
+        // A failed commit applies nothing and takes no revision.
+        engine.fail_commit.store(true, Ordering::SeqCst);
+        assert!(writer.submit(create_domain("b.com")).await.is_err());
+        assert!(registry.current().domain("b.com").is_none());
+        writer.submit(create_domain("c.com")).await.unwrap();
+        let current = registry.current();
+        assert_eq!(current.revision(), 2);
+        assert!(current.domain("b.com").is_none());
+        assert_eq!(*published.lock().unwrap(), vec![1, 2]);
+        drop(writer);
+        thread.join().unwrap();
     }
 }
