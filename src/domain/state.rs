@@ -139,6 +139,9 @@ pub enum ResolveError {
 #[derive(Default)]
 pub struct Loader {
     state: State,
+    counters: std::collections::HashMap<String, DomainCounters>,
+    /// Mappings read before their API: counted at the end.
+    uncounted: Vec<Arc<ApiMapping>>,
     /// api_id -> domain -> mappings.
     api_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
     /// (api_id, stage) -> domain -> mappings.
@@ -189,26 +192,35 @@ impl Loader {
             &join(&m.api_id, &m.stage),
             &m.domain_name,
         );
-        self.state.index_mapping(Arc::new(m));
+        let m = Arc::new(m);
+        if self.state.api(&m.api_id).is_some() {
+            self.count(&m);
+        } else {
+            self.uncounted.push(m.clone());
+        }
+        self.state.index_mapping(m);
         Ok(())
     }
 
-    /// The state, its counters and references written in; at `revision`. Counters are
-    /// computed here, once every API is known, whatever order the records came in.
-    pub fn finish(mut self, revision: u64) -> State {
-        let mut counters: std::collections::HashMap<&str, DomainCounters> =
-            std::collections::HashMap::new();
-        for m in self.state.mappings.values() {
-            counters
-                .entry(m.domain_name.as_str())
-                .or_default()
-                .add(self.state.protocol_of(&m.api_id), &m.api_mapping_key);
+    fn count(&mut self, m: &ApiMapping) {
+        let protocol = self.state.protocol_of(&m.api_id);
+        match self.counters.get_mut(&m.domain_name) {
+            Some(c) => c.add(protocol, &m.api_mapping_key),
+            None => {
+                let mut c = DomainCounters::default();
+                c.add(protocol, &m.api_mapping_key);
+                self.counters.insert(m.domain_name.clone(), c);
+            }
         }
-        let counters: Vec<(String, DomainCounters)> = counters
-            .into_iter()
-            .map(|(d, c)| (d.to_string(), c))
-            .collect();
-        for (domain, c) in counters {
+    }
+
+    /// The state, its counters and references written in; at `revision`. Mappings read
+    /// before their API are counted here, once every API is known.
+    pub fn finish(mut self, revision: u64) -> State {
+        for m in std::mem::take(&mut self.uncounted) {
+            self.count(&m);
+        }
+        for (domain, c) in self.counters {
             if let Some(e) = self.state.domains.get_mut(&domain) {
                 e.counters = c;
             }
