@@ -37,9 +37,7 @@ use imbl::{OrdMap, OrdSet};
 use super::resolve;
 use super::rules::DomainCounters;
 use crate::error::{Error, Result};
-use crate::pb::{
-    Api, ApiMapping, DomainName, Event, EventType, ProtocolType, Resource, Stage, resource,
-};
+use crate::pb::{Api, ApiMapping, DomainName, Event, EventType, ProtocolType, Stage, resource};
 
 /// Which records a caller may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -581,36 +579,6 @@ impl State {
             .collect()
     }
 
-    /// Every API, in id order.
-    pub fn apis(&self) -> impl Iterator<Item = &Arc<Api>> + '_ {
-        self.apis.values()
-    }
-
-    /// Every stage, by API id then name.
-    pub fn stages(&self) -> impl Iterator<Item = &Arc<Stage>> + '_ {
-        self.stages.values()
-    }
-
-    /// Every domain name, in name order.
-    pub fn domains(&self) -> impl Iterator<Item = &DomainEntry> + '_ {
-        self.domains.values()
-    }
-
-    /// Every mapping, by domain then id.
-    pub fn mappings(&self) -> impl Iterator<Item = &Arc<ApiMapping>> + '_ {
-        self.mappings.values()
-    }
-
-    /// The APIs of `account`, in id order.
-    pub fn apis_of(&self, account: &str) -> impl Iterator<Item = &Arc<Api>> + '_ {
-        under_set(&self.account_apis, account, None).filter_map(|id| self.apis.get(id))
-    }
-
-    /// The domain names of `account`, in name order.
-    pub fn domains_of(&self, account: &str) -> impl Iterator<Item = &DomainEntry> + '_ {
-        under_set(&self.account_domains, account, None).filter_map(|d| self.domains.get(d))
-    }
-
     /// Every mapping of `domain` (for a gateway's cache), in key order.
     pub fn mappings_of(&self, domain: &str) -> Vec<ApiMapping> {
         self.mappings_on(domain).map(|m| (**m).clone()).collect()
@@ -844,31 +812,6 @@ impl State {
             .api
             .ok_or_else(|| super::rules::Violation::ApiNotFound(route.mapping.api_id.clone()))?;
         Ok((route, api))
-    }
-
-    /// Every record as a change-feed resource, in a stable order: APIs, stages, domain names,
-    /// mappings.
-    pub fn resources(&self) -> impl Iterator<Item = Resource> + '_ {
-        let apis = self
-            .apis
-            .values()
-            .map(|a| resource::Resource::Api((**a).clone()));
-        let stages = self
-            .stages
-            .values()
-            .map(|s| resource::Resource::Stage((**s).clone()));
-        let domains = self
-            .domains
-            .values()
-            .map(|d| resource::Resource::DomainName((*d.record).clone()));
-        let mappings = self
-            .mappings
-            .values()
-            .map(|m| resource::Resource::ApiMapping((**m).clone()));
-        apis.chain(stages)
-            .chain(domains)
-            .chain(mappings)
-            .map(|r| Resource { resource: Some(r) })
     }
 }
 

@@ -14,7 +14,7 @@
 //! mapreg 0.1 also hold index entries (`ai`, `di`, `k`, `dc`, `ra`, `rs` prefixes); the sled
 //! engine removes them when it opens one.
 
-use crate::pb::{Resource, resource};
+use crate::pb::resource;
 
 fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
@@ -52,11 +52,6 @@ pub fn of(r: &resource::Resource) -> Vec<u8> {
         resource::Resource::DomainName(d) => domain(&d.domain_name),
         resource::Resource::ApiMapping(m) => mapping(&m.domain_name, &m.api_mapping_id),
     }
-}
-
-/// The record key of a change-feed resource, if it holds one.
-pub fn of_resource(r: &Resource) -> Option<Vec<u8>> {
-    r.resource.as_ref().map(of)
 }
 
 /// Whether `key` is a record key (not a 0.1 index entry).
