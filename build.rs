@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "proto/mapreg/v1/resources.proto",
                 "proto/mapreg/v1/registry.proto",
                 "proto/mapreg/v1/change_feed.proto",
+                "proto/mapreg/v1/gateways.proto",
             ],
             &["proto"],
         )?;

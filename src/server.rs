@@ -165,15 +165,20 @@ pub async fn run(
     // What `Server::serve` would set on accepted connections, which `serve_with_incoming`
     // leaves alone: small answers and change sets must not wait for the peer's ACK (Nagle).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let serve = Server::builder()
-        .layer(tower::util::MapResponseLayer::new(
-            too_large_is_resource_exhausted,
-        ))
-        .add_service(health_service)
+    // One listen address, one router: the gRPC services, and the plain-HTTP edges next to
+    // them (HTTP/1.1 is accepted for those; gRPC stays HTTP/2).
+    let grpc = tonic::service::Routes::new(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
-        .add_service(change_feed)
+        .add_service(change_feed);
+    let app: axum::Router = grpc.into_axum_router();
+    let serve = Server::builder()
+        .accept_http1(true)
+        .layer(tower::util::MapResponseLayer::new(
+            too_large_is_resource_exhausted,
+        ))
+        .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
         });

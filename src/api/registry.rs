@@ -140,6 +140,7 @@ impl Registry for RegistryService {
                 Ok(GetApisResponse {
                     items: listed.items,
                     next_token: paging::encode("apis", "", listed.next.as_deref()),
+                    ..Default::default()
                 })
             },
         )
@@ -257,6 +258,7 @@ impl Registry for RegistryService {
                 Ok(GetStagesResponse {
                     items: listed.items,
                     next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
+                    ..Default::default()
                 })
             },
         )
@@ -369,6 +371,7 @@ impl Registry for RegistryService {
                 Ok(GetDomainNamesResponse {
                     items: listed.items,
                     next_token: paging::encode("domains", "", listed.next.as_deref()),
+                    ..Default::default()
                 })
             },
         )
@@ -486,6 +489,7 @@ impl Registry for RegistryService {
                 Ok(GetApiMappingsResponse {
                     items: listed.items,
                     next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
+                    ..Default::default()
                 })
             },
         )

@@ -164,6 +164,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     protocol_type: pb::ProtocolType::from(a.protocol_type) as i32,
                     description: a.description.unwrap_or_default(),
                     tags: a.tags.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -173,7 +174,10 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
         C::GetApi(Cmd { args: a, .. }) => {
             let op = "GetApi";
             let r = c
-                .get_api(pb::GetApiRequest { api_id: a.api_id })
+                .get_api(pb::GetApiRequest {
+                    api_id: a.api_id,
+                    ..Default::default()
+                })
                 .await
                 .map_err(failed(op))?
                 .into_inner();
@@ -188,6 +192,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                         .get_apis(pb::GetApisRequest {
                             max_results,
                             next_token,
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();
@@ -207,6 +212,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     name: a.name,
                     description: a.description,
                     expected_revision: a.expected_revision,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -217,6 +223,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
             c.delete_api(pb::DeleteApiRequest {
                 api_id: a.api_id,
                 expected_revision: a.expected_revision,
+                ..Default::default()
             })
             .await
             .map_err(failed("DeleteApi"))?;
@@ -230,6 +237,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     stage_name: a.stage_name,
                     description: a.description.unwrap_or_default(),
                     tags: a.tags.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -242,6 +250,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 .get_stage(pb::GetStageRequest {
                     api_id: a.api_id,
                     stage_name: a.stage_name,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -260,6 +269,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                             api_id,
                             max_results,
                             next_token,
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();
@@ -282,6 +292,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     stage_name: a.stage_name,
                     description: a.description,
                     expected_revision: a.expected_revision,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -293,6 +304,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 api_id: a.api_id,
                 stage_name: a.stage_name,
                 expected_revision: a.expected_revision,
+                ..Default::default()
             })
             .await
             .map_err(failed("DeleteStage"))?;
@@ -305,6 +317,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     domain_name: a.domain_name,
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     tags: a.tags.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -316,6 +329,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
             let r = c
                 .get_domain_name(pb::GetDomainNameRequest {
                     domain_name: a.domain_name,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -331,6 +345,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                         .get_domain_names(pb::GetDomainNamesRequest {
                             max_results,
                             next_token,
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();
@@ -352,6 +367,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     domain_name: a.domain_name,
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     expected_revision: a.expected_revision,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -362,6 +378,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
             c.delete_domain_name(pb::DeleteDomainNameRequest {
                 domain_name: a.domain_name,
                 expected_revision: a.expected_revision,
+                ..Default::default()
             })
             .await
             .map_err(failed("DeleteDomainName"))?;
@@ -375,6 +392,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     api_mapping_key: a.api_mapping_key,
                     api_id: a.api_id,
                     stage: a.stage,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -387,6 +405,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 .get_api_mapping(pb::GetApiMappingRequest {
                     domain_name: a.domain_name,
                     api_mapping_id: a.api_mapping_id,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -405,6 +424,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                             domain_name,
                             max_results,
                             next_token,
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();
@@ -429,6 +449,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                     api_id: a.api_id,
                     stage: a.stage,
                     expected_revision: a.expected_revision,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -440,6 +461,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 domain_name: a.domain_name,
                 api_mapping_id: a.api_mapping_id,
                 expected_revision: a.expected_revision,
+                ..Default::default()
             })
             .await
             .map_err(failed("DeleteApiMapping"))?;
@@ -451,6 +473,7 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 .resolve_route(pb::ResolveRouteRequest {
                     host: a.host,
                     path: a.path,
+                    ..Default::default()
                 })
                 .await
                 .map_err(failed(op))?
@@ -526,6 +549,7 @@ async fn watch(mut feed: Feed, a: WatchArgs) -> Result<(), CliError> {
         domain_names: a.domain_names,
         progress_interval_seconds: a.progress_interval_seconds,
         store_id: a.store_id,
+        ..Default::default()
     };
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);

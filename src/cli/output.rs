@@ -619,7 +619,9 @@ mod tests {
                         })),
                     }),
                 }],
+                ..Default::default()
             })),
+            ..Default::default()
         };
         let v = watch_response(&r);
         assert_eq!(v["Type"], "ChangeSet");
@@ -633,6 +635,7 @@ mod tests {
             store_id: "s1".into(),
             revision: 8,
             kind: Some(pb::watch_response::Kind::Progress(pb::Progress {})),
+            ..Default::default()
         };
         assert_eq!(
             watch_response(&p),

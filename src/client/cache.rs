@@ -241,6 +241,7 @@ async fn stream_once(
         } else {
             pos.store_id.clone()
         },
+        ..Default::default()
     });
     if let Some(t) = &options.token {
         let v = MetadataValue::try_from(format!("Bearer {t}"))

@@ -140,6 +140,7 @@ impl Watcher {
             store_id: self.store_id.clone(),
             revision,
             kind: Some(kind),
+            ..Default::default()
         };
         // The common case, a queue with room, costs no future and no wake-up.
         let resp = match self.tx.try_send(Box::new(Ok(resp))) {
@@ -169,8 +170,14 @@ impl Watcher {
     ) -> std::result::Result<(), Stop> {
         let visible = self.spec.filter.events(events);
         if !visible.is_empty() {
-            self.emit(rev, Kind::ChangeSet(ChangeSet { events: visible }))
-                .await?;
+            self.emit(
+                rev,
+                Kind::ChangeSet(ChangeSet {
+                    events: visible,
+                    ..Default::default()
+                }),
+            )
+            .await?;
         }
         self.next = rev + 1;
         Ok(())

@@ -112,6 +112,7 @@ pub fn batch(base: u64, applied: &[Applied]) -> Batch {
         b.records.extend(codec::record_changes(&a.events));
         let cs = ChangeSet {
             events: a.events.clone(),
+            ..Default::default()
         };
         b.log.push((a.revision, cs.encode_to_vec()));
     }

@@ -218,6 +218,7 @@ fn reads_on(o: &Owned) -> Vec<(&'static str, RegistryCall)> {
             "GetApi",
             GetApi(GetApiRequest {
                 api_id: api.clone(),
+                ..Default::default()
             }),
         ),
         (
@@ -225,6 +226,7 @@ fn reads_on(o: &Owned) -> Vec<(&'static str, RegistryCall)> {
             GetStage(GetStageRequest {
                 api_id: api.clone(),
                 stage_name: "test".into(),
+                ..Default::default()
             }),
         ),
         (
@@ -238,6 +240,7 @@ fn reads_on(o: &Owned) -> Vec<(&'static str, RegistryCall)> {
             "GetDomainName",
             GetDomainName(GetDomainNameRequest {
                 domain_name: domain.clone(),
+                ..Default::default()
             }),
         ),
         (
@@ -245,6 +248,7 @@ fn reads_on(o: &Owned) -> Vec<(&'static str, RegistryCall)> {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: domain.clone(),
                 api_mapping_id: mapping.clone(),
+                ..Default::default()
             }),
         ),
         (
@@ -324,6 +328,7 @@ async fn dev_mode_needs_no_token_and_acts_in_the_dev_account() {
     let got = with_token
         .get_api(GetApiRequest {
             api_id: o.api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("dev mode: a token changes nothing")
@@ -495,6 +500,7 @@ async fn a_reader_reads_its_account_but_cannot_write() {
     let got = reader
         .get_api(GetApiRequest {
             api_id: w.a.api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("get")
@@ -548,6 +554,7 @@ async fn the_gateway_reads_every_account_but_cannot_write() {
         let api = gw
             .get_api(GetApiRequest {
                 api_id: o.api.api_id.clone(),
+                ..Default::default()
             })
             .await
             .expect("get api")
@@ -561,6 +568,7 @@ async fn the_gateway_reads_every_account_but_cannot_write() {
             .get_api_mapping(GetApiMappingRequest {
                 domain_name: o.domain.domain_name.clone(),
                 api_mapping_id: o.mapping.api_mapping_id.clone(),
+                ..Default::default()
             })
             .await
             .expect("get mapping")
@@ -762,6 +770,7 @@ async fn domain_names_are_unique_across_accounts() {
         w.admin_b
             .get_domain_name(GetDomainNameRequest {
                 domain_name: "shared.example.com".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,
@@ -785,6 +794,7 @@ async fn domain_names_are_unique_across_accounts() {
         w.admin_a
             .get_domain_name(GetDomainNameRequest {
                 domain_name: "shared.example.com".into(),
+                ..Default::default()
             })
             .await,
         Code::NotFound,

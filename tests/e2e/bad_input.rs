@@ -131,6 +131,7 @@ impl Bench {
             .get_apis(GetApisRequest {
                 max_results: 1,
                 next_token: String::new(),
+                ..Default::default()
             })
             .await
             .expect("page 1 of apis")
@@ -140,6 +141,7 @@ impl Bench {
             .get_domain_names(GetDomainNamesRequest {
                 max_results: 1,
                 next_token: String::new(),
+                ..Default::default()
             })
             .await
             .expect("page 1 of domains")
@@ -150,6 +152,7 @@ impl Bench {
                 api_id: api.api_id.clone(),
                 max_results: 1,
                 next_token: String::new(),
+                ..Default::default()
             })
             .await
             .expect("page 1 of stages")
@@ -160,6 +163,7 @@ impl Bench {
                 domain_name: domain.domain_name.clone(),
                 max_results: 1,
                 next_token: String::new(),
+                ..Default::default()
             })
             .await
             .expect("page 1 of mappings")
@@ -238,6 +242,7 @@ impl Bench {
             .c
             .get_api(GetApiRequest {
                 api_id: self.probe.clone(),
+                ..Default::default()
             })
             .await
         {
@@ -560,6 +565,7 @@ async fn stage_fields_are_validated() {
             GetStage(GetStageRequest {
                 api_id: String::new(),
                 stage_name: "test".into(),
+                ..Default::default()
             }),
         ),
         invalid(
@@ -568,6 +574,7 @@ async fn stage_fields_are_validated() {
             GetStage(GetStageRequest {
                 api_id: api.clone(),
                 stage_name: String::new(),
+                ..Default::default()
             }),
         ),
         invalid(
@@ -760,6 +767,7 @@ async fn domain_name_fields_are_validated() {
             "domain_name",
             GetDomainName(GetDomainNameRequest {
                 domain_name: n254.clone(),
+                ..Default::default()
             }),
         ),
         invalid(
@@ -918,6 +926,7 @@ async fn api_mapping_fields_are_validated() {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: String::new(),
                 api_mapping_id: mapping.clone(),
+                ..Default::default()
             }),
         ),
         invalid(
@@ -926,6 +935,7 @@ async fn api_mapping_fields_are_validated() {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: domain.clone(),
                 api_mapping_id: String::new(),
+                ..Default::default()
             }),
         ),
         invalid(
@@ -1020,6 +1030,7 @@ async fn unknown_ids_are_not_found() {
             no_api,
             GetApi(GetApiRequest {
                 api_id: no_api.into(),
+                ..Default::default()
             }),
         )
         .saying(&format!("Invalid API identifier specified: {no_api}")),
@@ -1048,6 +1059,7 @@ async fn unknown_ids_are_not_found() {
             &api.to_ascii_uppercase(),
             GetApi(GetApiRequest {
                 api_id: api.to_ascii_uppercase(),
+                ..Default::default()
             }),
         ),
         // Stages
@@ -1068,6 +1080,7 @@ async fn unknown_ids_are_not_found() {
             GetStage(GetStageRequest {
                 api_id: api.clone(),
                 stage_name: "nope".into(),
+                ..Default::default()
             }),
         )
         .saying("Invalid stage identifier specified: nope"),
@@ -1078,6 +1091,7 @@ async fn unknown_ids_are_not_found() {
             GetStage(GetStageRequest {
                 api_id: no_api.into(),
                 stage_name: "test".into(),
+                ..Default::default()
             }),
         ),
         not_found(
@@ -1127,6 +1141,7 @@ async fn unknown_ids_are_not_found() {
             no_domain,
             GetDomainName(GetDomainNameRequest {
                 domain_name: no_domain.into(),
+                ..Default::default()
             }),
         )
         .saying(&format!(
@@ -1194,6 +1209,7 @@ async fn unknown_ids_are_not_found() {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: domain.clone(),
                 api_mapping_id: no_mapping.into(),
+                ..Default::default()
             }),
         ),
         not_found(
@@ -1203,6 +1219,7 @@ async fn unknown_ids_are_not_found() {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: b.fx.domain2.clone(),
                 api_mapping_id: mapping.clone(),
+                ..Default::default()
             }),
         ),
         not_found(
@@ -1212,6 +1229,7 @@ async fn unknown_ids_are_not_found() {
             GetApiMapping(GetApiMappingRequest {
                 domain_name: no_domain.into(),
                 api_mapping_id: mapping.clone(),
+                ..Default::default()
             }),
         ),
         not_found(
@@ -1294,6 +1312,7 @@ async fn paging_parameters_are_validated() {
                 GetApis(GetApisRequest {
                     max_results,
                     next_token: t.clone(),
+                    ..Default::default()
                 }),
             ),
             (
@@ -1301,6 +1320,7 @@ async fn paging_parameters_are_validated() {
                 GetDomainNames(GetDomainNamesRequest {
                     max_results,
                     next_token: t.clone(),
+                    ..Default::default()
                 }),
             ),
             (
@@ -1309,6 +1329,7 @@ async fn paging_parameters_are_validated() {
                     api_id: api.clone(),
                     max_results,
                     next_token: t.clone(),
+                    ..Default::default()
                 }),
             ),
             (
@@ -1317,6 +1338,7 @@ async fn paging_parameters_are_validated() {
                     domain_name: domain.clone(),
                     max_results,
                     next_token: t,
+                    ..Default::default()
                 }),
             ),
         ]
@@ -1377,6 +1399,7 @@ async fn paging_parameters_are_validated() {
             api_id: api2,
             max_results: 0,
             next_token: fx.stages_token.clone(),
+            ..Default::default()
         }),
     ));
     cases.push(invalid(
@@ -1386,6 +1409,7 @@ async fn paging_parameters_are_validated() {
             domain_name: domain2,
             max_results: 0,
             next_token: fx.mappings_token.clone(),
+            ..Default::default()
         }),
     ));
     // The other checks still come first or second, but never let a bad page through.
@@ -1395,6 +1419,7 @@ async fn paging_parameters_are_validated() {
         GetApis(GetApisRequest {
             max_results: -5,
             next_token: "garbage".into(),
+            ..Default::default()
         }),
     ));
     b.check_all(cases).await;
@@ -1438,6 +1463,7 @@ async fn max_results_zero_means_the_default_page_of_100() {
         .get_apis(GetApisRequest {
             max_results: 1000,
             next_token: page.next_token,
+            ..Default::default()
         })
         .await
         .expect("page 2")
@@ -1462,6 +1488,7 @@ async fn values_at_the_limits_are_accepted() {
             protocol_type: ProtocolType::Rest as i32,
             description: "d".repeat(1024),
             tags: max_tags.clone(),
+            ..Default::default()
         })
         .await
         .expect("name 128, description 1024, 50 tags of 128/256")
@@ -1475,6 +1502,7 @@ async fn values_at_the_limits_are_accepted() {
             stage_name: stage.clone(),
             description: "d".repeat(1024),
             tags: max_tags.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("stage {stage:?}: {e:?}"));
@@ -1491,6 +1519,7 @@ async fn values_at_the_limits_are_accepted() {
             domain_name: d.into(),
             domain_name_configurations: vec![cfg(0, 0, &"c".repeat(2048))],
             tags: max_tags.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("domain {d:?}: {e:?}"));
@@ -1544,6 +1573,7 @@ async fn requests_over_1_mib_are_resource_exhausted_and_the_server_keeps_serving
             what: "GetApi with a 2 MiB id".into(),
             req: RegistryCall::GetApi(GetApiRequest {
                 api_id: "a".repeat(2 * MIB),
+                ..Default::default()
             }),
             code: Code::ResourceExhausted,
             reason: "REQUEST_TOO_LARGE".into(),
@@ -1580,6 +1610,7 @@ async fn requests_over_1_mib_are_resource_exhausted_and_the_server_keeps_serving
     fresh
         .get_api(GetApiRequest {
             api_id: b.fx.api.clone(),
+            ..Default::default()
         })
         .await
         .expect("a new connection is served after oversized requests");

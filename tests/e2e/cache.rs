@@ -143,6 +143,7 @@ async fn assert_converged(cache: &MappingCache, c: &mut Client) {
                 .resolve_route(ResolveRouteRequest {
                     host: d.clone(),
                     path: path.clone(),
+                    ..Default::default()
                 })
                 .await
                 .expect("ResolveRoute")

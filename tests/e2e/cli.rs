@@ -1170,6 +1170,7 @@ async fn watch_prints_json_lines() {
             domain_name: "api.example.com".into(),
             api_mapping_id: m.api_mapping_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete")

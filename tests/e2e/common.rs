@@ -254,6 +254,7 @@ pub fn mapping_req(domain: &str, key: &str, api_id: &str, stage: &str) -> Create
         api_mapping_key: key.into(),
         api_id: api_id.into(),
         stage: stage.into(),
+        ..Default::default()
     }
 }
 
@@ -287,6 +288,7 @@ pub async fn all_mappings(c: &mut Client, domain: &str) -> Vec<ApiMapping> {
                 domain_name: domain.into(),
                 max_results: 0,
                 next_token: token,
+                ..Default::default()
             })
             .await
             .expect("list mappings")
@@ -390,6 +392,7 @@ pub async fn visible_state(c: &mut Client) -> VisibleState {
             .get_apis(GetApisRequest {
                 max_results: 0,
                 next_token: token,
+                ..Default::default()
             })
             .await
             .expect("list apis")
@@ -408,6 +411,7 @@ pub async fn visible_state(c: &mut Client) -> VisibleState {
                     api_id: api.api_id.clone(),
                     max_results: 0,
                     next_token: token,
+                    ..Default::default()
                 })
                 .await
                 .expect("list stages")
@@ -425,6 +429,7 @@ pub async fn visible_state(c: &mut Client) -> VisibleState {
             .get_domain_names(GetDomainNamesRequest {
                 max_results: 0,
                 next_token: token,
+                ..Default::default()
             })
             .await
             .expect("list domain names")

@@ -254,6 +254,7 @@ async fn domain_state(c: &mut Client, domain: &str) -> DomainState {
     match c
         .get_domain_name(GetDomainNameRequest {
             domain_name: domain.into(),
+            ..Default::default()
         })
         .await
     {

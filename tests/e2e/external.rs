@@ -190,6 +190,7 @@ async fn readme_session_runs_against_a_fresh_server() {
     let api = c
         .get_api(GetApiRequest {
             api_id: m.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("the session's API exists")
@@ -198,6 +199,7 @@ async fn readme_session_runs_against_a_fresh_server() {
     c.get_stage(GetStageRequest {
         api_id: m.api_id.clone(),
         stage_name: "test".into(),
+        ..Default::default()
     })
     .await
     .expect("the session's stage exists");

@@ -155,11 +155,18 @@ fn resp(revision: u64, kind: Kind) -> WatchResponse {
         store_id: "s1".into(),
         revision,
         kind: Some(kind),
+        ..Default::default()
     }
 }
 
 fn cs(revision: u64, events: Vec<Event>) -> WatchResponse {
-    resp(revision, Kind::ChangeSet(ChangeSet { events }))
+    resp(
+        revision,
+        Kind::ChangeSet(ChangeSet {
+            events,
+            ..Default::default()
+        }),
+    )
 }
 
 fn del(r: Resource) -> Event {
@@ -319,6 +326,7 @@ async fn snapshot_then_live_changes() {
             domain_name: "snap.example.com".into(),
             api_mapping_id: m.api_mapping_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete mapping")
@@ -673,6 +681,7 @@ async fn delete_domain_name_cascade_is_one_change_set() {
         .delete_domain_name(DeleteDomainNameRequest {
             domain_name: "cascade.example.com".into(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete domain")

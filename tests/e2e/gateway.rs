@@ -271,6 +271,7 @@ async fn resolve_route(c: &mut Client, host: &str, path: &str) -> (String, Strin
         .resolve_route(ResolveRouteRequest {
             host: host.into(),
             path: path.into(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("ResolveRoute {host}{path}: {e:?}"))

@@ -243,6 +243,7 @@ impl WatchFilter {
             domain_names: self.domain_names.clone(),
             progress_interval_seconds,
             store_id: store_id.to_string(),
+            ..Default::default()
         }
     }
 }

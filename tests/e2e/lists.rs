@@ -90,6 +90,7 @@ impl Kind {
                 c.delete_api(DeleteApiRequest {
                     api_id: sort_key.into(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("delete api");
@@ -99,6 +100,7 @@ impl Kind {
                     api_id: api_id.clone(),
                     stage_name: sort_key.into(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("delete stage");
@@ -107,6 +109,7 @@ impl Kind {
                 c.delete_domain_name(DeleteDomainNameRequest {
                     domain_name: sort_key.into(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("delete domain");
@@ -121,6 +124,7 @@ impl Kind {
                     domain_name: domain.clone(),
                     api_mapping_id: m.api_mapping_id,
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await
                 .expect("delete mapping");
@@ -142,6 +146,7 @@ impl Kind {
                     .get_apis(GetApisRequest {
                         max_results,
                         next_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();
@@ -156,6 +161,7 @@ impl Kind {
                         api_id: api_id.clone(),
                         max_results,
                         next_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();
@@ -169,6 +175,7 @@ impl Kind {
                     .get_domain_names(GetDomainNamesRequest {
                         max_results,
                         next_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();
@@ -183,6 +190,7 @@ impl Kind {
                         domain_name: domain.clone(),
                         max_results,
                         next_token,
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();
@@ -471,6 +479,7 @@ async fn next_token_is_bound_to_its_list() {
             domain_name: "one.example.com".into(),
             max_results: 3,
             next_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("page")
@@ -483,6 +492,7 @@ async fn next_token_is_bound_to_its_list() {
             domain_name: "two.example.com".into(),
             max_results: 3,
             next_token: page.next_token.clone(),
+            ..Default::default()
         })
         .await,
         Code::InvalidArgument,
@@ -497,6 +507,7 @@ async fn next_token_is_bound_to_its_list() {
             domain_name: "ONE.Example.COM".into(),
             max_results: 3,
             next_token: page.next_token.clone(),
+            ..Default::default()
         })
         .await
         .expect("same domain, other case")
@@ -509,6 +520,7 @@ async fn next_token_is_bound_to_its_list() {
         c.get_domain_names(GetDomainNamesRequest {
             max_results: 3,
             next_token: page.next_token.clone(),
+            ..Default::default()
         })
         .await,
         Code::InvalidArgument,
@@ -518,6 +530,7 @@ async fn next_token_is_bound_to_its_list() {
         c.get_apis(GetApisRequest {
             max_results: 3,
             next_token: page.next_token.clone(),
+            ..Default::default()
         })
         .await,
         Code::InvalidArgument,
@@ -534,6 +547,7 @@ async fn next_token_is_bound_to_its_list() {
             api_id: api.api_id.clone(),
             max_results: 1,
             next_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("stages")
@@ -544,6 +558,7 @@ async fn next_token_is_bound_to_its_list() {
             api_id: other_api.api_id.clone(),
             max_results: 1,
             next_token: stages.next_token.clone(),
+            ..Default::default()
         })
         .await,
         Code::InvalidArgument,
@@ -555,6 +570,7 @@ async fn next_token_is_bound_to_its_list() {
         .get_apis(GetApisRequest {
             max_results: 1,
             next_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("apis")
@@ -564,6 +580,7 @@ async fn next_token_is_bound_to_its_list() {
         c.get_domain_names(GetDomainNamesRequest {
             max_results: 1,
             next_token: apis.next_token.clone(),
+            ..Default::default()
         })
         .await,
         Code::InvalidArgument,
@@ -576,6 +593,7 @@ async fn next_token_is_bound_to_its_list() {
             c.get_apis(GetApisRequest {
                 max_results: 0,
                 next_token: garbage.to_string(),
+                ..Default::default()
             })
             .await,
             Code::InvalidArgument,

@@ -161,6 +161,7 @@ async fn delete_stage_racing_create_mapping_never_leaves_a_dangling_mapping() {
             api_id: api.api_id.clone(),
             stage_name: stage.clone(),
             expected_revision: 0,
+            ..Default::default()
         };
         let map_req = mapping_req(domain, &key, &api.api_id, &stage);
         let (del, map) = race(async move { cd.delete_stage(del_req).await }, async move {
@@ -172,6 +173,7 @@ async fn delete_stage_racing_create_mapping_never_leaves_a_dangling_mapping() {
             .get_stage(GetStageRequest {
                 api_id: api.api_id.clone(),
                 stage_name: stage.clone(),
+                ..Default::default()
             })
             .await;
         match (del, map) {
@@ -225,6 +227,7 @@ async fn delete_stage_racing_create_mapping_never_leaves_a_dangling_mapping() {
         c.get_stage(GetStageRequest {
             api_id: m.api_id.clone(),
             stage_name: m.stage.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("mapping {m:?} points at a missing stage: {e:?}"));
@@ -235,6 +238,7 @@ async fn delete_stage_racing_create_mapping_never_leaves_a_dangling_mapping() {
             api_id: api.api_id.clone(),
             max_results: 1000,
             next_token: String::new(),
+            ..Default::default()
         })
         .await
         .expect("stages")
@@ -325,6 +329,7 @@ async fn delete_api_racing_create_mapping_never_leaves_a_dangling_mapping() {
         let del_req = DeleteApiRequest {
             api_id: api.api_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         };
         let map_req = mapping_req(domain, &key, &api.api_id, "test");
         let (del, map) = race(async move { cd.delete_api(del_req).await }, async move {
@@ -335,6 +340,7 @@ async fn delete_api_racing_create_mapping_never_leaves_a_dangling_mapping() {
         let get_api = c
             .get_api(GetApiRequest {
                 api_id: api.api_id.clone(),
+                ..Default::default()
             })
             .await;
         match (del, map) {
@@ -384,12 +390,14 @@ async fn delete_api_racing_create_mapping_never_leaves_a_dangling_mapping() {
     for m in &all {
         c.get_api(GetApiRequest {
             api_id: m.api_id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("mapping {m:?} points at a missing API: {e:?}"));
         c.get_stage(GetStageRequest {
             api_id: m.api_id.clone(),
             stage_name: m.stage.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_or_else(|e| panic!("mapping {m:?} points at a missing stage: {e:?}"));
@@ -400,6 +408,7 @@ async fn delete_api_racing_create_mapping_never_leaves_a_dangling_mapping() {
             .get_stage(GetStageRequest {
                 api_id: id.clone(),
                 stage_name: "test".into(),
+                ..Default::default()
             })
             .await;
         assert_eq!(

@@ -14,6 +14,7 @@ async fn resolve(
     c.resolve_route(ResolveRouteRequest {
         host: host.into(),
         path: path.into(),
+        ..Default::default()
     })
     .await
 }
@@ -243,6 +244,7 @@ async fn every_acknowledged_write_is_routed_at_once_and_the_revision_is_exact() 
     c.delete_domain_name(DeleteDomainNameRequest {
         domain_name: "api.example.com".into(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete domain");

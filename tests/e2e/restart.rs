@@ -21,6 +21,7 @@ async fn restart_keeps_records_and_revision_sequence() {
         .get_api_mapping(GetApiMappingRequest {
             domain_name: "api.example.com".into(),
             api_mapping_id: m.api_mapping_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("mapping survives restart")
@@ -29,6 +30,7 @@ async fn restart_keeps_records_and_revision_sequence() {
     let api_again = c
         .get_api(GetApiRequest {
             api_id: api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("api survives")

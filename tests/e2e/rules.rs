@@ -16,6 +16,7 @@ async fn get_mapping(c: &mut Client, domain: &str, id: &str) -> ApiMapping {
     c.get_api_mapping(GetApiMappingRequest {
         domain_name: domain.into(),
         api_mapping_id: id.into(),
+        ..Default::default()
     })
     .await
     .expect("get mapping")
@@ -25,6 +26,7 @@ async fn get_mapping(c: &mut Client, domain: &str, id: &str) -> ApiMapping {
 async fn get_domain(c: &mut Client, domain: &str) -> DomainName {
     c.get_domain_name(GetDomainNameRequest {
         domain_name: domain.into(),
+        ..Default::default()
     })
     .await
     .expect("get domain")
@@ -522,6 +524,7 @@ async fn multi_level_limit_is_configurable_and_counts_only_multi_level_keys() {
         domain_name: D.into(),
         api_mapping_id: first.api_mapping_id.clone(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete");
@@ -616,6 +619,7 @@ async fn default_stage_name_is_accepted_and_mappable() {
         .get_stage(GetStageRequest {
             api_id: api.api_id.clone(),
             stage_name: "$default".into(),
+            ..Default::default()
         })
         .await
         .expect("get $default")
@@ -749,6 +753,7 @@ async fn duplicate_stage_is_already_exists() {
         .get_stage(GetStageRequest {
             api_id: api.api_id.clone(),
             stage_name: "prod".into(),
+            ..Default::default()
         })
         .await
         .expect("get stage")
@@ -883,6 +888,7 @@ async fn websocket_can_map_once_the_http_mappings_are_gone() {
         domain_name: D.into(),
         api_mapping_id: m.api_mapping_id.clone(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete");
@@ -1014,6 +1020,7 @@ async fn update_domain_to_edge_or_tls_1_0_with_http_mappings_is_refused() {
                 domain_name: D.into(),
                 domain_name_configurations: vec![cfg],
                 expected_revision: 0,
+                ..Default::default()
             })
             .await,
             Code::FailedPrecondition,
@@ -1038,6 +1045,7 @@ async fn update_domain_to_edge_with_websocket_mappings_is_refused() {
                 SecurityPolicy::Tls12,
             )],
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,
@@ -1061,6 +1069,7 @@ async fn update_domain_to_edge_with_rest_mappings_only_is_allowed() {
                 SecurityPolicy::Tls10,
             )],
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("REST-only domain may go EDGE")
@@ -1084,6 +1093,7 @@ async fn update_domain_to_edge_with_multi_level_rest_mapping_is_refused() {
                 SecurityPolicy::Tls12,
             )],
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,
@@ -1109,6 +1119,7 @@ async fn delete_of_a_mapped_api_is_refused_listing_every_domain() {
         c.delete_api(DeleteApiRequest {
             api_id: api.api_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,
@@ -1125,12 +1136,14 @@ async fn delete_of_a_mapped_api_is_refused_listing_every_domain() {
     // Nothing was deleted.
     c.get_api(GetApiRequest {
         api_id: api.api_id.clone(),
+        ..Default::default()
     })
     .await
     .expect("api still there");
     c.get_stage(GetStageRequest {
         api_id: api.api_id.clone(),
         stage_name: "test".into(),
+        ..Default::default()
     })
     .await
     .expect("stage still there");
@@ -1151,6 +1164,7 @@ async fn delete_of_a_mapped_stage_is_refused_listing_every_domain() {
             api_id: api.api_id.clone(),
             stage_name: "test".into(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,
@@ -1167,6 +1181,7 @@ async fn delete_of_a_mapped_stage_is_refused_listing_every_domain() {
     c.get_stage(GetStageRequest {
         api_id: api.api_id.clone(),
         stage_name: "test".into(),
+        ..Default::default()
     })
     .await
     .expect("stage still there");
@@ -1175,6 +1190,7 @@ async fn delete_of_a_mapped_stage_is_refused_listing_every_domain() {
         api_id: api.api_id.clone(),
         stage_name: "unmapped".into(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("unmapped stage deletes");
@@ -1193,6 +1209,7 @@ async fn stage_in_use_is_per_api() {
         api_id: other.api_id.clone(),
         stage_name: "test".into(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("other API's stage deletes");
@@ -1211,6 +1228,7 @@ async fn deletes_succeed_once_the_mappings_are_removed() {
             domain_name: D.into(),
             api_mapping_id: m.api_mapping_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete mapping");
@@ -1219,12 +1237,14 @@ async fn deletes_succeed_once_the_mappings_are_removed() {
         api_id: api.api_id.clone(),
         stage_name: "test".into(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete stage");
     c.delete_api(DeleteApiRequest {
         api_id: api.api_id.clone(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete api");
@@ -1242,6 +1262,7 @@ async fn delete_api_with_unmapped_stages_removes_the_stages() {
         .delete_api(DeleteApiRequest {
             api_id: api.api_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete api")
@@ -1250,6 +1271,7 @@ async fn delete_api_with_unmapped_stages_removes_the_stages() {
     expect_err(
         c.get_api(GetApiRequest {
             api_id: api.api_id.clone(),
+            ..Default::default()
         })
         .await,
         Code::NotFound,
@@ -1260,6 +1282,7 @@ async fn delete_api_with_unmapped_stages_removes_the_stages() {
             .get_stage(GetStageRequest {
                 api_id: api.api_id.clone(),
                 stage_name: stage.into(),
+                ..Default::default()
             })
             .await;
         let s = r.expect_err("stage is gone");
@@ -1299,6 +1322,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
         .delete_domain_name(DeleteDomainNameRequest {
             domain_name: D.into(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete domain")
@@ -1312,6 +1336,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
     expect_err(
         c.get_domain_name(GetDomainNameRequest {
             domain_name: D.into(),
+            ..Default::default()
         })
         .await,
         Code::NotFound,
@@ -1322,6 +1347,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
             .get_api_mapping(GetApiMappingRequest {
                 domain_name: D.into(),
                 api_mapping_id: m.api_mapping_id.clone(),
+                ..Default::default()
             })
             .await
             .expect_err("mapping is gone");
@@ -1339,6 +1365,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
             c.get_api_mapping(GetApiMappingRequest {
                 domain_name: D.into(),
                 api_mapping_id: m.api_mapping_id.clone(),
+                ..Default::default()
             })
             .await,
             Code::NotFound,
@@ -1352,6 +1379,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
         c.delete_api(DeleteApiRequest {
             api_id: api.api_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,
@@ -1365,6 +1393,7 @@ async fn delete_domain_name_removes_its_mappings_in_one_revision() {
     c.delete_api(DeleteApiRequest {
         api_id: rest.api_id.clone(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("REST API no longer mapped");
@@ -1381,6 +1410,7 @@ async fn delete_domain_name_clears_its_protocol_family() {
     c.delete_domain_name(DeleteDomainNameRequest {
         domain_name: D.into(),
         expected_revision: 0,
+        ..Default::default()
     })
     .await
     .expect("delete domain");
@@ -1400,6 +1430,7 @@ async fn update_api_leaves_omitted_fields_unchanged() {
             protocol_type: ProtocolType::Rest as i32,
             description: "the orders API".into(),
             tags: [("team".to_string(), "shop".to_string())].into(),
+            ..Default::default()
         })
         .await
         .expect("create api")
@@ -1437,6 +1468,7 @@ async fn update_api_leaves_omitted_fields_unchanged() {
     let got = c
         .get_api(GetApiRequest {
             api_id: api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("get api")
@@ -1465,6 +1497,7 @@ async fn update_stage_leaves_omitted_description_unchanged() {
             stage_name: "prod".into(),
             description: None,
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("update stage")
@@ -1597,6 +1630,7 @@ async fn update_domain_name_leaves_omitted_fields_unchanged() {
                 ..Default::default()
             }],
             tags: [("env".to_string(), "prod".to_string())].into(),
+            ..Default::default()
         })
         .await
         .expect("create domain")
@@ -1608,6 +1642,7 @@ async fn update_domain_name_leaves_omitted_fields_unchanged() {
             domain_name: D.into(),
             domain_name_configurations: vec![],
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("empty update")
@@ -1628,6 +1663,7 @@ async fn update_domain_name_leaves_omitted_fields_unchanged() {
                 SecurityPolicy::Tls10,
             )],
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("policy only")
@@ -1656,6 +1692,7 @@ async fn update_domain_name_leaves_omitted_fields_unchanged() {
                 SecurityPolicy::Unspecified,
             )],
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("endpoint only")
@@ -1695,6 +1732,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
             stage_name: "test".into(),
             description: Some("x".into()),
             expected_revision: st.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1705,6 +1743,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
             domain_name: D.into(),
             domain_name_configurations: vec![],
             expected_revision: d.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1725,6 +1764,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
             domain_name: D.into(),
             api_mapping_id: m.api_mapping_id.clone(),
             expected_revision: m.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1734,6 +1774,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
         c.delete_domain_name(DeleteDomainNameRequest {
             domain_name: D.into(),
             expected_revision: d.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1747,6 +1788,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
             api_id: free.api_id.clone(),
             stage_name: "s".into(),
             expected_revision: free_st.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1756,6 +1798,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
         c.delete_api(DeleteApiRequest {
             api_id: free.api_id.clone(),
             expected_revision: free.mod_revision + 100,
+            ..Default::default()
         })
         .await,
         Code::Aborted,
@@ -1765,7 +1808,8 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
     // Nothing changed.
     assert_eq!(
         c.get_api(GetApiRequest {
-            api_id: api.api_id.clone()
+            api_id: api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("get")
@@ -1777,6 +1821,7 @@ async fn expected_revision_mismatch_is_aborted_on_every_update_and_delete() {
     c.get_stage(GetStageRequest {
         api_id: free.api_id.clone(),
         stage_name: "s".into(),
+        ..Default::default()
     })
     .await
     .expect("free stage still there");
@@ -1827,6 +1872,7 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
         stage_name: "test".into(),
         description: Some("d".into()),
         expected_revision: st.mod_revision,
+        ..Default::default()
     })
     .await
     .expect("update stage at its revision");
@@ -1835,6 +1881,7 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
             domain_name: D.into(),
             domain_name_configurations: vec![],
             expected_revision: d.mod_revision,
+            ..Default::default()
         })
         .await
         .expect("update domain at its revision")
@@ -1852,12 +1899,14 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
         domain_name: D.into(),
         api_mapping_id: m.api_mapping_id.clone(),
         expected_revision: m2.mod_revision,
+        ..Default::default()
     })
     .await
     .expect("delete mapping at its revision");
     c.delete_domain_name(DeleteDomainNameRequest {
         domain_name: D.into(),
         expected_revision: d2.mod_revision,
+        ..Default::default()
     })
     .await
     .expect("delete domain at its revision");
@@ -1865,6 +1914,7 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
         .get_stage(GetStageRequest {
             api_id: api.api_id.clone(),
             stage_name: "test".into(),
+            ..Default::default()
         })
         .await
         .expect("get stage")
@@ -1873,12 +1923,14 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
         api_id: api.api_id.clone(),
         stage_name: "test".into(),
         expected_revision: st_now.mod_revision,
+        ..Default::default()
     })
     .await
     .expect("delete stage at its revision");
     let api_now = c
         .get_api(GetApiRequest {
             api_id: api.api_id.clone(),
+            ..Default::default()
         })
         .await
         .expect("get api")
@@ -1886,6 +1938,7 @@ async fn expected_revision_equal_to_mod_revision_succeeds() {
     c.delete_api(DeleteApiRequest {
         api_id: api.api_id.clone(),
         expected_revision: api_now.mod_revision,
+        ..Default::default()
     })
     .await
     .expect("delete api at its revision");
@@ -1917,6 +1970,7 @@ async fn every_write_takes_the_next_revision() {
             domain_name: D.into(),
             api_mapping_id: m.api_mapping_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await
         .expect("delete")
@@ -1977,6 +2031,7 @@ async fn a_failed_write_takes_no_revision() {
         c.delete_api(DeleteApiRequest {
             api_id: http.api_id.clone(),
             expected_revision: 0,
+            ..Default::default()
         })
         .await,
         Code::FailedPrecondition,

@@ -170,6 +170,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
                 name: Some(format!("renamed-{tag}")),
                 description: rng.gen_bool(0.5).then(|| format!("d-{tag}")),
                 expected_revision: 0,
+                ..Default::default()
             }),
             None => create_api(rng),
         },
@@ -191,6 +192,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
                 stage_name: s,
                 description: Some(format!("stage-{tag}")),
                 expected_revision: 0,
+                ..Default::default()
             }),
             None => create_api(rng),
         },
@@ -218,6 +220,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
                 c
             },
             expected_revision: 0,
+            ..Default::default()
         }),
         55..=58 => Op::DeleteDomain(pick(rng, &domains).expect("domains")),
         59..=80 => match pick(rng, &pool.stages) {
@@ -226,6 +229,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
                 api_mapping_key: pick(rng, &KEYS).expect("keys").into(),
                 api_id: a,
                 stage: s,
+                ..Default::default()
             }),
             None => match pick(rng, &pool.apis) {
                 Some(a) => Op::CreateStage(CreateStageRequest {
@@ -250,6 +254,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
                     api_id: stage.as_ref().map(|(a, _)| a.clone()),
                     stage: stage.map(|(_, s)| s),
                     expected_revision: 0,
+                    ..Default::default()
                 })
             }
             None => Op::CreateDomain(CreateDomainNameRequest {
@@ -288,6 +293,7 @@ pub async fn perform(c: &mut Client, op: &Op) -> Result<Ack, Status> {
                 .delete_api(DeleteApiRequest {
                     api_id: id.clone(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -316,6 +322,7 @@ pub async fn perform(c: &mut Client, op: &Op) -> Result<Ack, Status> {
                     api_id: a.clone(),
                     stage_name: s.clone(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -343,6 +350,7 @@ pub async fn perform(c: &mut Client, op: &Op) -> Result<Ack, Status> {
                 .delete_domain_name(DeleteDomainNameRequest {
                     domain_name: name.clone(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -371,6 +379,7 @@ pub async fn perform(c: &mut Client, op: &Op) -> Result<Ack, Status> {
                     domain_name: d.clone(),
                     api_mapping_id: id.clone(),
                     expected_revision: 0,
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

@@ -62,6 +62,7 @@ impl Fixture {
             api_mapping_key: key,
             api_id: self.api_id.clone(),
             stage: "test".into(),
+            ..Default::default()
         }
     }
 

@@ -263,6 +263,7 @@ async fn populate(child: &Child, l: Layout, concurrency: usize) -> Result<(Row, 
                     api_mapping_key: format!("k{}", i % l.per_domain),
                     api_id: api_id.to_string(),
                     stage: STAGE.into(),
+                    ..Default::default()
                 };
                 let what = format!(
                     "CreateApiMapping {} {}",
@@ -299,6 +300,7 @@ async fn mappings_of(c: &mut RegistryClient<Channel>, domain: &str) -> Result<Ve
                 domain_name: domain.to_string(),
                 max_results: 1000,
                 next_token,
+                ..Default::default()
             })
             .await
             .with_context(|| format!("GetApiMappings {domain}"))?
@@ -321,6 +323,7 @@ async fn count_domains(c: &mut RegistryClient<Channel>) -> Result<usize> {
             .get_domain_names(GetDomainNamesRequest {
                 max_results: 1000,
                 next_token,
+                ..Default::default()
             })
             .await
             .context("GetDomainNames")?

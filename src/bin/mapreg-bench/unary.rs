@@ -236,6 +236,7 @@ pub async fn unary(opts: &Opts, args: &UnaryArgs) -> Result<Vec<Row>> {
                         .get_api_mapping(m.req(GetApiMappingRequest {
                             domain_name: fx.domain.clone(),
                             api_mapping_id: id,
+                            ..Default::default()
                         }))
                         .await?;
                     Ok(())
@@ -252,6 +253,7 @@ pub async fn unary(opts: &Opts, args: &UnaryArgs) -> Result<Vec<Row>> {
                         .resolve_route(m.req(ResolveRouteRequest {
                             host: fx.domain.clone(),
                             path: format!("/k{w}-{}/items/1", (round * per_round + i) % keys),
+                            ..Default::default()
                         }))
                         .await?;
                     Ok(())
@@ -377,6 +379,7 @@ pub async fn resolve(opts: &Opts, args: &ResolveArgs) -> Result<Vec<Row>> {
                     .resolve_route(m.req(ResolveRouteRequest {
                         host: fx.domain.clone(),
                         path: RESOLVE_PATHS[i % RESOLVE_PATHS.len()].into(),
+                        ..Default::default()
                     }))
                     .await?;
                 Ok(())

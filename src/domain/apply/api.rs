@@ -34,6 +34,7 @@ pub(super) fn create(
         account_id: account.into(),
         create_revision: cx.revision,
         mod_revision: cx.revision,
+        ..Default::default()
     };
     stored(state, resource::Resource::Api(api))
 }
