@@ -22,7 +22,9 @@
 //! ```
 //!
 //! Flags: `--listen` (default `127.0.0.1:8080`), `--endpoint` (or `MAPREG_ENDPOINT`), `--token`
-//! (or `MAPREG_TOKEN`; a `gateway` token routes for every account).
+//! (or `MAPREG_TOKEN`; a `gateway` token routes for every account), and for an `https://`
+//! endpoint `--ca-bundle` (or `MAPREG_CA_BUNDLE`), `--no-verify-ssl`, `--client-cert` and
+//! `--client-key` (a certificate listed in the registry's `[[clients]]` needs no token).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -58,6 +60,9 @@ struct Args {
     /// Bearer token for the registry.
     #[arg(long, env = "MAPREG_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// TLS to the registry (https:// endpoints).
+    #[command(flatten)]
+    tls: mapreg::client::connect::TlsOptions,
 }
 
 #[tokio::main]
@@ -65,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut options = CacheOptions::new(args.endpoint);
     options.token = args.token;
+    options.tls = args.tls;
     let cache = Arc::new(MappingCache::start(options));
 
     let listener = TcpListener::bind(&args.listen).await?;

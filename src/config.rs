@@ -11,7 +11,19 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! account_id = "111122223333"
 //! role = "admin"            # admin | reader | gateway
+//!
+//! # TLS (SPEC.md 8.6); the flags --tls-cert, --tls-key, --tls-client-ca override these.
+//! tls_cert = "/etc/mapreg/server.pem"
+//! tls_key = "/etc/mapreg/server.key"
+//! tls_client_ca = "/etc/mapreg/clients-ca.pem"   # clients must present a certificate it signed
+//!
+//! [[clients]]
+//! subject = "gw-eu-1"       # the certificate's subject CN or a DNS SAN
+//! account_id = "999999999999"
+//! role = "gateway"
 //! ```
+//!
+//! Tokens, clients and certificate files are read again on SIGHUP (see `server`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +32,7 @@ use serde::Deserialize;
 
 // `[[tokens]]` entries are defined in `auth` (which must not depend on `config`) and
 // re-exported here, so `config::TokenConfig` keeps naming them.
-pub use crate::auth::TokenConfig;
+pub use crate::auth::{ClientCertConfig, TokenConfig};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -28,6 +40,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_DATA_DIR: &str = "./mapreg-data";
 /// Default change-log window, in revisions.
 pub const DEFAULT_WATCH_HISTORY: u64 = 100_000;
+/// Default limit of open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default time a connection may take to send its first request, in milliseconds.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -69,9 +85,33 @@ pub struct Config {
     /// How many revisions the change log keeps.
     #[serde(default = "default_watch_history")]
     pub watch_history: u64,
-    /// Accepted tokens. None: dev mode (every caller is admin of 000000000000, loopback only).
+    /// Accepted tokens. None, and no clients: dev mode (every caller is admin of
+    /// 000000000000, loopback only).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Accepted client certificates, by subject (needs `tls_client_ca`).
+    #[serde(default)]
+    pub clients: Vec<ClientCertConfig>,
+    /// The server's certificate chain (PEM); with `tls_key`, the server speaks TLS only.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must present a certificate one of them signed.
+    #[serde(default)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allows listening on a non-loopback address without TLS (e.g. behind a proxy that
+    /// terminates TLS).
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// Most connections open at once; more are closed as soon as accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that has not sent a complete request (TLS handshake included) this many
+    /// milliseconds after it was accepted is closed.
+    #[serde(default = "default_first_request_timeout_ms")]
+    pub first_request_timeout_ms: u64,
 }
 
 fn default_listen() -> SocketAddr {
@@ -86,6 +126,12 @@ fn default_multi_level() -> u64 {
 fn default_watch_history() -> u64 {
     DEFAULT_WATCH_HISTORY
 }
+fn default_max_connections() -> usize {
+    DEFAULT_MAX_CONNECTIONS
+}
+fn default_first_request_timeout_ms() -> u64 {
+    DEFAULT_FIRST_REQUEST_TIMEOUT_MS
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -95,6 +141,13 @@ impl Default for Config {
             max_multi_level_mappings_per_domain: default_multi_level(),
             watch_history: default_watch_history(),
             tokens: Vec::new(),
+            clients: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            insecure_plaintext: false,
+            max_connections: default_max_connections(),
+            first_request_timeout_ms: default_first_request_timeout_ms(),
         }
     }
 }
@@ -114,8 +167,11 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks every value: token hashes are 64 hex digits, accounts 12 digits, quotas positive.
+    /// Checks every value: token hashes are 64 hex digits and each appears once, client
+    /// subjects are set and each appears once, accounts are 12 digits, quotas positive, TLS
+    /// files come in the pairs that make sense.
     pub fn check(&self) -> Result<(), ConfigError> {
+        let mut hashes = std::collections::HashMap::new();
         for (i, t) in self.tokens.iter().enumerate() {
             if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid(format!(
@@ -128,6 +184,66 @@ impl Config {
                     t.account_id
                 )));
             }
+            if let Some(first) = hashes.insert(t.sha256.to_ascii_lowercase(), i) {
+                return Err(ConfigError::Invalid(format!(
+                    "tokens[{i}].sha256 is the same as tokens[{first}].sha256: each token may be \
+                     listed once (which account and role would it act as?)"
+                )));
+            }
+        }
+        let mut subjects = std::collections::HashMap::new();
+        for (i, c) in self.clients.iter().enumerate() {
+            if c.subject.trim().is_empty() || c.subject.trim() != c.subject {
+                return Err(ConfigError::Invalid(format!(
+                    "clients[{i}].subject must be a certificate's common name or DNS name, got {:?}",
+                    c.subject
+                )));
+            }
+            if !crate::auth::is_account_id(&c.account_id) {
+                return Err(ConfigError::Invalid(format!(
+                    "clients[{i}].account_id must be 12 decimal digits, got {:?}",
+                    c.account_id
+                )));
+            }
+            if let Some(first) = subjects.insert(c.subject.to_ascii_lowercase(), i) {
+                return Err(ConfigError::Invalid(format!(
+                    "clients[{i}].subject {:?} is the same as clients[{first}].subject (ASCII case \
+                     ignored): each client subject may be listed once",
+                    c.subject
+                )));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--tls-cert and --tls-key (tls_cert, tls_key) must be given together".into(),
+                ));
+            }
+            _ => {}
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(ConfigError::Invalid(
+                "--tls-client-ca needs --tls-cert and --tls-key: client certificates are \
+                 checked during the TLS handshake"
+                    .into(),
+            ));
+        }
+        if !self.clients.is_empty() && self.tls_client_ca.is_none() {
+            return Err(ConfigError::Invalid(
+                "[[clients]] entries need --tls-client-ca (tls_client_ca): without it no client \
+                 certificate is asked for or verified"
+                    .into(),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
+        }
+        if self.first_request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "first_request_timeout_ms must be at least 1".into(),
+            ));
         }
         if self.max_multi_level_mappings_per_domain == 0 {
             return Err(ConfigError::Invalid(
@@ -142,12 +258,18 @@ impl Config {
         Ok(())
     }
 
-    /// Dev mode: no tokens configured.
+    /// Dev mode: no tokens and no client certificates configured.
     pub fn dev_mode(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.is_empty() && self.clients.is_empty()
     }
 
-    /// Refuses a dev-mode server on anything but loopback, saying why.
+    /// Whether the server speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Refuses a dev-mode server on anything but loopback, and a plaintext one unless
+    /// `insecure_plaintext` says so, saying why.
     pub fn check_listen(&self) -> Result<(), ConfigError> {
         if self.dev_mode() && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
@@ -155,6 +277,14 @@ impl Config {
                  dev mode listens only on loopback (127.0.0.1 or ::1). Configure [[tokens]] in a --config file to listen elsewhere",
                 self.listen,
                 crate::auth::DEV_ACCOUNT
+            )));
+        }
+        if !self.tls() && !self.insecure_plaintext && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} without TLS: bearer tokens and registry data would cross \
+                 the network in clear. Give --tls-cert and --tls-key, or --insecure-plaintext if \
+                 something in front of mapreg (a proxy, a service mesh) already encrypts the traffic",
+                self.listen
             )));
         }
         Ok(())
@@ -171,6 +301,7 @@ mod tests {
         let ok: Config = toml::from_str(
             r#"
             listen = "0.0.0.0:5000"
+            insecure_plaintext = true
             [[tokens]]
             sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
             account_id = "111122223333"
@@ -203,5 +334,95 @@ mod tests {
         assert!(e.to_string().contains("loopback"));
         c.listen = "[::1]:50051".parse().expect("addr");
         assert!(c.check_listen().is_ok());
+        c.listen = "0.0.0.0:50051".parse().expect("addr");
+        c.insecure_plaintext = true;
+        let e = c.check_listen().expect_err("still dev mode");
+        assert!(e.to_string().contains("loopback"));
+    }
+
+    fn token(hash: &str) -> TokenConfig {
+        TokenConfig {
+            sha256: hash.into(),
+            account_id: "111122223333".into(),
+            role: Role::Admin,
+        }
+    }
+
+    fn client(subject: &str) -> ClientCertConfig {
+        ClientCertConfig {
+            subject: subject.into(),
+            account_id: "111122223333".into(),
+            role: Role::Reader,
+        }
+    }
+
+    #[test]
+    fn plaintext_off_loopback_needs_tls_or_the_flag() {
+        let mut c = Config {
+            listen: "0.0.0.0:50051".parse().expect("addr"),
+            tokens: vec![token(&crate::auth::token_hash("t"))],
+            ..Config::default()
+        };
+        let e = c.check_listen().expect_err("plaintext refused");
+        assert!(e.to_string().contains("--insecure-plaintext"), "{e}");
+        c.insecure_plaintext = true;
+        assert!(c.check_listen().is_ok());
+        c.insecure_plaintext = false;
+        c.tls_cert = Some("cert.pem".into());
+        c.tls_key = Some("key.pem".into());
+        assert!(c.check_listen().is_ok());
+    }
+
+    #[test]
+    fn duplicates_and_half_tls_settings_are_refused() {
+        let h = crate::auth::token_hash("t");
+        let c = Config {
+            tokens: vec![
+                token(&h),
+                token(&crate::auth::token_hash("u")),
+                token(&h.to_uppercase()),
+            ],
+            ..Config::default()
+        };
+        let e = c.check().expect_err("same hash twice").to_string();
+        assert!(
+            e.contains("tokens[2].sha256") && e.contains("tokens[0]"),
+            "{e}"
+        );
+        let c = Config {
+            clients: vec![client("gw-1"), client("GW-1")],
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_client_ca: Some("ca".into()),
+            ..Config::default()
+        };
+        let e = c.check().expect_err("same subject twice").to_string();
+        assert!(
+            e.contains("clients[1].subject") && e.contains("clients[0]"),
+            "{e}"
+        );
+        let half = Config {
+            tls_cert: Some("c".into()),
+            ..Config::default()
+        };
+        assert!(
+            half.check()
+                .expect_err("no key")
+                .to_string()
+                .contains("--tls-key")
+        );
+        let no_ca = Config {
+            clients: vec![client("gw-1")],
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            ..Config::default()
+        };
+        assert!(
+            no_ca
+                .check()
+                .expect_err("no ca")
+                .to_string()
+                .contains("--tls-client-ca")
+        );
     }
 }

@@ -24,8 +24,11 @@
 //!   per group; `check` for `mapreg check`.
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
-//! - [`auth`], [`config`]: bearer tokens by SHA-256, roles, dev mode; the TOML configuration.
-//! - [`server`]: wires it all together and shuts down gracefully.
+//! - [`auth`], [`config`]: bearer tokens by SHA-256 and client certificates by subject, roles,
+//!   dev mode, reloads; the TOML configuration.
+//! - [`transport`]: accepting connections: TLS (reloadable), the connection limit, the
+//!   first-request timeout, back-off when out of file descriptors.
+//! - [`server`]: wires it all together, applies reloads and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.
 //! - [`cli`]: the `mapreg` command line.
 //! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory `State` that resolves
@@ -42,6 +45,7 @@ pub mod error;
 pub mod feed;
 pub mod server;
 pub mod store;
+pub mod transport;
 
 /// Generated code of `mapreg.v1`, and its file descriptor set for reflection.
 #[allow(missing_docs, unreachable_pub, clippy::all)]

@@ -46,7 +46,8 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `mapreg serve`: logs to stderr (colored only on a terminal), runs until SIGINT or SIGTERM.
+/// `mapreg serve`: logs to stderr (colored only on a terminal), runs until SIGINT or SIGTERM;
+/// SIGHUP reads the config file (and flags) again and reloads tokens, clients and certificates.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -57,11 +58,45 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
     let config = args.config()?;
     config.check_listen()?;
+    // Before the listener exists, so that a SIGHUP never finds the default action (exit).
+    let reloads = reload_signal(args)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    mapreg::server::run(config, listener, shutdown_signal()).await?;
+    mapreg::server::run_with_reloads(config, listener, shutdown_signal(), reloads).await?;
     Ok(())
+}
+
+/// The configuration as read again at each SIGHUP; a file that cannot be read or checked is
+/// logged and skipped.
+fn reload_signal(
+    args: ServeArgs,
+) -> anyhow::Result<tokio_stream::wrappers::ReceiverStream<mapreg::config::Config>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    #[cfg(unix)]
+    {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot handle SIGHUP")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading tokens, clients and certificates");
+                match args.config() {
+                    Ok(config) => {
+                        if tx.send(config).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "configuration reload refused; the running credentials and certificates stay"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop((args, tx));
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
 /// Resolves on SIGINT or SIGTERM.

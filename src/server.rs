@@ -1,6 +1,14 @@
 //! Assembles and runs a server: storage, the writer thread, the change-feed hub and its
 //! compactor, the gRPC services (Registry, ChangeFeed, health, reflection v1 and v1alpha),
-//! authentication, and graceful shutdown.
+//! authentication, the transport (TLS, connection limits: [`crate::transport`]), reloads,
+//! and graceful shutdown.
+//!
+//! Reload ([`run_with_reloads`]; `mapreg serve` sends one per SIGHUP): a new configuration
+//! replaces the accepted tokens, `[[clients]]` and the TLS certificate, key and client CA,
+//! all or nothing; a configuration that does not check, or whose files do not load, is
+//! refused with a log line and the running settings stay. Open connections are not touched;
+//! Watch streams whose credential is gone end `UNAUTHENTICATED`. Everything else (listen
+//! address, data dir, limits, turning TLS on or off, dev mode) needs a restart.
 //!
 //! Shutdown, when `shutdown` resolves: health turns NOT_SERVING, watch streams end with
 //! UNAVAILABLE, the listener stops accepting,
@@ -12,9 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_stream::{Stream, StreamExt};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::api::change_feed::ChangeFeedService;
@@ -27,6 +35,7 @@ use crate::pb::registry_server::RegistryServer;
 use crate::store::sled::SledEngine;
 use crate::store::writer::Writer;
 use crate::store::{Engine, Limits, Registry};
+use crate::transport::{self, ServerTls, TlsFiles};
 
 /// Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -48,6 +57,9 @@ pub enum ServeError {
         /// What failed.
         source: crate::error::Error,
     },
+    /// The TLS certificate, key or client CA could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] transport::TlsError),
     /// The listener or the transport failed.
     #[error("transport: {0}")]
     Transport(String),
@@ -59,6 +71,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    run_with_reloads(config, listener, shutdown, tokio_stream::pending()).await
+}
+
+/// [`run`], and each configuration `reloads` yields is applied as a reload (see the module
+/// documentation).
+pub async fn run_with_reloads(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl Stream<Item = Config> + Send + Unpin + 'static,
+) -> Result<(), ServeError> {
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Transport(e.to_string()))?;
@@ -66,6 +89,10 @@ pub async fn run(
     effective.listen = local;
     effective.check()?;
     effective.check_listen()?;
+    // Certificates first: a bad file fails the start before the data dir is opened.
+    let tls = TlsFiles::of(&config)
+        .map(|files| ServerTls::load(&files))
+        .transpose()?;
 
     let store_err = |source| ServeError::Store {
         dir: config.data_dir.display().to_string(),
@@ -91,7 +118,13 @@ pub async fn run(
         config.watch_history,
     ));
 
-    let auth = Authenticator::new(&config.tokens);
+    let auth = Authenticator::new(&config.tokens, &config.clients);
+    let reloader = tokio::spawn(apply_reloads(
+        config.clone(),
+        auth.clone(),
+        tls.clone(),
+        reloads,
+    ));
     let registry_service =
         RegistryServer::new(RegistryService::new(registry.clone(), writer.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -100,8 +133,9 @@ pub async fn run(
         move |req| auth.intercept(req)
     };
     let registry_service = InterceptedService::new(registry_service, interceptor.clone());
-    let change_feed = ChangeFeedServer::new(ChangeFeedService::new(hub.clone()))
-        .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let change_feed =
+        ChangeFeedServer::new(ChangeFeedService::new(hub.clone()).with_auth(auth.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES);
     let change_feed = InterceptedService::new(change_feed, interceptor);
 
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -139,6 +173,9 @@ pub async fn run(
         store_id = registry.store_id(),
         revision = registry.revision(),
         dev_mode = auth.dev_mode(),
+        tls = tls.is_some(),
+        client_certificates = config.tls_client_ca.is_some(),
+        max_connections = config.max_connections,
         "mapreg serving"
     );
 
@@ -162,9 +199,9 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let mut stopped = stop_rx.clone();
-    // What `Server::serve` would set on accepted connections, which `serve_with_incoming`
-    // leaves alone: small answers and change sets must not wait for the peer's ACK (Nagle).
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Connection limit, first-request timeout, TLS, accept back-off (and TCP_NODELAY: small
+    // answers and change sets must not wait for the peer's ACK).
+    let incoming = transport::incoming(listener, transport::Settings::of(&config), tls);
     // One listen address, one router: the gRPC services, and the plain-HTTP edges next to
     // them (HTTP/1.1 is accepted for those; gRPC stays HTTP/2).
     let grpc = tonic::service::Routes::new(health_service)
@@ -173,8 +210,14 @@ pub async fn run(
         .add_service(registry_service)
         .add_service(change_feed);
     let app: axum::Router = grpc.into_axum_router();
+    // TLS, when configured, is under all of it: the transport hands over decrypted streams.
     let serve = Server::builder()
         .accept_http1(true)
+        .http2_keepalive_interval(Some(transport::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(transport::KEEPALIVE_TIMEOUT))
+        .layer(tower::util::MapRequestLayer::new(
+            transport::mark_served::<tonic::body::Body>,
+        ))
         .layer(tower::util::MapResponseLayer::new(
             too_large_is_resource_exhausted,
         ))
@@ -195,6 +238,7 @@ pub async fn run(
         }
     };
     drop(serve);
+    reloader.abort();
     hub.close();
     compactor.abort();
     let (writes, flushes) = (
@@ -223,6 +267,58 @@ pub async fn run(
     }
     tracing::info!(writes, flushes, "mapreg stopped");
     result
+}
+
+/// Applies each configuration of `reloads` (see the module documentation), logging the
+/// outcome.
+async fn apply_reloads(
+    started: Config,
+    auth: Authenticator,
+    tls: Option<ServerTls>,
+    mut reloads: impl Stream<Item = Config> + Unpin,
+) {
+    while let Some(new) = reloads.next().await {
+        match reload(&started, &auth, tls.as_ref(), &new) {
+            Ok(()) => {
+                let (tokens, clients) = auth.counts();
+                tracing::info!(
+                    tokens,
+                    clients,
+                    certificate = tls.is_some(),
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "configuration reload refused; the running credentials and certificates stay"
+            ),
+        }
+    }
+}
+
+/// One reload: everything is checked and loaded before anything is replaced.
+fn reload(
+    started: &Config,
+    auth: &Authenticator,
+    tls: Option<&ServerTls>,
+    new: &Config,
+) -> Result<(), String> {
+    new.check().map_err(|e| e.to_string())?;
+    if new.tls() != started.tls() {
+        return Err("turning TLS on or off needs a restart".into());
+    }
+    let tls_config = match (tls, TlsFiles::of(new)) {
+        (Some(_), Some(files)) => {
+            Some(transport::tls::server_config(&files).map_err(|e| e.to_string())?)
+        }
+        _ => None,
+    };
+    auth.reload(&new.tokens, &new.clients)
+        .map_err(|e| e.to_string())?;
+    if let (Some(tls), Some(config)) = (tls, tls_config) {
+        tls.install(config);
+    }
+    Ok(())
 }
 
 /// tonic refuses an oversized request with OUT_OF_RANGE; SPEC.md section 7 wants

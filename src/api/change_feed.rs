@@ -10,7 +10,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::rpc;
-use crate::auth::Access;
+use crate::auth::{Access, Authenticator};
 use crate::error::{Error, Result};
 use crate::feed::watch::{self, WatchSpec};
 use crate::feed::{Filter, Hub};
@@ -26,12 +26,19 @@ pub const MAX_PROGRESS_INTERVAL_SECONDS: u32 = 86_400;
 #[derive(Clone)]
 pub struct ChangeFeedService {
     hub: Arc<Hub>,
+    auth: Option<Authenticator>,
 }
 
 impl ChangeFeedService {
     /// A service streaming `hub`'s revisions.
     pub fn new(hub: Arc<Hub>) -> Self {
-        ChangeFeedService { hub }
+        ChangeFeedService { hub, auth: None }
+    }
+
+    /// Streams end `UNAUTHENTICATED` once a reload of `auth` revokes their caller's credential.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = Some(auth);
+        self
     }
 }
 
@@ -69,6 +76,7 @@ impl ChangeFeed for ChangeFeedService {
         request: Request<WatchRequest>,
     ) -> std::result::Result<Response<WatchStream>, Status> {
         let hub = self.hub.clone();
+        let auth = self.auth.clone();
         rpc("Watch", Access::Watch, request, |caller, req| async move {
             let filter = Filter::new(&req.kinds, &req.domain_names, caller.scope())?;
             let spec = spec(&req, filter)?;
@@ -96,7 +104,19 @@ impl ChangeFeed for ChangeFeedService {
                 }
             }
             let (tx, rx) = mpsc::channel(watch::CLIENT_QUEUE);
-            tokio::spawn(watch::run(hub, spec, tx));
+            match auth.map(|a| a.revoked(&caller)) {
+                None => drop(tokio::spawn(watch::run(hub, spec, tx))),
+                // The watcher stops where it is once the credential is revoked; its last
+                // message is the error.
+                Some(revoked) => drop(tokio::spawn(async move {
+                    tokio::select! {
+                        _ = watch::run(hub, spec, tx.clone()) => {}
+                        e = revoked => {
+                            let _ = tx.send(Box::new(Err(Status::from(e)))).await;
+                        }
+                    }
+                })),
+            }
             Ok(Box::pin(ReceiverStream::new(rx).map(|queued| *queued)) as WatchStream)
         })
         .await

@@ -28,6 +28,9 @@ pub struct ClientOptions {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// TLS: --ca-bundle, --no-verify-ssl, --client-cert, --client-key.
+    #[command(flatten)]
+    pub tls: crate::client::connect::TlsOptions,
 }
 
 /// How results are printed.

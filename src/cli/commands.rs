@@ -9,11 +9,11 @@ use serde_json::Value;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use super::args::*;
-use super::error::{CliError, error_chain};
+use super::error::CliError;
 use super::output::{self, Detail, Shape};
 use crate::pb;
 use crate::pb::change_feed_client::ChangeFeedClient;
@@ -61,11 +61,8 @@ pub fn endpoint_url(endpoint: &str) -> String {
 }
 
 async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
+    use crate::client::connect::{self, ConnectError};
     let url = endpoint_url(&options.endpoint);
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| CliError::Usage(format!("invalid --endpoint {url:?}: {}", error_chain(&e))))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true);
     let token = match options.token.as_deref() {
         None | Some("") => None,
         Some(t) => Some(
@@ -73,10 +70,15 @@ async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> 
                 .map_err(|_| CliError::Usage("--token holds characters a header cannot".into()))?,
         ),
     };
-    let channel = endpoint.connect().await.map_err(|e| CliError::Connect {
-        endpoint: url,
-        reason: error_chain(&e),
-    })?;
+    let channel = connect::connect(&url, &options.tls, CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| match e {
+            ConnectError::Endpoint { .. } | ConnectError::Tls(_) => CliError::Usage(e.to_string()),
+            ConnectError::Transport { reason } => CliError::Connect {
+                endpoint: url.clone(),
+                reason,
+            },
+        })?;
     let bearer = Bearer(token);
     Ok((
         RegistryClient::with_interceptor(channel.clone(), bearer.clone()),
@@ -102,11 +104,23 @@ async fn run(cmd: ClientCommand) -> Result<(), CliError> {
     let options = options(&cmd).clone();
     let (registry, feed) = connect(&options).await?;
     let outcome = if let ClientCommand::Watch(c) = cmd {
-        watch(feed, c.args).await?;
-        Outcome::Nothing
+        watch(feed, c.args).await.map(|()| Outcome::Nothing)
     } else {
-        execute(registry, cmd).await?
+        execute(registry, cmd).await
     };
+    // A TLS server refusing a plaintext client is a connection problem, not the service's.
+    let outcome = outcome.map_err(|e| match &e {
+        CliError::Service { status, .. } => {
+            match crate::client::connect::explain_status(&options.endpoint, status) {
+                Some(reason) => CliError::Connect {
+                    endpoint: endpoint_url(&options.endpoint),
+                    reason,
+                },
+                None => e,
+            }
+        }
+        _ => e,
+    })?;
     match outcome {
         Outcome::Nothing => Ok(()),
         Outcome::Show(value, operation, shape) => {

@@ -74,6 +74,24 @@ pub struct ServeArgs {
     /// Revisions kept in the change log (default 100000).
     #[arg(long)]
     pub watch_history: Option<u64>,
+    /// The server's certificate chain (PEM): serve TLS only (needs --tls-key).
+    #[arg(long, env = "MAPREG_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "MAPREG_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must present a certificate one of them signed.
+    #[arg(long, env = "MAPREG_TLS_CLIENT_CA", value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without TLS.
+    #[arg(long)]
+    pub insecure_plaintext: bool,
+    /// Most connections open at once (default 10000).
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Close a connection that sent no request this long after connecting (default 10000).
+    #[arg(long, value_name = "MS")]
+    pub first_request_timeout_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -91,6 +109,22 @@ impl ServeArgs {
         }
         if let Some(h) = self.watch_history {
             config.watch_history = h;
+        }
+        if let Some(f) = &self.tls_cert {
+            config.tls_cert = Some(f.clone());
+        }
+        if let Some(f) = &self.tls_key {
+            config.tls_key = Some(f.clone());
+        }
+        if let Some(f) = &self.tls_client_ca {
+            config.tls_client_ca = Some(f.clone());
+        }
+        config.insecure_plaintext |= self.insecure_plaintext;
+        if let Some(n) = self.max_connections {
+            config.max_connections = n;
+        }
+        if let Some(ms) = self.first_request_timeout_ms {
+            config.first_request_timeout_ms = ms;
         }
         config.check()?;
         Ok(config)

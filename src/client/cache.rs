@@ -20,7 +20,6 @@ use rand::Rng;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Endpoint;
 use tonic::{Code, Request};
 
 pub use crate::domain::state::{Resolution, ResolveError, State as Replica};
@@ -31,8 +30,11 @@ use crate::pb::{Resource, WatchRequest, resource};
 /// How a [`MappingCache`] connects.
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
-    /// The server, e.g. `http://127.0.0.1:50051`.
+    /// The server, e.g. `http://127.0.0.1:50051` or `https://registry:50051` (TLS, never
+    /// plaintext; see [`connect`](super::connect)).
     pub endpoint: String,
+    /// CA bundle, client certificate, `no_verify_ssl`, for an `https://` endpoint.
+    pub tls: super::connect::TlsOptions,
     /// Bearer token (a `gateway` token sees every account).
     pub token: Option<String>,
     /// Only these domain names (empty: all).
@@ -50,6 +52,7 @@ impl CacheOptions {
     pub fn new(endpoint: impl Into<String>) -> Self {
         CacheOptions {
             endpoint: endpoint.into(),
+            tls: Default::default(),
             token: None,
             domain_names: Vec::new(),
             min_backoff: Duration::from_millis(50),
@@ -199,9 +202,12 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
                 });
                 continue;
             }
-            Err(status) => {
-                tracing::debug!(code = ?status.code(), error = %status.message(), "mapping cache stream broke");
-            }
+            Err(status) => match super::connect::explain_status(&options.endpoint, &status) {
+                Some(why) => tracing::warn!("mapping cache cannot connect: {why}"),
+                None => {
+                    tracing::debug!(code = ?status.code(), error = %status.message(), "mapping cache stream broke")
+                }
+            },
         }
         set_status(&shared, |s| {
             s.in_sync = false;
@@ -224,9 +230,12 @@ async fn stream_once(
     pos: &mut Position,
     failures: &mut u32,
 ) -> Result<(), tonic::Status> {
-    let channel = Endpoint::from_shared(options.endpoint.clone())
+    let channel = super::connect::endpoint(&options.endpoint, &options.tls)
         .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
+        // Pings find a server that vanished without closing the connection.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(20))
         .connect()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;

@@ -7,6 +7,7 @@
 // Shared by the area modules: the harness and call helpers (`common`) and the random write
 // workload of the heavy change-feed tests (`workload`); `history`, the feed checker, too.
 mod common;
+mod pki;
 mod workload;
 
 mod auth;
@@ -14,6 +15,7 @@ mod bad_input;
 mod bench;
 mod cache;
 mod cli;
+mod connections;
 mod crash;
 mod external;
 mod feed;
@@ -24,3 +26,4 @@ mod races;
 mod resolve;
 mod restart;
 mod rules;
+mod tls;
