@@ -58,6 +58,58 @@ pub struct TokenConfig {
     pub role: Role,
 }
 
+/// One accepted AWS access key: an `[[access_keys]]` entry of the config file, for the REST
+/// edge's Signature Version 4 (`src/rest`). SigV4 is an HMAC, so the server needs the secret
+/// itself: keep the config file readable by the server only. `Debug` never prints the secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// The key id clients send (`AWS_ACCESS_KEY_ID`): 16 to 128 ASCII letters and digits.
+    pub access_key_id: String,
+    /// The secret clients sign with (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+    /// The 12-digit account the key acts in.
+    pub account_id: String,
+    /// What the key may do.
+    pub role: Role,
+    /// Who the key belongs to, for logs and audit; the key id when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for AccessKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// An access key the server accepts: the secret to verify signatures with, and the caller a
+/// verified request acts as. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct AccessKey {
+    /// The secret the request must be signed with.
+    pub secret_access_key: String,
+    /// The account and role the key acts as.
+    pub caller: Caller,
+    /// Who the key belongs to (the config's `name`, or the key id).
+    pub name: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("caller", &self.caller)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The kind of access an RPC needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -117,6 +169,7 @@ pub fn is_account_id(s: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     tokens: Arc<HashMap<[u8; 32], Caller>>,
+    access_keys: Arc<HashMap<String, AccessKey>>,
 }
 
 impl Authenticator {
@@ -137,12 +190,38 @@ impl Authenticator {
         }
         Authenticator {
             tokens: Arc::new(map),
+            access_keys: Arc::new(HashMap::new()),
         }
     }
 
-    /// Dev mode: no tokens configured.
+    /// The same, also accepting the AWS access keys `keys` (the REST edge's SigV4).
+    pub fn with_access_keys(mut self, keys: &[AccessKeyConfig]) -> Self {
+        let map = keys
+            .iter()
+            .map(|k| {
+                let key = AccessKey {
+                    secret_access_key: k.secret_access_key.clone(),
+                    caller: Caller {
+                        account_id: k.account_id.clone(),
+                        role: k.role,
+                    },
+                    name: k.name.clone().unwrap_or_else(|| k.access_key_id.clone()),
+                };
+                (k.access_key_id.clone(), key)
+            })
+            .collect();
+        self.access_keys = Arc::new(map);
+        self
+    }
+
+    /// Dev mode: no tokens and no access keys configured.
     pub fn dev_mode(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.is_empty() && self.access_keys.is_empty()
+    }
+
+    /// The configured access key `access_key_id`, if any.
+    pub fn access_key(&self, access_key_id: &str) -> Option<&AccessKey> {
+        self.access_keys.get(access_key_id)
     }
 
     /// The caller for an `authorization` header value (None: header absent).

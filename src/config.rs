@@ -11,6 +11,13 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! account_id = "111122223333"
 //! role = "admin"            # admin | reader | gateway
+//!
+//! [[access_keys]]            # AWS SigV4 keys for the REST edge (aws CLI, boto3, SDKs)
+//! access_key_id = "AKIAMAPREGEXAMPLE01"
+//! secret_access_key = "..." # the secret itself (SigV4 is an HMAC): protect this file
+//! account_id = "111122223333"
+//! role = "admin"
+//! name = "deploy-pipeline"  # optional, for logs
 //! ```
 
 use std::net::SocketAddr;
@@ -20,7 +27,7 @@ use serde::Deserialize;
 
 // `[[tokens]]` entries are defined in `auth` (which must not depend on `config`) and
 // re-exported here, so `config::TokenConfig` keeps naming them.
-pub use crate::auth::TokenConfig;
+pub use crate::auth::{AccessKeyConfig, TokenConfig};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -72,6 +79,9 @@ pub struct Config {
     /// Accepted tokens. None: dev mode (every caller is admin of 000000000000, loopback only).
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// Accepted AWS access keys (SigV4, REST edge). Tokens and keys both empty: dev mode.
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -95,6 +105,7 @@ impl Default for Config {
             max_multi_level_mappings_per_domain: default_multi_level(),
             watch_history: default_watch_history(),
             tokens: Vec::new(),
+            access_keys: Vec::new(),
         }
     }
 }
@@ -129,6 +140,7 @@ impl Config {
                 )));
             }
         }
+        check_access_keys(&self.access_keys)?;
         if self.max_multi_level_mappings_per_domain == 0 {
             return Err(ConfigError::Invalid(
                 "max_multi_level_mappings_per_domain must be at least 1".into(),
@@ -142,9 +154,9 @@ impl Config {
         Ok(())
     }
 
-    /// Dev mode: no tokens configured.
+    /// Dev mode: no tokens and no access keys configured.
     pub fn dev_mode(&self) -> bool {
-        self.tokens.is_empty()
+        self.tokens.is_empty() && self.access_keys.is_empty()
     }
 
     /// Refuses a dev-mode server on anything but loopback, saying why.
@@ -159,6 +171,37 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[[access_keys]]`: ids of 16 to 128 ASCII letters and digits, each once; a secret; a
+/// 12-digit account.
+fn check_access_keys(keys: &[AccessKeyConfig]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        let id = &k.access_key_id;
+        if !(16..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].access_key_id must be 16 to 128 ASCII letters and digits, got {id:?}"
+            )));
+        }
+        if !seen.insert(id.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].access_key_id {id:?} is configured twice"
+            )));
+        }
+        if k.secret_access_key.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].secret_access_key is empty"
+            )));
+        }
+        if !crate::auth::is_account_id(&k.account_id) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].account_id must be 12 decimal digits, got {:?}",
+                k.account_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -203,5 +246,50 @@ mod tests {
         assert!(e.to_string().contains("loopback"));
         c.listen = "[::1]:50051".parse().expect("addr");
         assert!(c.check_listen().is_ok());
+    }
+
+    #[test]
+    fn parses_access_keys_and_refuses_bad_ones() {
+        let ok: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "s3cret"
+            account_id = "111122223333"
+            role = "reader"
+            name = "ci"
+            "#,
+        )
+        .expect("parses");
+        assert!(ok.check().is_ok());
+        assert!(!ok.dev_mode(), "access keys alone end dev mode");
+        assert!(!format!("{ok:?}").contains("s3cret"), "Debug hides the secret");
+        let twice: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "a"
+            account_id = "111122223333"
+            role = "admin"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "b"
+            account_id = "111122223333"
+            role = "admin"
+            "#,
+        )
+        .expect("parses");
+        assert!(twice.check().expect_err("duplicate").to_string().contains("twice"));
+        let short: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIA"
+            secret_access_key = "a"
+            account_id = "111122223333"
+            role = "admin"
+            "#,
+        )
+        .expect("parses");
+        assert!(short.check().is_err());
     }
 }

@@ -91,7 +91,7 @@ pub async fn run(
         config.watch_history,
     ));
 
-    let auth = Authenticator::new(&config.tokens);
+    let auth = Authenticator::new(&config.tokens).with_access_keys(&config.access_keys);
     let registry_service =
         RegistryServer::new(RegistryService::new(registry.clone(), writer.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES);
@@ -172,7 +172,11 @@ pub async fn run(
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
         .add_service(change_feed);
-    let app: axum::Router = grpc.into_axum_router();
+    let rest = crate::rest::router(
+        RegistryService::new(registry.clone(), writer.clone()),
+        auth.clone(),
+    );
+    let app: axum::Router = grpc.into_axum_router().merge(rest);
     let serve = Server::builder()
         .accept_http1(true)
         .layer(tower::util::MapResponseLayer::new(
