@@ -91,6 +91,8 @@ pub enum Credential {
     Token([u8; 32]),
     /// A client certificate, by the `[[clients]]` subject it matched (lower case).
     Certificate(String),
+    /// An AWS access key (the REST edge's SigV4), by its id.
+    AccessKey(String),
 }
 
 /// The names a verified client certificate presents, in order: its subject common name(s),
@@ -100,6 +102,58 @@ pub enum Credential {
 pub struct ClientCertificate {
     /// Common names, then DNS SANs.
     pub names: Vec<String>,
+}
+
+/// One accepted AWS access key: an `[[access_keys]]` entry of the config file, for the REST
+/// edge's Signature Version 4 (`src/rest`). SigV4 is an HMAC, so the server needs the secret
+/// itself: keep the config file readable by the server only. `Debug` never prints the secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    /// The key id clients send (`AWS_ACCESS_KEY_ID`): 16 to 128 ASCII letters and digits.
+    pub access_key_id: String,
+    /// The secret clients sign with (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+    /// The 12-digit account the key acts in.
+    pub account_id: String,
+    /// What the key may do.
+    pub role: Role,
+    /// Who the key belongs to, for logs and audit; the key id when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+impl std::fmt::Debug for AccessKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKeyConfig")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("account_id", &self.account_id)
+            .field("role", &self.role)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// An access key the server accepts: the secret to verify signatures with, and the caller a
+/// verified request acts as. `Debug` never prints the secret.
+#[derive(Clone)]
+pub struct AccessKey {
+    /// The secret the request must be signed with.
+    pub secret_access_key: String,
+    /// The account and role the key acts as.
+    pub caller: Caller,
+    /// Who the key belongs to (the config's `name`, or the key id).
+    pub name: String,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("caller", &self.caller)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The kind of access an RPC needs.
@@ -165,11 +219,29 @@ struct Credentials {
     tokens: HashMap<[u8; 32], (String, Role)>,
     /// By lower-case subject.
     clients: HashMap<String, (String, Role)>,
+    /// By access key id.
+    access_keys: HashMap<String, AccessKey>,
 }
 
 impl Credentials {
-    fn new(tokens: &[TokenConfig], clients: &[ClientCertConfig]) -> Self {
+    fn new(
+        tokens: &[TokenConfig],
+        clients: &[ClientCertConfig],
+        access_keys: &[AccessKeyConfig],
+    ) -> Self {
         let mut c = Credentials::default();
+        for k in access_keys {
+            let key = AccessKey {
+                secret_access_key: k.secret_access_key.clone(),
+                caller: Caller {
+                    account_id: k.account_id.clone(),
+                    role: k.role,
+                    credential: Credential::AccessKey(k.access_key_id.clone()),
+                },
+                name: k.name.clone().unwrap_or_else(|| k.access_key_id.clone()),
+            };
+            c.access_keys.insert(k.access_key_id.clone(), key);
+        }
         for t in tokens {
             let mut h = [0u8; 32];
             if hex::decode_to_slice(&t.sha256, &mut h).is_ok() {
@@ -186,16 +258,21 @@ impl Credentials {
     }
 
     fn is_empty(&self) -> bool {
-        self.tokens.is_empty() && self.clients.is_empty()
+        self.tokens.is_empty() && self.clients.is_empty() && self.access_keys.is_empty()
     }
 
     /// What `credential` grants in this set, if it is still in it.
-    fn grants(&self, credential: &Credential) -> Option<&(String, Role)> {
-        match credential {
-            Credential::Dev => None,
-            Credential::Token(h) => self.tokens.get(h),
-            Credential::Certificate(s) => self.clients.get(s),
-        }
+    fn grants(&self, credential: &Credential) -> Option<(&str, Role)> {
+        let (account, role) = match credential {
+            Credential::Dev => return None,
+            Credential::Token(h) => self.tokens.get(h)?,
+            Credential::Certificate(s) => self.clients.get(s)?,
+            Credential::AccessKey(id) => {
+                let k = self.access_keys.get(id)?;
+                return Some((&k.caller.account_id, k.caller.role));
+            }
+        };
+        Some((account, *role))
     }
 }
 
@@ -214,7 +291,17 @@ impl Authenticator {
     /// From the configured tokens and client certificates; none of either means dev mode.
     /// An entry whose hash does not decode is skipped (`Config::check` refuses it first).
     pub fn new(tokens: &[TokenConfig], clients: &[ClientCertConfig]) -> Self {
-        let credentials = Credentials::new(tokens, clients);
+        Self::with_access_keys(tokens, clients, &[])
+    }
+
+    /// The same, also accepting the AWS access keys `access_keys` (the REST edge's SigV4);
+    /// none of the three means dev mode.
+    pub fn with_access_keys(
+        tokens: &[TokenConfig],
+        clients: &[ClientCertConfig],
+        access_keys: &[AccessKeyConfig],
+    ) -> Self {
+        let credentials = Credentials::new(tokens, clients, access_keys);
         let dev_mode = credentials.is_empty();
         Authenticator {
             current: Arc::new(ArcSwap::from_pointee(credentials)),
@@ -232,16 +319,18 @@ impl Authenticator {
         &self,
         tokens: &[TokenConfig],
         clients: &[ClientCertConfig],
+        access_keys: &[AccessKeyConfig],
     ) -> Result<(), Error> {
-        let credentials = Credentials::new(tokens, clients);
+        let credentials = Credentials::new(tokens, clients, access_keys);
         if credentials.is_empty() != self.dev_mode {
             return Err(Error::invalid(
                 "tokens",
                 if self.dev_mode {
-                    "the reloaded config has [[tokens]] or [[clients]] but the server runs in dev \
-                     mode: restart it to leave dev mode"
+                    "the reloaded config has [[tokens]], [[clients]] or [[access_keys]] but the \
+                     server runs in dev mode: restart it to leave dev mode"
                 } else {
-                    "the reloaded config has no [[tokens]] and no [[clients]] (dev mode): a \
+                    "the reloaded config has no [[tokens]], [[clients]] or [[access_keys]] (dev \
+                     mode): a \
                      server with credentials never switches to dev mode; restart it to do so"
                 },
             ));
@@ -251,9 +340,14 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Dev mode: no tokens and no client certificates configured at start.
+    /// Dev mode: no tokens, client certificates or access keys configured at start.
     pub fn dev_mode(&self) -> bool {
         self.dev_mode
+    }
+
+    /// The access key `access_key_id` as configured now, if any.
+    pub fn access_key(&self, access_key_id: &str) -> Option<AccessKey> {
+        self.current.load().access_keys.get(access_key_id).cloned()
     }
 
     /// How many tokens and client certificates are accepted now.
@@ -361,7 +455,7 @@ impl Authenticator {
                 let still = current
                     .load()
                     .grants(&caller.credential)
-                    .is_some_and(|(a, r)| *a == caller.account_id && *r == caller.role);
+                    .is_some_and(|(a, r)| a == caller.account_id && r == caller.role);
                 if !still {
                     return Error::Unauthenticated {
                         reason: "CREDENTIAL_REVOKED",

@@ -21,6 +21,13 @@
 //! subject = "gw-eu-1"       # the certificate's subject CN or a DNS SAN
 //! account_id = "999999999999"
 //! role = "gateway"
+//!
+//! [[access_keys]]            # AWS SigV4 keys for the REST edge (aws CLI, boto3, SDKs)
+//! access_key_id = "AKIAMAPREGEXAMPLE01"
+//! secret_access_key = "..." # the secret itself (SigV4 is an HMAC): protect this file
+//! account_id = "111122223333"
+//! role = "admin"
+//! name = "deploy-pipeline"  # optional, for logs
 //! ```
 //!
 //! Tokens, clients and certificate files are read again on SIGHUP (see `server`).
@@ -32,7 +39,7 @@ use serde::Deserialize;
 
 // `[[tokens]]` entries are defined in `auth` (which must not depend on `config`) and
 // re-exported here, so `config::TokenConfig` keeps naming them.
-pub use crate::auth::{ClientCertConfig, TokenConfig};
+pub use crate::auth::{AccessKeyConfig, ClientCertConfig, TokenConfig};
 
 /// Default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -112,6 +119,9 @@ pub struct Config {
     /// milliseconds after it was accepted is closed.
     #[serde(default = "default_first_request_timeout_ms")]
     pub first_request_timeout_ms: u64,
+    /// Accepted AWS access keys (SigV4, REST edge). Tokens and keys both empty: dev mode.
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -148,6 +158,7 @@ impl Default for Config {
             insecure_plaintext: false,
             max_connections: default_max_connections(),
             first_request_timeout_ms: default_first_request_timeout_ms(),
+            access_keys: Vec::new(),
         }
     }
 }
@@ -245,6 +256,7 @@ impl Config {
                 "first_request_timeout_ms must be at least 1".into(),
             ));
         }
+        check_access_keys(&self.access_keys)?;
         if self.max_multi_level_mappings_per_domain == 0 {
             return Err(ConfigError::Invalid(
                 "max_multi_level_mappings_per_domain must be at least 1".into(),
@@ -258,9 +270,9 @@ impl Config {
         Ok(())
     }
 
-    /// Dev mode: no tokens and no client certificates configured.
+    /// Dev mode: no tokens, no client certificates and no access keys configured.
     pub fn dev_mode(&self) -> bool {
-        self.tokens.is_empty() && self.clients.is_empty()
+        self.tokens.is_empty() && self.clients.is_empty() && self.access_keys.is_empty()
     }
 
     /// Whether the server speaks TLS.
@@ -289,6 +301,37 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `[[access_keys]]`: ids of 16 to 128 ASCII letters and digits, each once; a secret; a
+/// 12-digit account.
+fn check_access_keys(keys: &[AccessKeyConfig]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, k) in keys.iter().enumerate() {
+        let id = &k.access_key_id;
+        if !(16..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].access_key_id must be 16 to 128 ASCII letters and digits, got {id:?}"
+            )));
+        }
+        if !seen.insert(id.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].access_key_id {id:?} is configured twice"
+            )));
+        }
+        if k.secret_access_key.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].secret_access_key is empty"
+            )));
+        }
+        if !crate::auth::is_account_id(&k.account_id) {
+            return Err(ConfigError::Invalid(format!(
+                "access_keys[{i}].account_id must be 12 decimal digits, got {:?}",
+                k.account_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,5 +467,50 @@ mod tests {
                 .to_string()
                 .contains("--tls-client-ca")
         );
+    }
+
+    #[test]
+    fn parses_access_keys_and_refuses_bad_ones() {
+        let ok: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "s3cret"
+            account_id = "111122223333"
+            role = "reader"
+            name = "ci"
+            "#,
+        )
+        .expect("parses");
+        assert!(ok.check().is_ok());
+        assert!(!ok.dev_mode(), "access keys alone end dev mode");
+        assert!(!format!("{ok:?}").contains("s3cret"), "Debug hides the secret");
+        let twice: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "a"
+            account_id = "111122223333"
+            role = "admin"
+            [[access_keys]]
+            access_key_id = "AKIAMAPREGEXAMPLE01"
+            secret_access_key = "b"
+            account_id = "111122223333"
+            role = "admin"
+            "#,
+        )
+        .expect("parses");
+        assert!(twice.check().expect_err("duplicate").to_string().contains("twice"));
+        let short: Config = toml::from_str(
+            r#"
+            [[access_keys]]
+            access_key_id = "AKIA"
+            secret_access_key = "a"
+            account_id = "111122223333"
+            role = "admin"
+            "#,
+        )
+        .expect("parses");
+        assert!(short.check().is_err());
     }
 }

@@ -16,7 +16,8 @@
 //!     optimistic concurrency `revision_matches`;
 //!   - `apply`: each write per resource kind (`api`, `stage`, `domain_name`, `mapping`): every
 //!     check first, then the change, so a refused write leaves no trace (rules 9 and 10);
-//!   - `resolve`: route resolution, shared by `ResolveRoute` and `MappingCache`.
+//!   - `resolve`: route resolution, shared by `ResolveRoute` and `MappingCache`;
+//!   - `arn`: API Gateway resource ARNs (the tagged resource of TagResource / UntagResource).
 //! - [`store`]: the `Engine` trait (commit a batch if still at revision R, read a log range,
 //!   scan records, compact, flush) with its `sled` (default) and `memory` adapters and one
 //!   conformance suite; the `Registry` that loads the state at startup and holds the current
@@ -24,6 +25,9 @@
 //!   per group; `check` for `mapreg check`.
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
+//! - [`rest`]: the AWS edge on the same port: API Gateway v2's REST API (`rest-json`) for
+//!   the aws CLI, boto3 and the SDKs, SigV4-authenticated; each operation runs through the
+//!   gRPC handler of the same name.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256 and client certificates by subject, roles,
 //!   dev mode, reloads; the TOML configuration.
 //! - [`transport`]: accepting connections: TLS (reloadable), the connection limit, the
@@ -43,6 +47,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod rest;
 pub mod server;
 pub mod store;
 pub mod transport;

@@ -118,7 +118,7 @@ pub async fn run_with_reloads(
         config.watch_history,
     ));
 
-    let auth = Authenticator::new(&config.tokens, &config.clients);
+    let auth = Authenticator::with_access_keys(&config.tokens, &config.clients, &config.access_keys);
     let reloader = tokio::spawn(apply_reloads(
         config.clone(),
         auth.clone(),
@@ -209,7 +209,11 @@ pub async fn run_with_reloads(
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
         .add_service(change_feed);
-    let app: axum::Router = grpc.into_axum_router();
+    let rest = crate::rest::router(
+        RegistryService::new(registry.clone(), writer.clone()),
+        auth.clone(),
+    );
+    let app: axum::Router = grpc.into_axum_router().merge(rest);
     // TLS, when configured, is under all of it: the transport hands over decrypted streams.
     let serve = Server::builder()
         .accept_http1(true)
@@ -313,7 +317,7 @@ fn reload(
         }
         _ => None,
     };
-    auth.reload(&new.tokens, &new.clients)
+    auth.reload(&new.tokens, &new.clients, &new.access_keys)
         .map_err(|e| e.to_string())?;
     if let (Some(tls), Some(config)) = (tls, tls_config) {
         tls.install(config);

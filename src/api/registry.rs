@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::{paging, rpc};
 use crate::auth::{Access, Caller};
-use crate::domain::{resolve, rules, validate};
+use crate::domain::{arn, resolve, rules, validate};
 use crate::error::{Error, Result};
 use crate::pb::registry_server::Registry;
 use crate::pb::*;
@@ -79,6 +79,15 @@ fn as_mapping(r: WriteResult) -> Result<ApiMapping> {
     match r {
         WriteResult::ApiMapping(m) => Ok(m),
         _ => Err(unexpected("an API mapping")),
+    }
+}
+/// The revision and tags of a tagged record.
+fn tagged(r: WriteResult) -> Result<(u64, std::collections::HashMap<String, String>)> {
+    match r {
+        WriteResult::Api(a) => Ok((a.mod_revision, a.tags)),
+        WriteResult::Stage(s) => Ok((s.mod_revision, s.tags)),
+        WriteResult::DomainName(d) => Ok((d.mod_revision, d.tags)),
+        _ => Err(unexpected("a tagged record")),
     }
 }
 fn as_revision(r: WriteResult) -> Result<u64> {
@@ -577,6 +586,56 @@ impl Registry for RegistryService {
                     remaining_path: route.remaining_path,
                     revision: state.revision(),
                 })
+            },
+        )
+        .await
+    }
+
+    async fn tag_resource(
+        &self,
+        req: Request<TagResourceRequest>,
+    ) -> Result<Response<TagResourceResponse>, Status> {
+        rpc(
+            "TagResource",
+            Access::Write,
+            req,
+            async |c: Caller, m: TagResourceRequest| {
+                let target = arn::parse("resource_arn", &m.resource_arn)?;
+                validate::tags(&m.tags)?;
+                let op = WriteOp::Tag {
+                    account: c.account_id,
+                    target,
+                    set: m.tags,
+                    remove: Vec::new(),
+                    expected_revision: m.expected_revision,
+                };
+                let (revision, tags) = tagged(self.write(op).await?)?;
+                Ok(TagResourceResponse { revision, tags })
+            },
+        )
+        .await
+    }
+
+    async fn untag_resource(
+        &self,
+        req: Request<UntagResourceRequest>,
+    ) -> Result<Response<UntagResourceResponse>, Status> {
+        rpc(
+            "UntagResource",
+            Access::Write,
+            req,
+            async |c: Caller, m: UntagResourceRequest| {
+                let target = arn::parse("resource_arn", &m.resource_arn)?;
+                validate::tag_keys(&m.tag_keys)?;
+                let op = WriteOp::Tag {
+                    account: c.account_id,
+                    target,
+                    set: Default::default(),
+                    remove: m.tag_keys,
+                    expected_revision: m.expected_revision,
+                };
+                let (revision, tags) = tagged(self.write(op).await?)?;
+                Ok(UntagResourceResponse { revision, tags })
             },
         )
         .await

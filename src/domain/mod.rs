@@ -4,6 +4,7 @@
 //! (`resolve`). Nothing here does I/O; all of it is unit-tested without a server.
 
 pub mod apply;
+pub mod arn;
 pub mod ids;
 pub mod resolve;
 pub mod rules;

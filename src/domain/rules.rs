@@ -374,6 +374,14 @@ pub enum Violation {
         /// The domains with mappings to it, in name order.
         domains: Vec<String>,
     },
+    /// TagResource would leave a record with more tags than allowed.
+    #[error("tags: {what} would have {count} tags; at most {max} are allowed", max = crate::domain::validate::MAX_TAGS)]
+    TooManyTags {
+        /// The record, as "API abc".
+        what: String,
+        /// How many tags it would have.
+        count: usize,
+    },
     /// `expected_revision` is not the record's `mod_revision`.
     #[error("expected_revision {expected} does not match the mod_revision {actual} of {what}")]
     RevisionMismatch {
@@ -420,6 +428,7 @@ impl Violation {
             Violation::ApiInUse { .. } => "API_IN_USE",
             Violation::StageInUse { .. } => "STAGE_IN_USE",
             Violation::RevisionMismatch { .. } => "REVISION_MISMATCH",
+            Violation::TooManyTags { .. } => "INVALID_TAGS",
         }
     }
 }
@@ -437,6 +446,7 @@ impl From<Violation> for Error {
             | Violation::StageExists { .. }
             | Violation::DomainExists(_) => Error::AlreadyExists { reason, message },
             Violation::MultiLevelWebSocket { .. } => Error::invalid("api_mapping_key", message),
+            Violation::TooManyTags { .. } => Error::invalid("tags", message),
             Violation::MultiLevelLimit { .. } => Error::ResourceExhausted { reason, message },
             Violation::RevisionMismatch { .. } => Error::Aborted { reason, message },
             Violation::MultiLevelEndpoint { .. }

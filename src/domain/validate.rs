@@ -21,7 +21,7 @@ const MAX_API_NAME: usize = 128;
 /// Longest description, in characters.
 const MAX_DESCRIPTION: usize = 1024;
 /// Most tags on one resource.
-const MAX_TAGS: usize = 50;
+pub const MAX_TAGS: usize = 50;
 /// Longest tag key, in characters.
 const MAX_TAG_KEY: usize = 128;
 /// Longest tag value, in characters.
@@ -143,6 +143,39 @@ pub fn tags(tags: &HashMap<String, String>) -> Result<()> {
                 "tags",
                 format!(
                     "tags: the value of key {} is longer than {MAX_TAG_VALUE} characters",
+                    echo(key)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validates the tag keys an UntagResource removes.
+///
+/// Guarantees on `Ok`: 1 to 50 keys, each 1 to 128 characters. Errors are on field `tag_keys`.
+pub fn tag_keys(keys: &[String]) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::invalid(
+            "tag_keys",
+            "tag_keys is required: name at least one tag key to remove",
+        ));
+    }
+    if keys.len() > MAX_TAGS {
+        return Err(Error::invalid(
+            "tag_keys",
+            format!(
+                "tag_keys: at most {MAX_TAGS} keys are allowed, got {}",
+                keys.len()
+            ),
+        ));
+    }
+    for key in keys {
+        if key.is_empty() || key.chars().count() > MAX_TAG_KEY {
+            return Err(Error::invalid(
+                "tag_keys",
+                format!(
+                    "tag_keys: key {} is not 1 to {MAX_TAG_KEY} characters",
                     echo(key)
                 ),
             ));

@@ -13,6 +13,7 @@ mod api;
 mod domain_name;
 mod mapping;
 mod stage;
+mod tags;
 
 use std::collections::HashMap;
 
@@ -121,6 +122,14 @@ pub enum WriteOp {
         account: String,
         domain_name: String,
         api_mapping_id: String,
+        expected_revision: u64,
+    },
+    /// TagResource and UntagResource: removes `remove`, then sets `set`.
+    Tag {
+        account: String,
+        target: crate::domain::arn::Tagged,
+        set: HashMap<String, String>,
+        remove: Vec<String>,
         expected_revision: u64,
     },
 }
@@ -296,6 +305,20 @@ pub fn apply(
                 domain_name,
                 api_mapping_id,
             },
+            *expected_revision,
+        ),
+        WriteOp::Tag {
+            account,
+            target,
+            set,
+            remove,
+            expected_revision,
+        } => tags::tag(
+            s,
+            &cx,
+            account,
+            target,
+            tags::Change { set, remove },
             *expected_revision,
         ),
     }?;
