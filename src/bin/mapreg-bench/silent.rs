@@ -165,7 +165,11 @@ pub async fn silent(opts: &Opts, args: &SilentArgs) -> Result<Vec<Row>> {
     let hold_until = Instant::now() + Duration::from_secs(args.seconds + 30);
     let mut holders = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
-        holders.push(tokio::spawn(hold_silent(addr, hold_until, reopened.clone())));
+        holders.push(tokio::spawn(hold_silent(
+            addr,
+            hold_until,
+            reopened.clone(),
+        )));
     }
     // Let every socket connect (bounded).
     tokio::time::sleep(Duration::from_secs(2)).await;
