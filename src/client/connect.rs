@@ -148,8 +148,16 @@ pub async fn connect(
 
 /// A hint for a TLS handshake error that means the server speaks plaintext.
 fn mismatch_hint(reason: &str) -> Option<&'static str> {
-    (reason.contains("InvalidContentType") || reason.contains("corrupt message"))
-        .then_some("the server did not answer TLS: it may serve plaintext (http://) only")
+    if reason.contains("InvalidContentType") || reason.contains("corrupt message") {
+        Some("the server did not answer TLS: it may serve plaintext (http://) only")
+    } else if reason.contains("handshake eof") || reason.contains("UnexpectedEof") {
+        Some(
+            "the server closed the connection during the TLS handshake: it may serve plaintext \
+             (http://) only, or require a client certificate (--client-cert, --client-key)",
+        )
+    } else {
+        None
+    }
 }
 
 /// When `status` is a TLS server's refusal of a plaintext (`http://`) client, the message to

@@ -76,7 +76,7 @@ impl Ca {
             .push(DnType::CommonName, common_name);
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate().expect("key");
-        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        let cert = params.signed_by(&key, &*self.issuer).expect("sign");
         let files = CertFiles {
             cert: self.dir.join(format!("{file}.pem")),
             key: self.dir.join(format!("{file}.key")),

@@ -16,6 +16,7 @@
 //! cargo run --release --bin mapreg-bench -- idle --watchers 10000
 //! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
 //! cargo run --release --bin mapreg-bench -- resolve
+//! cargo run --release --bin mapreg-bench -- silent --connections 3000 --seconds 15
 //! cargo run --release --bin mapreg-bench -- scale --mappings 100000 --per-domain 10 --watchers 1000
 //! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m
 //! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m --skip-populate
@@ -28,6 +29,7 @@ mod feed;
 mod fixture;
 mod harness;
 mod scale;
+mod silent;
 mod unary;
 
 use std::net::SocketAddr;
@@ -76,6 +78,9 @@ enum Scenario {
     /// A store of N mappings over many domains, over gRPC only: create throughput, memory per
     /// mapping, W single-domain snapshots at once, restart until SERVING. Not part of `all`.
     Scale(scale::ScaleArgs),
+    /// Durable writes and health checks while N silent connections are held open (reopened
+    /// whenever the server closes them), next to the same load without them. Not part of `all`.
+    Silent(silent::SilentArgs),
     /// Every scenario with its defaults, one table.
     All,
     /// (internal) Runs a dev-mode mapreg server: the child process of every scenario.
@@ -109,6 +114,7 @@ fn main() -> Result<()> {
             Scenario::Snapshot(a) => feed::snapshot(&opts, &a).await?,
             Scenario::Resolve(a) => unary::resolve(&opts, &a).await?,
             Scenario::Scale(a) => scale::scale(&opts, &a).await?,
+            Scenario::Silent(a) => silent::silent(&opts, &a).await?,
             Scenario::All => {
                 let mut rows = unary::unary(&opts, &Default::default()).await?;
                 rows.extend(unary::resolve(&opts, &Default::default()).await?);
