@@ -601,6 +601,7 @@ mod tests {
                 account_id: "999999999999".into(),
                 role: Role::Gateway,
             }],
+            &[],
         )
         .expect("reload");
         let e = tokio::time::timeout(std::time::Duration::from_secs(5), &mut token_gone)
@@ -626,13 +627,14 @@ mod tests {
                 account_id: "999999999999".into(),
                 role: Role::Reader,
             }],
+            &[],
         )
         .expect("reload");
         let e = tokio::time::timeout(std::time::Duration::from_secs(5), &mut cert_changed)
             .await
             .expect("a changed role ends the stream");
         assert_eq!(e.reason(), "CREDENTIAL_REVOKED");
-        assert!(a.reload(&[], &[]).is_err(), "never into dev mode");
+        assert!(a.reload(&[], &[], &[]).is_err(), "never into dev mode");
         assert!(
             Authenticator::new(&[], &[])
                 .reload(
@@ -641,7 +643,8 @@ mod tests {
                         subject: "x".into(),
                         account_id: "999999999999".into(),
                         role: Role::Reader,
-                    }]
+                    }],
+                    &[]
                 )
                 .is_err(),
             "never out of dev mode"

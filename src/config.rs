@@ -484,7 +484,10 @@ mod tests {
         .expect("parses");
         assert!(ok.check().is_ok());
         assert!(!ok.dev_mode(), "access keys alone end dev mode");
-        assert!(!format!("{ok:?}").contains("s3cret"), "Debug hides the secret");
+        assert!(
+            !format!("{ok:?}").contains("s3cret"),
+            "Debug hides the secret"
+        );
         let twice: Config = toml::from_str(
             r#"
             [[access_keys]]
@@ -500,7 +503,13 @@ mod tests {
             "#,
         )
         .expect("parses");
-        assert!(twice.check().expect_err("duplicate").to_string().contains("twice"));
+        assert!(
+            twice
+                .check()
+                .expect_err("duplicate")
+                .to_string()
+                .contains("twice")
+        );
         let short: Config = toml::from_str(
             r#"
             [[access_keys]]

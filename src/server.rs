@@ -118,7 +118,8 @@ pub async fn run_with_reloads(
         config.watch_history,
     ));
 
-    let auth = Authenticator::with_access_keys(&config.tokens, &config.clients, &config.access_keys);
+    let auth =
+        Authenticator::with_access_keys(&config.tokens, &config.clients, &config.access_keys);
     let reloader = tokio::spawn(apply_reloads(
         config.clone(),
         auth.clone(),

@@ -127,7 +127,11 @@ mod tests {
     #[test]
     fn parses_the_three_taggable_kinds_in_any_region() {
         assert_eq!(
-            parse("resource_arn", "arn:aws:apigateway:eu-west-1::/apis/a1b2c3d4e5").expect("api"),
+            parse(
+                "resource_arn",
+                "arn:aws:apigateway:eu-west-1::/apis/a1b2c3d4e5"
+            )
+            .expect("api"),
             Tagged::Api {
                 api_id: "a1b2c3d4e5".into()
             }

@@ -116,14 +116,13 @@ impl From<tonic::Status> for AwsError {
                 e.extra = resource_type(&reason).map(|t| ("resourceType", t.to_string()));
                 return e;
             }
-            (Code::AlreadyExists | Code::Aborted, _) => {
-                (StatusCode::CONFLICT, "ConflictException")
-            }
+            (Code::AlreadyExists | Code::Aborted, _) => (StatusCode::CONFLICT, "ConflictException"),
             (Code::PermissionDenied, _) => (StatusCode::FORBIDDEN, "AccessDeniedException"),
             (Code::Unauthenticated, _) => (StatusCode::FORBIDDEN, "UnrecognizedClientException"),
-            (Code::Unavailable, _) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableException")
-            }
+            (Code::Unavailable, _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableException",
+            ),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure"),
         };
         AwsError::new(status, code, message)
@@ -184,7 +183,11 @@ mod tests {
     #[test]
     fn maps_every_code_once() {
         let cases: Vec<(Error, u16, &str)> = vec![
-            (Error::invalid("api_mapping_key", "bad"), 400, "BadRequestException"),
+            (
+                Error::invalid("api_mapping_key", "bad"),
+                400,
+                "BadRequestException",
+            ),
             (
                 Error::NotFound {
                     reason: "STAGE_NOT_FOUND",

@@ -55,10 +55,7 @@ impl Body {
     }
 
     fn wrong_type(&self, name: &str, what: &str) -> AwsError {
-        AwsError::bad_request(format!(
-            "{}: {}{name} must be {what}",
-            self.op, self.at
-        ))
+        AwsError::bad_request(format!("{}: {}{name} must be {what}", self.op, self.at))
     }
 
     /// A string member.
@@ -235,10 +232,20 @@ mod tests {
         assert_eq!(b.string_map("tags").expect("ok").map(|t| t.len()), Some(1));
         let e = b.finish().expect_err("cors is left");
         assert_eq!(e.code, "BadRequestException");
-        assert!(e.message.contains("corsConfiguration is not supported by mapreg"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("corsConfiguration is not supported by mapreg"),
+            "{}",
+            e.message
+        );
 
         let mut b = Body::parse("CreateApi", br#"{"name": 3}"#).expect("json");
-        assert!(b.string("name").expect_err("type").message.contains("name must be a string"));
+        assert!(
+            b.string("name")
+                .expect_err("type")
+                .message
+                .contains("name must be a string")
+        );
         assert!(Body::parse("CreateApi", b"[1]").is_err());
         assert!(Body::parse("CreateApi", b"{").is_err());
         assert!(Body::parse("GetApi", b"").expect("empty").finish().is_ok());
@@ -248,12 +255,18 @@ mod tests {
             br#"{"routingMode": "ROUTING_RULE_ONLY", "domainNameConfigurations": [{"certificateName": "x"}]}"#,
         )
         .expect("json");
-        let e = b.only("routingMode", json!("API_MAPPING_ONLY")).expect_err("other mode");
+        let e = b
+            .only("routingMode", json!("API_MAPPING_ONLY"))
+            .expect_err("other mode");
         assert!(e.message.contains("routingMode"), "{}", e.message);
-        let mut cfgs = b.objects("domainNameConfigurations").expect("ok").expect("some");
+        let mut cfgs = b
+            .objects("domainNameConfigurations")
+            .expect("ok")
+            .expect("some");
         let e = cfgs.remove(0).finish().expect_err("certificateName");
         assert!(
-            e.message.contains("domainNameConfigurations[0].certificateName"),
+            e.message
+                .contains("domainNameConfigurations[0].certificateName"),
             "{}",
             e.message
         );

@@ -15,27 +15,71 @@ use http::Method;
 pub enum Op {
     CreateApi,
     GetApis,
-    GetApi { api_id: String },
-    UpdateApi { api_id: String },
-    DeleteApi { api_id: String },
-    CreateStage { api_id: String },
-    GetStages { api_id: String },
-    GetStage { api_id: String, stage_name: String },
-    UpdateStage { api_id: String, stage_name: String },
-    DeleteStage { api_id: String, stage_name: String },
+    GetApi {
+        api_id: String,
+    },
+    UpdateApi {
+        api_id: String,
+    },
+    DeleteApi {
+        api_id: String,
+    },
+    CreateStage {
+        api_id: String,
+    },
+    GetStages {
+        api_id: String,
+    },
+    GetStage {
+        api_id: String,
+        stage_name: String,
+    },
+    UpdateStage {
+        api_id: String,
+        stage_name: String,
+    },
+    DeleteStage {
+        api_id: String,
+        stage_name: String,
+    },
     CreateDomainName,
     GetDomainNames,
-    GetDomainName { domain_name: String },
-    UpdateDomainName { domain_name: String },
-    DeleteDomainName { domain_name: String },
-    CreateApiMapping { domain_name: String },
-    GetApiMappings { domain_name: String },
-    GetApiMapping { domain_name: String, api_mapping_id: String },
-    UpdateApiMapping { domain_name: String, api_mapping_id: String },
-    DeleteApiMapping { domain_name: String, api_mapping_id: String },
-    GetTags { resource_arn: String },
-    TagResource { resource_arn: String },
-    UntagResource { resource_arn: String },
+    GetDomainName {
+        domain_name: String,
+    },
+    UpdateDomainName {
+        domain_name: String,
+    },
+    DeleteDomainName {
+        domain_name: String,
+    },
+    CreateApiMapping {
+        domain_name: String,
+    },
+    GetApiMappings {
+        domain_name: String,
+    },
+    GetApiMapping {
+        domain_name: String,
+        api_mapping_id: String,
+    },
+    UpdateApiMapping {
+        domain_name: String,
+        api_mapping_id: String,
+    },
+    DeleteApiMapping {
+        domain_name: String,
+        api_mapping_id: String,
+    },
+    GetTags {
+        resource_arn: String,
+    },
+    TagResource {
+        resource_arn: String,
+    },
+    UntagResource {
+        resource_arn: String,
+    },
 }
 
 impl Op {
@@ -136,21 +180,15 @@ pub fn route(method: &Method, raw_path: &str) -> Route {
         }
         (Method::POST, ["domainnames"]) => Op::CreateDomainName,
         (Method::GET, ["domainnames"]) => Op::GetDomainNames,
-        (Method::GET, ["domainnames", d]) => Op::GetDomainName {
-            domain_name: s(d),
-        },
-        (Method::PATCH, ["domainnames", d]) => Op::UpdateDomainName {
-            domain_name: s(d),
-        },
-        (Method::DELETE, ["domainnames", d]) => Op::DeleteDomainName {
-            domain_name: s(d),
-        },
-        (Method::POST, ["domainnames", d, "apimappings"]) => Op::CreateApiMapping {
-            domain_name: s(d),
-        },
-        (Method::GET, ["domainnames", d, "apimappings"]) => Op::GetApiMappings {
-            domain_name: s(d),
-        },
+        (Method::GET, ["domainnames", d]) => Op::GetDomainName { domain_name: s(d) },
+        (Method::PATCH, ["domainnames", d]) => Op::UpdateDomainName { domain_name: s(d) },
+        (Method::DELETE, ["domainnames", d]) => Op::DeleteDomainName { domain_name: s(d) },
+        (Method::POST, ["domainnames", d, "apimappings"]) => {
+            Op::CreateApiMapping { domain_name: s(d) }
+        }
+        (Method::GET, ["domainnames", d, "apimappings"]) => {
+            Op::GetApiMappings { domain_name: s(d) }
+        }
         (method, ["domainnames", d, "apimappings", id]) => {
             let (domain_name, api_mapping_id) = (s(d), s(id));
             match method {
@@ -208,7 +246,10 @@ mod tests {
             }
         );
         assert_eq!(
-            op(Method::PATCH, "/v2/domainnames/api.example.com/apimappings/m1"),
+            op(
+                Method::PATCH,
+                "/v2/domainnames/api.example.com/apimappings/m1"
+            ),
             Op::UpdateApiMapping {
                 domain_name: "api.example.com".into(),
                 api_mapping_id: "m1".into()
@@ -230,7 +271,10 @@ mod tests {
     fn other_parts_of_api_gateway_are_unsupported_and_the_rest_unknown() {
         for (m, p) in [
             (Method::POST, "/v2/apis/a1/routes"),
-            (Method::GET, "/v2/apis/a1/integrations/i1/integrationresponses"),
+            (
+                Method::GET,
+                "/v2/apis/a1/integrations/i1/integrationresponses",
+            ),
             (Method::DELETE, "/v2/apis/a1/stages/s/accesslogsettings"),
             (Method::PUT, "/v2/apis"),
             (Method::GET, "/v2/vpclinks"),

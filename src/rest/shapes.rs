@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use crate::domain::arn;
 use crate::pb::{
-    Api, ApiMapping, DomainName, DomainNameConfiguration, EndpointType,
-    ProtocolType, SecurityPolicy, Stage,
+    Api, ApiMapping, DomainName, DomainNameConfiguration, EndpointType, ProtocolType,
+    SecurityPolicy, Stage,
 };
 
 use super::time;
@@ -189,7 +189,10 @@ mod tests {
             ..Default::default()
         };
         let j = api(&a);
-        assert_eq!(j["apiEndpoint"], "wss://a1b2c3d4e5.execute-api.mapreg.internal");
+        assert_eq!(
+            j["apiEndpoint"],
+            "wss://a1b2c3d4e5.execute-api.mapreg.internal"
+        );
         assert_eq!(j["protocolType"], "WEBSOCKET");
         assert_eq!(j["createdDate"], "2023-11-14T22:13:20Z");
         assert_eq!(j["routeSelectionExpression"], "$request.body.action");
@@ -209,7 +212,10 @@ mod tests {
             "arn:aws:apigateway:eu-west-1::/domainnames/api.example.com"
         );
         assert_eq!(j["domainNameConfigurations"][0]["endpointType"], "EDGE");
-        assert_eq!(j["domainNameConfigurations"][0]["securityPolicy"], "TLS_1_0");
+        assert_eq!(
+            j["domainNameConfigurations"][0]["securityPolicy"],
+            "TLS_1_0"
+        );
         let root = api_mapping(&ApiMapping::default());
         assert_eq!(root["apiMappingKey"], "");
         assert!(page(vec![], "").get("nextToken").is_none());

@@ -244,7 +244,8 @@ pub fn verify(
     let canonical_request = canonical_request(req, &auth.signed_headers, &payload_hash);
     let string_to_sign = string_to_sign(&amz_date, &auth.scope(), &canonical_request);
     let key = signing_key(secret, &auth.date, &auth.region, &auth.service);
-    let mut mac = HmacSha256::new_from_slice(&key).map_err(|_| mismatch(&canonical_request, &string_to_sign))?;
+    let mut mac = HmacSha256::new_from_slice(&key)
+        .map_err(|_| mismatch(&canonical_request, &string_to_sign))?;
     mac.update(string_to_sign.as_bytes());
     let provided = hex::decode(&auth.signature).unwrap_or_default();
     if mac.verify_slice(&provided).is_err() {
@@ -277,7 +278,11 @@ fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
 }
 
 /// The canonical request of `req` for `signed_headers`, with `payload_hash`.
-pub fn canonical_request(req: &Received<'_>, signed_headers: &[String], payload_hash: &str) -> String {
+pub fn canonical_request(
+    req: &Received<'_>,
+    signed_headers: &[String],
+    payload_hash: &str,
+) -> String {
     let mut names: Vec<&str> = signed_headers.iter().map(String::as_str).collect();
     names.sort_unstable();
     names.dedup();

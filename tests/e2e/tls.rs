@@ -883,7 +883,7 @@ async fn grpcurl_over_tls_with_client_certificates() {
     let (ok, out) = grpcurl(with_cert(&[
         "-d",
         "{}",
-        &addr,
+        addr,
         "mapreg.v1.Registry/GetApis",
     ]))
     .await;

@@ -57,7 +57,9 @@ fn raise_nofile(want: u64) -> u64 {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
-    lim.rlim_cur as u64
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every target
+    let cur = lim.rlim_cur as u64;
+    cur
 }
 
 /// Keeps one silent socket to `addr` open until `until`, reconnecting whenever the server

@@ -17,7 +17,11 @@ pub(super) struct Change<'a> {
 }
 
 /// Applies `change` to `tags` of the record `what`; refuses a result over [`MAX_TAGS`].
-fn changed(tags: &mut HashMap<String, String>, change: &Change<'_>, what: impl FnOnce() -> String) -> Checked {
+fn changed(
+    tags: &mut HashMap<String, String>,
+    change: &Change<'_>,
+    what: impl FnOnce() -> String,
+) -> Checked {
     for k in change.remove {
         tags.remove(k);
     }

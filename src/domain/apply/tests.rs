@@ -258,27 +258,42 @@ fn tag_writes_merge_remove_and_refuse_past_the_limit() {
     let tag = |target: Tagged, set: &[(&str, &str)], remove: &[&str], expected: u64| WriteOp::Tag {
         account: ACC.into(),
         target,
-        set: set.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        set: set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         remove: remove.iter().map(|k| k.to_string()).collect(),
         expected_revision: expected,
     };
     let on_api = || Tagged::Api {
         api_id: api_id.clone(),
     };
-    let a = ok(&mut s, tag(on_api(), &[("team", "a"), ("env", "dev")], &[], 0));
+    let a = ok(
+        &mut s,
+        tag(on_api(), &[("team", "a"), ("env", "dev")], &[], 0),
+    );
     assert_eq!(a.events.len(), 1, "one PUT event");
     let WriteResult::Api(tagged) = a.result else {
         panic!("{:?}", a.result)
     };
     assert_eq!(tagged.mod_revision, a.revision);
     assert_eq!(tagged.tags.len(), 2);
-    let a = ok(&mut s, tag(on_api(), &[("env", "prod")], &["team"], a.revision));
+    let a = ok(
+        &mut s,
+        tag(on_api(), &[("env", "prod")], &["team"], a.revision),
+    );
     let WriteResult::Api(tagged) = a.result else {
         panic!("{:?}", a.result)
     };
-    assert_eq!(tagged.tags, [("env".to_string(), "prod".to_string())].into());
+    assert_eq!(
+        tagged.tags,
+        [("env".to_string(), "prod".to_string())].into()
+    );
     // A stale expected_revision, another account, a missing stage, too many tags.
-    assert_eq!(reason(run(&mut s, tag(on_api(), &[], &["env"], 1))), "REVISION_MISMATCH");
+    assert_eq!(
+        reason(run(&mut s, tag(on_api(), &[], &["env"], 1))),
+        "REVISION_MISMATCH"
+    );
     let mut other = tag(on_api(), &[("x", "y")], &[], 0);
     if let WriteOp::Tag { account, .. } = &mut other {
         *account = "444455556666".into();
@@ -288,20 +303,34 @@ fn tag_writes_merge_remove_and_refuse_past_the_limit() {
         api_id: api_id.clone(),
         stage_name: "prod".into(),
     };
-    assert_eq!(reason(run(&mut s, tag(missing, &[("x", "y")], &[], 0))), "STAGE_NOT_FOUND");
+    assert_eq!(
+        reason(run(&mut s, tag(missing, &[("x", "y")], &[], 0))),
+        "STAGE_NOT_FOUND"
+    );
     let many: Vec<(String, String)> = (0..50).map(|i| (format!("k{i}"), String::new())).collect();
     let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let revision = s.revision();
-    assert_eq!(reason(run(&mut s, tag(on_api(), &many, &[], 0))), "INVALID_TAGS");
-    assert_eq!(s.revision(), revision, "a refused tag write leaves no trace");
+    assert_eq!(
+        reason(run(&mut s, tag(on_api(), &many, &[], 0))),
+        "INVALID_TAGS"
+    );
+    assert_eq!(
+        s.revision(),
+        revision,
+        "a refused tag write leaves no trace"
+    );
     // Stages and domain names take tags too.
     let st = Tagged::Stage {
         api_id: api_id.clone(),
         stage_name: "test".into(),
     };
-    assert!(matches!(ok(&mut s, tag(st, &[("a", "b")], &[], 0)).result, WriteResult::Stage(x) if x.tags.len() == 1));
+    assert!(
+        matches!(ok(&mut s, tag(st, &[("a", "b")], &[], 0)).result, WriteResult::Stage(x) if x.tags.len() == 1)
+    );
     let d = Tagged::DomainName {
         domain_name: "a.example.com".into(),
     };
-    assert!(matches!(ok(&mut s, tag(d, &[("a", "b")], &[], 0)).result, WriteResult::DomainName(x) if x.tags.len() == 1));
+    assert!(
+        matches!(ok(&mut s, tag(d, &[("a", "b")], &[], 0)).result, WriteResult::DomainName(x) if x.tags.len() == 1)
+    );
 }

@@ -3,8 +3,8 @@
 use super::{Cx, Paging, Reply, or_empty, read_revision};
 use crate::pb::registry_server::Registry;
 use crate::pb::{
-    CreateApiMappingRequest, DeleteApiMappingRequest, GetApiMappingRequest,
-    GetApiMappingsRequest, UpdateApiMappingRequest,
+    CreateApiMappingRequest, DeleteApiMappingRequest, GetApiMappingRequest, GetApiMappingsRequest,
+    UpdateApiMappingRequest,
 };
 use crate::rest::error::AwsError;
 use crate::rest::input::Body;
@@ -39,7 +39,10 @@ pub(super) async fn get(
         ..Default::default()
     };
     let r = cx.svc.get_api_mapping(cx.request(msg)).await?;
-    Ok(Reply::ok(shapes::api_mapping(r.get_ref()), read_revision(&r)))
+    Ok(Reply::ok(
+        shapes::api_mapping(r.get_ref()),
+        read_revision(&r),
+    ))
 }
 
 pub(super) async fn list(cx: &Cx, domain_name: String, p: Paging) -> Result<Reply, AwsError> {

@@ -105,7 +105,10 @@ pub(super) async fn update(cx: &Cx, domain_name: String, mut b: Body) -> Result<
         .update_domain_name(cx.request(msg))
         .await?
         .into_inner();
-    Ok(Reply::ok(shapes::domain_name(&d, &cx.region), d.mod_revision))
+    Ok(Reply::ok(
+        shapes::domain_name(&d, &cx.region),
+        d.mod_revision,
+    ))
 }
 
 pub(super) async fn delete(cx: &Cx, domain_name: String) -> Result<Reply, AwsError> {

@@ -9,8 +9,7 @@ use super::{Cx, Reply, read_revision};
 use crate::domain::arn::{self, Tagged};
 use crate::pb::registry_server::Registry;
 use crate::pb::{
-    GetApiRequest, GetDomainNameRequest, GetStageRequest, TagResourceRequest,
-    UntagResourceRequest,
+    GetApiRequest, GetDomainNameRequest, GetStageRequest, TagResourceRequest, UntagResourceRequest,
 };
 use crate::rest::error::AwsError;
 use crate::rest::input::Body;

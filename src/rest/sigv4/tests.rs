@@ -106,7 +106,12 @@ fn refuses_every_broken_signature() {
     assert!(mismatch(verify(&other, &auth, SECRET, NOW)));
     let mut changed = post_headers();
     changed.insert("content-type", http::HeaderValue::from_static("text/plain"));
-    assert!(mismatch(verify(&received(&changed, BODY), &auth, SECRET, NOW)));
+    assert!(mismatch(verify(
+        &received(&changed, BODY),
+        &auth,
+        SECRET,
+        NOW
+    )));
     // A signature that is not hex.
     let mut garbage = auth.clone();
     garbage.signature = "zz".into();
@@ -114,43 +119,81 @@ fn refuses_every_broken_signature() {
 
     // Outside the 15-minute window, either way.
     let e = verify(&received(&h, BODY), &auth, SECRET, NOW + MAX_SKEW_SECS + 1).expect_err("old");
-    assert!(matches!(&e, SigError::Invalid(m) if m.starts_with("Signature expired")), "{e:?}");
+    assert!(
+        matches!(&e, SigError::Invalid(m) if m.starts_with("Signature expired")),
+        "{e:?}"
+    );
     let e = verify(&received(&h, BODY), &auth, SECRET, NOW - MAX_SKEW_SECS - 1).expect_err("new");
-    assert!(matches!(&e, SigError::Invalid(m) if m.starts_with("Signature not yet current")), "{e:?}");
+    assert!(
+        matches!(&e, SigError::Invalid(m) if m.starts_with("Signature not yet current")),
+        "{e:?}"
+    );
     assert!(verify(&received(&h, BODY), &auth, SECRET, NOW + MAX_SKEW_SECS).is_ok());
 
     // Wrong service, terminator, scope date.
-    for (field, value) in [("service", "execute-api"), ("terminator", "aws5"), ("date", "20240502")] {
+    for (field, value) in [
+        ("service", "execute-api"),
+        ("terminator", "aws5"),
+        ("date", "20240502"),
+    ] {
         let mut a = auth.clone();
         match field {
             "service" => a.service = value.into(),
             "terminator" => a.terminator = value.into(),
             _ => a.date = value.into(),
         }
-        assert!(matches!(verify(&received(&h, BODY), &a, SECRET, NOW), Err(SigError::Invalid(_))), "{field}");
+        assert!(
+            matches!(
+                verify(&received(&h, BODY), &a, SECRET, NOW),
+                Err(SigError::Invalid(_))
+            ),
+            "{field}"
+        );
     }
     // host or x-amz-date not signed; no X-Amz-Date.
     let mut a = auth.clone();
     a.signed_headers = vec!["content-type".into(), "x-amz-date".into()];
-    assert!(matches!(verify(&received(&h, BODY), &a, SECRET, NOW), Err(SigError::Incomplete(_))));
+    assert!(matches!(
+        verify(&received(&h, BODY), &a, SECRET, NOW),
+        Err(SigError::Incomplete(_))
+    ));
     let no_date = headers(&[("host", "127.0.0.1:50051")]);
-    assert!(matches!(verify(&received(&no_date, BODY), &auth, SECRET, NOW), Err(SigError::Incomplete(_))));
+    assert!(matches!(
+        verify(&received(&no_date, BODY), &auth, SECRET, NOW),
+        Err(SigError::Incomplete(_))
+    ));
 }
 
 #[test]
 fn content_sha256_must_be_the_body_hash() {
     let body_hash = hex::encode(Sha256::digest(BODY));
     let mut h = post_headers();
-    h.insert("x-amz-content-sha256", http::HeaderValue::from_str(&body_hash).expect("hex"));
+    h.insert(
+        "x-amz-content-sha256",
+        http::HeaderValue::from_str(&body_hash).expect("hex"),
+    );
     let names = ["content-type", "host", "x-amz-content-sha256", "x-amz-date"];
-    let signed = sign(&received(&h, BODY), &names, KEY_ID, SECRET, "eu-west-1", AMZ_DATE);
+    let signed = sign(
+        &received(&h, BODY),
+        &names,
+        KEY_ID,
+        SECRET,
+        "eu-west-1",
+        AMZ_DATE,
+    );
     let auth = parse_authorization(&signed).expect("parses");
     verify(&received(&h, BODY), &auth, SECRET, NOW).expect("declared hash is the body's");
     // A body that is not what the signed header declares.
     let r = verify(&received(&h, b"{}"), &auth, SECRET, NOW);
     assert_eq!(r, Err(SigError::ContentSha256Mismatch));
-    h.insert("x-amz-content-sha256", http::HeaderValue::from_static("UNSIGNED-PAYLOAD"));
-    assert!(matches!(verify(&received(&h, BODY), &auth, SECRET, NOW), Err(SigError::Incomplete(_))));
+    h.insert(
+        "x-amz-content-sha256",
+        http::HeaderValue::from_static("UNSIGNED-PAYLOAD"),
+    );
+    assert!(matches!(
+        verify(&received(&h, BODY), &auth, SECRET, NOW),
+        Err(SigError::Incomplete(_))
+    ));
 }
 
 #[test]
@@ -163,7 +206,10 @@ fn parses_and_refuses_authorization_headers() {
         "AWS4-HMAC-SHA256 Credential=a/b/c, SignedHeaders=host, Signature=00",
         "AWS4-HMAC-SHA256 Credential=/20240501/r/apigateway/aws4_request, SignedHeaders=host, Signature=00",
     ] {
-        assert!(matches!(parse_authorization(bad), Err(SigError::Incomplete(_))), "{bad:?}");
+        assert!(
+            matches!(parse_authorization(bad), Err(SigError::Incomplete(_))),
+            "{bad:?}"
+        );
     }
     let a = parse_authorization("AWS4-HMAC-SHA256 Credential=K/20240501/r/apigateway/aws4_request,SignedHeaders=host;x-amz-date,Signature=ab").expect("no spaces is fine");
     assert_eq!(a.signed_headers, ["host", "x-amz-date"]);
