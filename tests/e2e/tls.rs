@@ -880,13 +880,7 @@ async fn grpcurl_over_tls_with_client_certificates() {
     assert!(ok && out.contains("mapreg.v1.Registry"), "{out}");
     let (ok, out) = grpcurl(with_cert(&[addr, "grpc.health.v1.Health/Check"])).await;
     assert!(ok && out.contains("SERVING"), "{out}");
-    let (ok, out) = grpcurl(with_cert(&[
-        "-d",
-        "{}",
-        addr,
-        "mapreg.v1.Registry/GetApis",
-    ]))
-    .await;
+    let (ok, out) = grpcurl(with_cert(&["-d", "{}", addr, "mapreg.v1.Registry/GetApis"])).await;
     assert!(ok, "the certificate's gateway role reads: {out}");
     let (ok, out) = grpcurl(with_cert(&[
         "-d",
@@ -913,6 +907,11 @@ async fn grpcurl_over_tls_with_client_certificates() {
         "list".into(),
     ])
     .await;
-    assert!(!ok && out.contains("TLS only"), "{out}");
+    // The server answers a plaintext HTTP/2 preface with a GOAWAY saying "TLS only"; grpcurl
+    // prints it unless its write races the close, when it reports the closed connection.
+    assert!(
+        !ok && (out.contains("TLS only") || out.contains("closed network connection")),
+        "{out}"
+    );
     s.server.stop().await;
 }
