@@ -122,6 +122,10 @@ pub struct Config {
     /// Accepted AWS access keys (SigV4, REST edge). Tokens and keys both empty: dev mode.
     #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
+    /// Start even if the store is behind its high-water mark or has another history (a copy
+    /// restored on purpose); the mark is then reset to the store.
+    #[serde(default)]
+    pub accept_rollback: bool,
 }
 
 fn default_listen() -> SocketAddr {
@@ -158,6 +162,7 @@ impl Default for Config {
             insecure_plaintext: false,
             max_connections: default_max_connections(),
             first_request_timeout_ms: default_first_request_timeout_ms(),
+            accept_rollback: false,
             access_keys: Vec::new(),
         }
     }

@@ -109,9 +109,13 @@ pub enum Error {
         /// Human-readable explanation.
         message: String,
     },
-    /// Storage failed or data on disk is corrupt. Nothing of the request was applied.
+    /// Storage failed. Nothing of the request was applied.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The data on disk is not a store mapreg wrote (torn, truncated, rolled back, tampered):
+    /// refused rather than served wrong. `serve` and `check` exit 2 with it.
+    #[error("the store is corrupt: {0}")]
+    Corrupt(String),
 }
 
 impl Error {
@@ -155,7 +159,7 @@ impl Error {
             Error::PermissionDenied { .. } => Code::PermissionDenied,
             Error::Unavailable { .. } => Code::Unavailable,
             Error::Unimplemented { .. } => Code::Unimplemented,
-            Error::Internal(_) => Code::Internal,
+            Error::Internal(_) | Error::Corrupt(_) => Code::Internal,
         }
     }
 
@@ -174,19 +178,23 @@ impl Error {
             | Error::Unavailable { reason, .. } => reason,
             Error::Unimplemented { .. } => "UNIMPLEMENTED",
             Error::Internal(_) => "INTERNAL",
+            Error::Corrupt(_) => "DATA_CORRUPT",
         }
     }
 }
 
 impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
-        Error::Internal(format!("storage: {e}"))
+        match e {
+            sled::Error::Corruption { .. } => Error::Corrupt(format!("storage: {e}")),
+            e => Error::Internal(format!("storage: {e}")),
+        }
     }
 }
 
 impl From<prost::DecodeError> for Error {
     fn from(e: prost::DecodeError) -> Self {
-        Error::Internal(format!("corrupt record: {e}"))
+        Error::Corrupt(format!("undecodable record: {e}"))
     }
 }
 

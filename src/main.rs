@@ -32,7 +32,15 @@ async fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 let _ = writeln!(std::io::stderr(), "Error: {e:?}");
-                ExitCode::FAILURE
+                // A damaged or rolled-back data dir: 2, as `mapreg check` says "corrupt".
+                let corrupt = matches!(
+                    e.downcast_ref::<mapreg::server::ServeError>(),
+                    Some(mapreg::server::ServeError::Store {
+                        source: mapreg::error::Error::Corrupt(_),
+                        ..
+                    })
+                );
+                ExitCode::from(if corrupt { 2 } else { 1 })
             }
         },
         Command::HashToken { token } => {

@@ -106,7 +106,16 @@ pub async fn run_with_reloads(
     let limits = Limits {
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
     };
-    let registry = Arc::new(Registry::open(engine, limits).map_err(store_err)?);
+    let registry = Arc::new(
+        crate::store::catch_corruption("loading the store", || Registry::open(engine, limits))
+            .map_err(store_err)?,
+    );
+    registry
+        .keep_high_water(
+            crate::store::highwater::path(&config.data_dir),
+            config.accept_rollback,
+        )
+        .map_err(store_err)?;
     let hub = Hub::new(registry.clone());
     let publish = {
         let hub = hub.clone();

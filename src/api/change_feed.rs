@@ -60,10 +60,32 @@ fn spec(req: &WatchRequest, filter: Filter) -> Result<WatchSpec> {
         }
         s => Duration::from_secs(u64::from(s)),
     };
+    let resume_history_hash = match req.resume_history_hash.len() {
+        0 => None,
+        _ if req.start_revision == 0 => {
+            return Err(Error::invalid(
+                "resume_history_hash",
+                "resume_history_hash is only for a resume (start_revision > 0): it is the \
+                 history_hash you hold for start_revision - 1",
+            ));
+        }
+        32 => {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&req.resume_history_hash);
+            Some(h)
+        }
+        n => {
+            return Err(Error::invalid(
+                "resume_history_hash",
+                format!("resume_history_hash must be 32 bytes (a SHA-256), not {n}"),
+            ));
+        }
+    };
     Ok(WatchSpec {
         start_revision: req.start_revision,
         filter,
         progress_interval,
+        resume_history_hash,
     })
 }
 

@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// Close a connection that sent no request this long after connecting (default 10000).
     #[arg(long, value_name = "MS")]
     pub first_request_timeout_ms: Option<u64>,
+    /// Serve a store that is behind its high-water mark (a copy restored on purpose).
+    #[arg(long)]
+    pub accept_rollback: bool,
 }
 
 impl ServeArgs {
@@ -120,6 +123,7 @@ impl ServeArgs {
             config.tls_client_ca = Some(f.clone());
         }
         config.insecure_plaintext |= self.insecure_plaintext;
+        config.accept_rollback |= self.accept_rollback;
         if let Some(n) = self.max_connections {
             config.max_connections = n;
         }
@@ -146,15 +150,36 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
     });
     let (engine, store_id) = match opened {
         Ok(o) => o,
+        Err(e @ crate::error::Error::Corrupt(_)) => {
+            eprintln!("{} is corrupt: {e}", data_dir.display());
+            return 2;
+        }
         Err(e) => {
-            eprintln!(
-                "cannot open {} (is a server still running on it?): {e}",
-                data_dir.display()
-            );
+            eprintln!("cannot open {}: {e}", data_dir.display());
             return 2;
         }
     };
-    match crate::store::check::check(engine.as_ref()) {
+    let checked = crate::store::catch_corruption("reading the store", || {
+        let mut report = crate::store::check::check(engine.as_ref())?;
+        // The high-water mark: the store must not be behind what was acknowledged.
+        let mark = crate::store::highwater::read(&crate::store::highwater::path(data_dir));
+        match mark {
+            Ok(Some(mark)) => {
+                let hashes = crate::store::registry::load_history(engine.as_ref(), report.revision);
+                let why =
+                    crate::store::highwater::refusal(&mark, &store_id, report.revision, |r| {
+                        Ok(hashes.as_ref().ok().and_then(|h| h.get(r)))
+                    })?;
+                if let Some(why) = why {
+                    report.problems.push(why);
+                }
+            }
+            Ok(None) => {}
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        Ok(report)
+    });
+    match checked {
         Ok(report) => {
             let [apis, stages, domains, mappings] = report.counts;
             println!(
@@ -176,6 +201,10 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
                 println!("{} violation(s)", report.problems.len());
                 1
             }
+        }
+        Err(e @ crate::error::Error::Corrupt(_)) => {
+            eprintln!("{} is corrupt: {e}", data_dir.display());
+            2
         }
         Err(e) => {
             eprintln!("cannot read {}: {e}", data_dir.display());

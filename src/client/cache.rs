@@ -7,7 +7,7 @@
 //! - **Exact**: the replica is a snapshot at revision R plus every change set after R, so it is
 //!   always the registry's state at some revision ([`CacheStatus::revision`]).
 //! - **Resilient**: on a broken stream it reconnects with jittered exponential backoff and
-//!   resumes from its last revision with its `store_id`; on `OUT_OF_RANGE` (the log was
+//!   resumes from its last revision with its `store_id` and history hash; on `OUT_OF_RANGE` (the log was
 //!   compacted past it, or the data dir was replaced) it takes a fresh snapshot. Until the new
 //!   snapshot is complete the old replica keeps answering; then it is swapped in atomically.
 //! - **Observable**: [`MappingCache::status`] says which revision it reflects and whether it is
@@ -155,6 +155,9 @@ impl MappingCache {
 struct Position {
     revision: u64,
     store_id: String,
+    /// The history hash at `revision` (SPEC.md 8.3), sent on resume so that a restored or
+    /// rolled-back store is noticed (`STORE_CHANGED`) instead of followed; empty if unknown.
+    history_hash: Vec<u8>,
     /// Take a snapshot (start_revision 0) on the next connect.
     snapshot: bool,
 }
@@ -184,6 +187,7 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
     let mut pos = Position {
         revision: 0,
         store_id: String::new(),
+        history_hash: Vec::new(),
         snapshot: true,
     };
     let mut failures: u32 = 0;
@@ -194,6 +198,7 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
                 tracing::info!(error = %status.message(), "mapping cache must re-snapshot");
                 pos.snapshot = true;
                 pos.store_id.clear();
+                pos.history_hash.clear();
                 // Out of sync until the new snapshot is complete (the old replica still
                 // answers meanwhile).
                 set_status(&shared, |s| {
@@ -250,7 +255,11 @@ async fn stream_once(
         } else {
             pos.store_id.clone()
         },
-        ..Default::default()
+        resume_history_hash: if pos.snapshot {
+            Vec::new()
+        } else {
+            pos.history_hash.clone()
+        },
     });
     if let Some(t) = &options.token {
         let v = MetadataValue::try_from(format!("Bearer {t}"))
@@ -285,6 +294,7 @@ async fn stream_once(
                 }
                 pos.snapshot = false;
                 pos.revision = msg.revision;
+                pos.history_hash = msg.history_hash.clone();
                 pos.store_id = msg.store_id.clone();
                 set_status(shared, |s| {
                     s.revision = msg.revision;
@@ -302,13 +312,15 @@ async fn stream_once(
                     }
                 });
                 pos.revision = msg.revision;
+                pos.history_hash = msg.history_hash.clone();
                 set_status(shared, |s| {
                     s.revision = msg.revision;
                     s.in_sync = true;
                 });
             }
-            Some(Kind::Progress(_)) if !pos.snapshot && msg.revision > pos.revision => {
+            Some(Kind::Progress(_)) if !pos.snapshot && msg.revision >= pos.revision => {
                 pos.revision = msg.revision;
+                pos.history_hash = msg.history_hash.clone();
                 set_status(shared, |s| {
                     s.revision = msg.revision;
                     s.in_sync = true;

@@ -41,6 +41,8 @@ pub struct Revision {
     pub revision: u64,
     /// Its events, in commit order.
     pub events: Vec<Event>,
+    /// Its history hash (SPEC.md 8.3).
+    pub history_hash: Option<crate::store::history::Hash>,
 }
 
 /// The fan-out point between the writer thread and every watcher.
@@ -80,9 +82,11 @@ impl Hub {
                 unix_ns = unix_ns(),
                 "published"
             );
+            let history_hash = self.registry.history_hash(c.revision).ok().flatten();
             let _ = self.live.send(Arc::new(Revision {
                 revision: c.revision,
                 events: c.events.clone(),
+                history_hash,
             }));
         }
     }

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::pb::{
     ChangeSet, Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
 };
+use crate::store::history::Hash;
 
 /// Log entries read per blocking call while catching up.
 const LOG_BATCH: usize = 256;
@@ -41,6 +42,9 @@ pub struct WatchSpec {
     pub filter: Filter,
     /// Quiet time after which a progress message is sent.
     pub progress_interval: Duration,
+    /// With `start_revision` S > 0: the history hash the client holds for S - 1 (SPEC.md 8.3);
+    /// None: not checked.
+    pub resume_history_hash: Option<Hash>,
 }
 
 /// Why a watcher stopped without an error for its client.
@@ -62,6 +66,19 @@ pub fn shutting_down() -> Error {
     Error::Unavailable {
         reason: "SHUTTING_DOWN",
         message: "the server is shutting down; reconnect and resume from your last revision".into(),
+    }
+}
+
+/// The error for a resume whose history is not this store's.
+pub fn store_changed(at: u64, why: &str) -> Error {
+    Error::OutOfRange {
+        reason: "STORE_CHANGED",
+        message: format!(
+            "this store's history differs from the one you followed: {why} (at revision {at}; a \
+             restored copy or a rolled-back store); watch again with start_revision 0 for a \
+             fresh snapshot"
+        ),
+        metadata: vec![("revision".into(), at.to_string())],
     }
 }
 
@@ -118,6 +135,12 @@ impl Watcher {
     async fn watch(&mut self) -> std::result::Result<(), Stop> {
         // Subscribe before anything is read, so no revision falls between log and ring.
         let mut live = self.hub.subscribe();
+        if let (Some(held), Some(before)) = (
+            self.spec.resume_history_hash,
+            self.spec.start_revision.checked_sub(1),
+        ) {
+            self.check_resume(before, held).await?;
+        }
         if self.spec.start_revision == 0 {
             let r0 = self.snapshot().await?;
             self.next = r0 + 1;
@@ -130,9 +153,46 @@ impl Watcher {
         }
     }
 
+    /// Refuses a resume after `before` when the client's hash there is not this store's.
+    async fn check_resume(&self, before: u64, held: Hash) -> std::result::Result<(), Stop> {
+        let durable = self.hub.durable();
+        if before > durable {
+            return Err(store_changed(
+                before,
+                &format!("this store is only at revision {durable}"),
+            )
+            .into());
+        }
+        let registry = self.hub.registry().clone();
+        let (ours, compact) = tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((registry.history_hash(before)?, registry.compact_revision()?))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("history reader failed: {e}")))??;
+        match ours {
+            None => Err(compacted(before + 1, compact).into()),
+            Some(h) if h != held => Err(store_changed(
+                before,
+                "the history hash you hold does not match this store's",
+            )
+            .into()),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The history hash of `revision`, for a progress or snapshot_complete message.
+    fn hash_of(&self, revision: u64) -> Option<Hash> {
+        self.hub.registry().history_hash(revision).ok().flatten()
+    }
+
     /// Sends one response, waiting for room in the client's queue, unless the client left or
     /// the server shuts down.
-    async fn emit(&mut self, revision: u64, kind: Kind) -> std::result::Result<(), Stop> {
+    async fn emit(
+        &mut self,
+        revision: u64,
+        hash: Option<Hash>,
+        kind: Kind,
+    ) -> std::result::Result<(), Stop> {
         if self.hub.is_closed() {
             return Err(Stop::Fail(shutting_down()));
         }
@@ -140,7 +200,7 @@ impl Watcher {
             store_id: self.store_id.clone(),
             revision,
             kind: Some(kind),
-            ..Default::default()
+            history_hash: hash.map(|h| h.to_vec()).unwrap_or_default(),
         };
         // The common case, a queue with room, costs no future and no wake-up.
         let resp = match self.tx.try_send(Box::new(Ok(resp))) {
@@ -166,12 +226,14 @@ impl Watcher {
     async fn deliver(
         &mut self,
         rev: u64,
+        hash: Option<Hash>,
         events: &[crate::pb::Event],
     ) -> std::result::Result<(), Stop> {
         let visible = self.spec.filter.events(events);
         if !visible.is_empty() {
             self.emit(
                 rev,
+                hash,
                 Kind::ChangeSet(ChangeSet {
                     events: visible,
                     ..Default::default()
@@ -192,7 +254,8 @@ impl Watcher {
     async fn progress_if_due(&mut self) -> std::result::Result<(), Stop> {
         if Instant::now() >= self.deadline {
             let rev = self.progress_revision();
-            self.emit(rev, Kind::Progress(Progress {})).await?;
+            let hash = self.hash_of(rev);
+            self.emit(rev, hash, Kind::Progress(Progress {})).await?;
         }
         Ok(())
     }
@@ -223,7 +286,7 @@ impl Watcher {
                 ))
                 .into());
             }
-            for (rev, cs) in entries {
+            for (rev, cs, hash) in entries {
                 if rev != self.next {
                     return Err(Error::internal(format!(
                         "the change log jumps from {} to {rev}",
@@ -231,7 +294,7 @@ impl Watcher {
                     ))
                     .into());
                 }
-                self.deliver(rev, &cs.events).await?;
+                self.deliver(rev, hash, &cs.events).await?;
             }
             self.progress_if_due().await?;
         }
@@ -272,14 +335,15 @@ impl Watcher {
             match next {
                 Next::Live(Ok(r)) if r.revision < self.next => {}
                 Next::Live(Ok(r)) if r.revision == self.next => {
-                    self.deliver(r.revision, &r.events).await?
+                    self.deliver(r.revision, r.history_hash, &r.events).await?
                 }
                 // A revision missing between position and ring: read it from the log.
                 Next::Live(Ok(_)) | Next::Live(Err(RecvError::Lagged(_))) => return Ok(()),
                 Next::Live(Err(RecvError::Closed)) => return Err(Stop::Fail(shutting_down())),
                 Next::Progress => {
                     let rev = self.progress_revision();
-                    self.emit(rev, Kind::Progress(Progress {})).await?;
+                    let hash = self.hash_of(rev);
+                    self.emit(rev, hash, Kind::Progress(Progress {})).await?;
                 }
             }
         }
@@ -292,7 +356,7 @@ impl Watcher {
         let r0 = cursor.revision();
         while let Some(chunk) = cursor.next_chunk() {
             if !chunk.is_empty() {
-                self.emit(r0, Kind::Snapshot(Snapshot { resources: chunk }))
+                self.emit(r0, None, Kind::Snapshot(Snapshot { resources: chunk }))
                     .await?;
             }
             // A chunk is bounded work; let other tasks run between chunks even when the
@@ -300,7 +364,8 @@ impl Watcher {
             tokio::task::yield_now().await;
         }
         self.floor = r0;
-        self.emit(r0, Kind::SnapshotComplete(SnapshotComplete {}))
+        let hash = self.hash_of(r0);
+        self.emit(r0, hash, Kind::SnapshotComplete(SnapshotComplete {}))
             .await?;
         Ok(r0)
     }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Engine, codec, registry};
+use super::{Engine, codec, history, registry};
 use crate::domain::rules::{DomainCounters, endpoint_of};
 use crate::domain::validate;
 use crate::error::Result;
@@ -174,8 +174,11 @@ pub fn check(engine: &dyn Engine) -> Result<Report> {
         }
     }
 
-    // The change log: exactly compact_revision+1 ..= revision.
+    // The change log: exactly compact_revision+1 ..= revision, each entry's history hash
+    // following from the one before (SPEC.md 8.3).
     let mut next = r.compact_revision + 1;
+    let mut hash = engine.compact_hash()?;
+    let mut chain_ok = true;
     loop {
         let entries = engine.read_log(next, r.revision, 1024)?;
         let Some(&(last, _)) = entries.last() else {
@@ -187,10 +190,20 @@ pub fn check(engine: &dyn Engine) -> Result<Report> {
                     "change log: expected revision {next}, found {rev} (gap)"
                 ));
             }
-            if codec::decode_change_set(v).is_err() {
+            let (cs, stored) = history::split(v);
+            if codec::decode_change_set(cs).is_err() {
                 r.problems
                     .push(format!("change log: revision {rev} does not decode"));
             }
+            let computed = history::next(&hash, cs);
+            if chain_ok && stored.is_some_and(|s| s != computed) {
+                chain_ok = false;
+                r.problems.push(format!(
+                    "history hash chain broken at revision {rev}: its stored hash does not \
+                     follow from the revisions before it"
+                ));
+            }
+            hash = computed;
             next = rev + 1;
         }
         r.log_entries += entries.len() as u64;

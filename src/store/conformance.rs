@@ -126,10 +126,13 @@ fn compacts_up_to_a_point(h: &dyn Harness) {
     let e = h.engine();
     e.commit(&batch(0, 10, &[])).unwrap();
     assert_eq!(e.compact_revision().unwrap(), 0);
-    assert_eq!(e.compact(4).unwrap(), 4);
+    assert_eq!(e.compact_hash().unwrap(), [0; 32]);
+    assert_eq!(e.compact(4, &[4; 32]).unwrap(), 4);
     assert_eq!(e.compact_revision().unwrap(), 4);
+    assert_eq!(e.compact_hash().unwrap(), [4; 32]);
     // Lower or equal points change nothing.
-    assert_eq!(e.compact(3).unwrap(), 0);
+    assert_eq!(e.compact(3, &[3; 32]).unwrap(), 0);
+    assert_eq!(e.compact_hash().unwrap(), [4; 32]);
     let first = e.read_log(1, 10, 100).unwrap();
     assert_eq!(first.first().map(|(r, _)| *r), Some(5));
     assert_eq!(first.len(), 6);
@@ -145,12 +148,13 @@ fn survives_a_reopen(h: &dyn Harness) {
     // Set once: a second fresh id does not replace it.
     assert_eq!(e.store_id(&|| "second".to_string()).unwrap(), "first");
     e.commit(&batch(0, 3, &[("d\0a.com", Some("x"))])).unwrap();
-    e.compact(1).unwrap();
+    e.compact(1, &[1; 32]).unwrap();
     e.flush().unwrap();
     let e = h.reopen(e);
     assert_eq!(e.store_id(&|| "third".to_string()).unwrap(), "first");
     assert_eq!(e.revision().unwrap(), 3);
     assert_eq!(e.compact_revision().unwrap(), 1);
+    assert_eq!(e.compact_hash().unwrap(), [1; 32]);
     assert_eq!(records(e.as_ref()), vec![("d\0a.com".into(), "x".into())]);
     assert_eq!(e.read_log(1, 3, 10).unwrap().len(), 2);
     e.commit(&batch(3, 1, &[])).unwrap();

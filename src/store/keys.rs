@@ -7,8 +7,8 @@
 //! | records | `s\0{api_id}\0{stage}` | Stage |
 //! | records | `d\0{domain}` | DomainName (domains are unique across accounts) |
 //! | records | `m\0{domain}\0{mapping_id}` | ApiMapping |
-//! | log | big-endian revision | that revision's `ChangeSet` |
-//! | meta | `revision`, `compact_revision`, `store_id` | u64 BE, u64 BE, text |
+//! | log | big-endian revision | that revision's `ChangeSet`, with its history hash as a trailer |
+//! | meta | `revision`, `compact_revision`, `compact_hash`, `store_id` | u64 BE, u64 BE, 32 bytes, text |
 //!
 //! Indexes are not stored: the registry rebuilds them in memory when it opens. Data dirs of
 //! mapreg 0.1 also hold index entries (`ai`, `di`, `k`, `dc`, `ra`, `rs` prefixes); the sled
@@ -65,6 +65,9 @@ pub const META_REVISION: &[u8] = b"revision";
 pub const META_STORE_ID: &[u8] = b"store_id";
 /// Meta key of the compaction point: every log entry at or below it is gone.
 pub const META_COMPACT_REVISION: &[u8] = b"compact_revision";
+
+/// Meta key of the history hash at the compaction point (32 bytes).
+pub const META_COMPACT_HASH: &[u8] = b"compact_hash";
 
 /// The log key of a revision: big-endian, so the log scans in revision order.
 pub fn log(revision: u64) -> [u8; 8] {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{Batch, CommitError, Engine, RecordIter};
+use super::{Batch, CommitError, Engine, RecordIter, history};
 use crate::error::{Error, Result};
 
 #[derive(Default)]
@@ -13,6 +13,7 @@ struct Inner {
     store_id: Option<String>,
     revision: u64,
     compact_revision: u64,
+    compact_hash: history::Hash,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     log: BTreeMap<u64, Vec<u8>>,
 }
@@ -101,16 +102,21 @@ impl Engine for MemoryEngine {
         }
     }
 
-    fn compact(&self, upto: u64) -> Result<usize> {
+    fn compact(&self, upto: u64, hash: &history::Hash) -> Result<usize> {
         let mut g = self.lock()?;
         if upto <= g.compact_revision {
             return Ok(0);
         }
         g.compact_revision = upto;
+        g.compact_hash = *hash;
         let keep = g.log.split_off(&(upto + 1));
         let removed = g.log.len();
         g.log = keep;
         Ok(removed)
+    }
+
+    fn compact_hash(&self) -> Result<history::Hash> {
+        Ok(self.lock()?.compact_hash)
     }
 
     fn flush(&self) -> Result<()> {

@@ -15,6 +15,8 @@ pub mod check;
 pub mod codec;
 #[cfg(test)]
 mod conformance;
+pub mod highwater;
+pub mod history;
 pub mod keys;
 pub mod memory;
 pub mod registry;
@@ -22,6 +24,29 @@ pub mod sled;
 pub mod writer;
 
 use crate::error::{Error, Result};
+
+/// Runs `f`, turning a panic inside it (sled panics on some truncated or garbled files) into
+/// [`Error::Corrupt`] naming `what`; the panic's own report is not printed.
+pub fn catch_corruption<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    match r {
+        Ok(r) => r,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown".into());
+            Err(Error::Corrupt(format!(
+                "{what} failed inside the storage engine ({why}): the files are truncated or \
+                 damaged"
+            )))
+        }
+    }
+}
 
 pub use crate::domain::apply::{Applied, Limits, WriteOp, WriteResult};
 pub use crate::domain::state::{Listed, Page, Scope};
@@ -80,8 +105,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Every record, in key order.
     fn scan_records(&self) -> RecordIter;
     /// Drops the log entries up to and including `upto` (raising the compaction point first,
-    /// durably); returns how many went.
-    fn compact(&self, upto: u64) -> Result<usize>;
+    /// durably, with `hash`, the history hash at `upto`); returns how many went.
+    fn compact(&self, upto: u64, hash: &history::Hash) -> Result<usize>;
+    /// The history hash at the compaction point ([`history::ZERO`] at 0).
+    fn compact_hash(&self) -> Result<history::Hash>;
     /// Makes every committed batch durable.
     fn flush(&self) -> Result<()>;
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use super::history::{self, Hash};
 use super::{Engine, Limits, codec, keys};
 use crate::domain::ids;
 use crate::domain::state::State;
@@ -23,6 +24,36 @@ pub struct Registry {
     store_id: String,
     limits: Limits,
     current: ArcSwap<State>,
+    /// Hashes of the recent revisions (through the newest committed one).
+    hashes: history::Recent,
+    /// Where the high-water mark is kept, once [`Registry::keep_high_water`] was called.
+    high_water: std::sync::OnceLock<std::path::PathBuf>,
+}
+
+/// Follows the history hash chain over the whole retained log of `engine`, from the compaction
+/// point to `revision`, checking every stored hash; returns the recent hashes.
+pub fn load_history(engine: &dyn Engine, revision: u64) -> Result<history::Recent> {
+    const CHUNK: usize = 1024;
+    let compact = engine.compact_revision()?;
+    let recent = history::Recent::default();
+    let mut at = compact;
+    let mut hash = engine.compact_hash()?;
+    recent.push(at, hash);
+    while at < revision {
+        let entries = engine.read_log(at + 1, revision, CHUNK)?;
+        if entries.is_empty() {
+            return Err(Error::Corrupt(format!(
+                "the change log has no entry for revision {} (the store is at {revision})",
+                at + 1
+            )));
+        }
+        for (rev, e) in &entries {
+            hash = history::verify(at, hash, [(*rev, e.as_slice())])?;
+            at = *rev;
+            recent.push(at, hash);
+        }
+    }
+    Ok(recent)
 }
 
 /// The `mod_revision` of a record.
@@ -53,7 +84,7 @@ pub fn load(engine: &dyn Engine) -> Result<State> {
                     if let Some(r) = &r {
                         let m = mod_revision(r);
                         if m > revision {
-                            return Err(Error::internal(format!(
+                            return Err(Error::Corrupt(format!(
                                 "record {} has mod_revision {m}, above the store's revision {revision}",
                                 String::from_utf8_lossy(&k).replace('\0', "/")
                             )));
@@ -106,13 +137,13 @@ fn check_tail(engine: &dyn Engine, state: &State) -> Result<()> {
         return Ok(());
     }
     let Some((rev, bytes)) = engine.read_log(revision, revision, 1)?.into_iter().next() else {
-        return Err(Error::internal(format!(
+        return Err(Error::Corrupt(format!(
             "the change log has no entry for the store's revision {revision}"
         )));
     };
-    let cs = codec::decode_change_set(&bytes)?;
+    let cs = codec::decode_change_set(history::split(&bytes).0)?;
     let mismatch = |what: String| {
-        Error::internal(format!(
+        Error::Corrupt(format!(
             "the records do not match the change log at revision {rev}: {what}"
         ))
     };
@@ -159,6 +190,7 @@ impl Registry {
         let store_id = engine.store_id(&ids::store_id)?;
         let started = std::time::Instant::now();
         let state = load(engine.as_ref())?;
+        let hashes = load_history(engine.as_ref(), state.revision())?;
         let (apis, stages, domains, mappings) = state.counts();
         tracing::info!(
             revision = state.revision(),
@@ -174,7 +206,122 @@ impl Registry {
             store_id,
             limits,
             current: ArcSwap::from_pointee(state),
+            hashes,
+            high_water: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Keeps the high-water mark (see [`highwater`](super::highwater)) at `path` from now on,
+    /// after checking the store against the mark already there: a store behind it, or with
+    /// another history at its revision, is [`Error::Corrupt`] unless `accept_rollback`.
+    pub fn keep_high_water(&self, path: std::path::PathBuf, accept_rollback: bool) -> Result<()> {
+        if let Some(mark) = super::highwater::read(&path)? {
+            let why = super::highwater::refusal(&mark, &self.store_id, self.revision(), |r| {
+                self.history_hash(r)
+            })?;
+            match why {
+                Some(why) if !accept_rollback => {
+                    return Err(Error::Corrupt(format!(
+                        "{why}. If this copy was restored on purpose, start once with \
+                         --accept-rollback (gateways that followed the newer history are told \
+                         STORE_CHANGED and take a fresh snapshot)"
+                    )));
+                }
+                Some(why) => tracing::warn!("{why}; accepted (--accept-rollback)"),
+                None => {}
+            }
+        }
+        let _ = self.high_water.set(path);
+        self.write_high_water(self.revision());
+        Ok(())
+    }
+
+    fn write_high_water(&self, revision: u64) {
+        let Some(path) = self.high_water.get() else {
+            return;
+        };
+        let Ok(Some(hash)) = self.history_hash(revision) else {
+            return;
+        };
+        let mark = super::highwater::Mark {
+            store_id: self.store_id.clone(),
+            revision,
+            hash,
+        };
+        if let Err(e) = super::highwater::write(path, &mark) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot write the high-water mark");
+        }
+    }
+
+    /// The history hash of `revision` (SPEC.md 8.3), if this store knows it: revision 0, a
+    /// committed revision still in the log, or the compaction point. None below the
+    /// compaction point or above the newest committed revision.
+    pub fn history_hash(&self, revision: u64) -> Result<Option<Hash>> {
+        if revision == 0 {
+            return Ok(Some(history::ZERO));
+        }
+        if let Some(h) = self.hashes.get(revision) {
+            return Ok(Some(h));
+        }
+        if self.hashes.head().is_some_and(|(head, _)| revision > head) {
+            return Ok(None);
+        }
+        let compact = self.engine.compact_revision()?;
+        if revision == compact {
+            return Ok(Some(self.engine.compact_hash()?));
+        }
+        if revision < compact {
+            return Ok(None);
+        }
+        let Some((_, e)) = self
+            .engine
+            .read_log(revision, revision, 1)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        match history::split(&e) {
+            (_, Some(h)) => Ok(Some(h)),
+            // An entry from before hashes: follow the chain from the compaction point.
+            (_, None) => {
+                let entries = self.engine.read_log(compact + 1, revision, usize::MAX)?;
+                let h = history::verify(
+                    compact,
+                    self.engine.compact_hash()?,
+                    entries.iter().map(|(r, e)| (*r, e.as_slice())),
+                )?;
+                Ok(Some(h))
+            }
+        }
+    }
+
+    /// The newest committed revision and its history hash.
+    pub fn head_hash(&self) -> (u64, Hash) {
+        self.hashes.head().unwrap_or((0, history::ZERO))
+    }
+
+    /// Records the hashes of newly committed revisions, in order. Only the writer calls this.
+    pub(crate) fn record_hashes(&self, hashes: &[(u64, Hash)]) {
+        for (r, h) in hashes {
+            self.hashes.push(*r, *h);
+        }
+    }
+
+    /// Re-reads the hash chain from the engine (after the writer lost track of the store).
+    pub(crate) fn reload_history(&self) -> Result<()> {
+        let revision = self.engine.revision()?;
+        let fresh = load_history(self.engine.as_ref(), revision)?;
+        self.hashes.truncate_after(0);
+        if let Some((r, _)) = fresh.head() {
+            let from = r.saturating_sub(history::RECENT as u64 - 1);
+            for rev in from..=r {
+                if let Some(h) = fresh.get(rev) {
+                    self.hashes.push(rev, h);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The current durable version: every write up to its revision is acknowledged-durable,
@@ -193,7 +340,9 @@ impl Registry {
     /// Makes `state` the current version. Only the writer calls this, after the flush that
     /// made `state`'s revision durable, in revision order.
     pub(crate) fn publish(&self, state: Arc<State>) {
+        let revision = state.revision();
         self.current.store(state);
+        self.write_high_water(revision);
     }
 
     /// The revision of the current version.
@@ -216,13 +365,26 @@ impl Registry {
         &self.engine
     }
 
-    /// Change sets of revisions `from..=to`, at most `max`, in order. Entries that are gone
-    /// (compacted) are simply absent: compare with [`Registry::compact_revision`].
-    pub fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, ChangeSet)>> {
+    /// Change sets of revisions `from..=to`, at most `max`, in order, with their history
+    /// hashes. Entries that are gone (compacted) are simply absent: compare with
+    /// [`Registry::compact_revision`].
+    pub fn read_log(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, ChangeSet, Option<Hash>)>> {
         self.engine
             .read_log(from, to, max)?
             .into_iter()
-            .map(|(rev, v)| Ok((rev, codec::decode_change_set(&v)?)))
+            .map(|(rev, v)| {
+                let (cs, h) = history::split(&v);
+                let h = match h {
+                    Some(h) => Some(h),
+                    None => self.hashes.get(rev),
+                };
+                Ok((rev, codec::decode_change_set(cs)?, h))
+            })
             .collect()
     }
 
@@ -231,9 +393,14 @@ impl Registry {
         self.engine.compact_revision()
     }
 
-    /// Drops log entries up to and including `upto`.
+    /// Drops log entries up to and including `upto`, keeping the history hash at `upto`.
     pub fn compact(&self, upto: u64) -> Result<usize> {
-        self.engine.compact(upto)
+        let Some(hash) = self.history_hash(upto)? else {
+            return Err(Error::internal(format!(
+                "no history hash for revision {upto}; not compacting"
+            )));
+        };
+        self.engine.compact(upto, &hash)
     }
 
     /// Makes every committed write durable.

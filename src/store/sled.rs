@@ -7,7 +7,7 @@ use std::path::Path;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use super::{Batch, CommitError, Engine, RecordIter, codec, keys};
+use super::{Batch, CommitError, Engine, RecordIter, codec, history, keys};
 use crate::error::{Error, Result};
 
 /// An [`Engine`] in a sled database directory.
@@ -28,13 +28,28 @@ fn meta_u64(meta: &sled::Tree, key: &[u8]) -> Result<u64> {
 impl SledEngine {
     /// Opens (creating if needed) the store in `dir`. A data dir of mapreg 0.1 loses its
     /// on-disk index entries, which nothing reads any more.
+    /// A damaged store is [`Error::Corrupt`] (sled's own panics on truncated files included);
+    /// a store another process holds is [`Error::Internal`] saying so.
     pub fn open(dir: &Path) -> Result<Self> {
+        super::catch_corruption("opening the store", || Self::open_inner(dir))
+    }
+
+    fn open_inner(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             // Records are read once, at startup; the page cache serves log reads of watchers
             // that catch up.
             .cache_capacity(256 * 1024 * 1024)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    Error::internal(format!(
+                        "{} is in use by another process (is a server still running on it?)",
+                        dir.display()
+                    ))
+                }
+                other => Error::from(other),
+            })?;
         let engine = SledEngine {
             data: db.open_tree("data")?,
             log: db.open_tree("log")?,
@@ -148,14 +163,16 @@ impl Engine for SledEngine {
         }))
     }
 
-    fn compact(&self, upto: u64) -> Result<usize> {
+    fn compact(&self, upto: u64, hash: &history::Hash) -> Result<usize> {
         let current = self.compact_revision()?;
         if upto <= current {
             return Ok(0);
         }
         // The point first, durably: a reader never trusts an entry that is about to go.
-        self.meta
-            .insert(keys::META_COMPACT_REVISION, &upto.to_be_bytes())?;
+        let mut point = sled::Batch::default();
+        point.insert(keys::META_COMPACT_REVISION, &upto.to_be_bytes());
+        point.insert(keys::META_COMPACT_HASH, &hash[..]);
+        self.meta.apply_batch(point)?;
         self.db.flush()?;
         let mut batch = sled::Batch::default();
         let mut removed = 0;
@@ -166,6 +183,15 @@ impl Engine for SledEngine {
         }
         self.log.apply_batch(batch)?;
         Ok(removed)
+    }
+
+    fn compact_hash(&self) -> Result<history::Hash> {
+        match self.meta.get(keys::META_COMPACT_HASH)? {
+            Some(b) => <history::Hash>::try_from(&b[..]).map_err(|_| {
+                Error::Corrupt("the compaction point's history hash is not 32 bytes".into())
+            }),
+            None => Ok(history::ZERO),
+        }
     }
 
     fn flush(&self) -> Result<()> {

@@ -26,6 +26,7 @@ use prost::Message;
 use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use super::history::{self, Hash};
 use super::{Applied, Batch, CommitError, Registry, WriteOp, WriteResult, codec};
 use crate::domain::apply::apply;
 use crate::domain::state::State;
@@ -100,23 +101,29 @@ fn shutting_down() -> Error {
     }
 }
 
-/// The batch that persists `applied`, which were applied in order on a state at `base`.
-pub fn batch(base: u64, applied: &[Applied]) -> Batch {
+/// The batch that persists `applied`, which were applied in order on a state at `base` whose
+/// history hash is `head`; also returns each revision's history hash, in order.
+pub fn batch(base: u64, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, Hash)>) {
     let mut b = Batch {
         base,
         revision: applied.last().map_or(base, |a| a.revision),
         records: Vec::new(),
         log: Vec::with_capacity(applied.len()),
     };
+    let mut hashes = Vec::with_capacity(applied.len());
+    let mut prev = *head;
     for a in applied {
         b.records.extend(codec::record_changes(&a.events));
         let cs = ChangeSet {
             events: a.events.clone(),
             ..Default::default()
         };
-        b.log.push((a.revision, cs.encode_to_vec()));
+        let encoded = cs.encode_to_vec();
+        prev = history::next(&prev, &encoded);
+        hashes.push((a.revision, prev));
+        b.log.push((a.revision, history::entry(encoded, &prev)));
     }
-    b
+    (b, hashes)
 }
 
 struct Loop {
@@ -127,6 +134,8 @@ struct Loop {
     working: State,
     /// Committed to the engine but not yet known durable, in revision order.
     unpublished: Vec<Applied>,
+    /// The history hash of the working version's revision.
+    head: Hash,
 }
 
 fn run(
@@ -136,12 +145,14 @@ fn run(
     stats: Arc<WriterStats>,
 ) {
     let working = (*registry.current()).clone();
+    let (_, head) = registry.head_hash();
     let mut l = Loop {
         registry,
         publish,
         stats,
         working,
         unpublished: Vec::new(),
+        head,
     };
     let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
@@ -196,10 +207,19 @@ impl Loop {
         if accepted.is_empty() {
             return Ok(());
         }
-        let b = batch(base, &accepted);
+        let before = self.head;
+        let (b, hashes) = batch(base, &before, &accepted);
         let engine = self.registry.engine().clone();
+        let committed_hashes = |l: &mut Loop| {
+            if let Some((_, h)) = hashes.last() {
+                l.head = *h;
+            }
+            // Known before the flush; asked for only up to the durable revision.
+            l.registry.record_hashes(&hashes);
+        };
         let e = match engine.commit(&b) {
             Ok(()) => {
+                committed_hashes(self);
                 self.unpublished.extend(accepted);
                 return Ok(());
             }
@@ -214,7 +234,10 @@ impl Loop {
         tracing::error!(error = %e, "commit failed; failing the group's writes");
         match engine.revision() {
             // Applied after all (the error came late): committed, not known durable.
-            Ok(r) if r == b.revision => self.unpublished.extend(accepted),
+            Ok(r) if r == b.revision => {
+                committed_hashes(self);
+                self.unpublished.extend(accepted)
+            }
             // Nothing applied: back to the committed version.
             Ok(r) if r == base => self.working = committed,
             // Somebody else moved the store: start again from what it holds.
@@ -252,6 +275,10 @@ impl Loop {
             Ok(state) => {
                 self.working = state;
                 self.unpublished.clear();
+                if let Err(e) = self.registry.reload_history() {
+                    tracing::error!(error = %e, "cannot reload the history hashes from the store");
+                }
+                self.head = self.registry.head_hash().1;
             }
             Err(e) => tracing::error!(error = %e, "cannot reload the state from the store"),
         }
@@ -297,8 +324,11 @@ mod tests {
         fn scan_records(&self) -> RecordIter {
             self.inner.scan_records()
         }
-        fn compact(&self, upto: u64) -> Result<usize> {
-            self.inner.compact(upto)
+        fn compact(&self, upto: u64, hash: &crate::store::history::Hash) -> Result<usize> {
+            self.inner.compact(upto, hash)
+        }
+        fn compact_hash(&self) -> Result<crate::store::history::Hash> {
+            self.inner.compact_hash()
         }
         fn flush(&self) -> Result<()> {
             if self.fail_flush.swap(false, Ordering::SeqCst) {

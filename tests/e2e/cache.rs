@@ -300,3 +300,49 @@ async fn cache_resnapshots_when_the_data_dir_is_replaced() {
     assert!(cache.resolve("old.example.com", "/k0").is_err());
     assert!(cache.resolve("new.example.com", "/k1").is_ok());
 }
+
+/// SPEC.md 8.3: a file-level copy of the data dir, restored later, keeps its `store_id`; the
+/// cache's resume carries the history hash it holds, the restored store's differs, so the
+/// cache takes a fresh snapshot instead of keeping records that no longer exist.
+#[tokio::test]
+async fn cache_resnapshots_when_a_restored_copy_replaces_the_data_dir() {
+    let backup = tempfile::tempdir().expect("tempdir");
+    let backup_dir = backup.path().join("copy");
+    let s = TestServer::start().await;
+    let mut c = s.client().await;
+    populate(&mut c, "old.example.com", 3).await;
+    let s = s.restart_after(|d| copy_dir(d, &backup_dir)).await;
+    let mut c = s.client().await;
+    populate(&mut c, "later.example.com", 3).await;
+    let proxy = Proxy::start(s.addr).await;
+    let cache = MappingCache::start(options(proxy.endpoint()));
+    assert_converged(&cache, &mut c).await;
+    let before = cache.status();
+
+    // The copy goes back in place, and the restored store moves on past where the cache was,
+    // with other writes: same store_id, a revision the cache could resume from.
+    proxy.cut(None);
+    let s = s
+        .restart_after(|d| {
+            std::fs::remove_dir_all(d).expect("remove data dir");
+            copy_dir(&backup_dir, d);
+        })
+        .await;
+    let mut c = s.client().await;
+    populate(&mut c, "other.example.com", 4).await;
+    assert!(server_revision(&mut c).await > before.revision);
+    proxy.cut(Some(s.addr));
+    wait_status(&cache, |st| {
+        st.resnapshots > before.resnapshots && st.in_sync
+    })
+    .await;
+    assert_converged(&cache, &mut c).await;
+    assert_eq!(
+        cache.status().store_id,
+        before.store_id,
+        "a copy keeps its store_id"
+    );
+    assert!(cache.resolve("later.example.com", "/k1").is_err());
+    assert!(cache.resolve("old.example.com", "/k1").is_ok());
+    assert!(cache.resolve("other.example.com", "/k1").is_ok());
+}

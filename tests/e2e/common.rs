@@ -492,6 +492,16 @@ impl TestServer {
         )
     }
 
+    /// Stops this server, runs `f` on its (released) data dir, and starts it again there.
+    pub async fn restart_after(self, f: impl FnOnce(&Path)) -> TestServer {
+        let config = self.config.clone();
+        let tmp = self.stop().await;
+        f(&config.data_dir);
+        let mut s = Self::start_with(config).await;
+        s._tmp = tmp;
+        s
+    }
+
     /// Stops this server and starts one with the same config on a NEW, empty data dir (a new
     /// store_id), as if the data dir had been replaced.
     pub async fn restart_fresh(self) -> TestServer {
@@ -528,4 +538,18 @@ pub async fn next_message(
 pub fn error_metadata(s: &Status, key: &str) -> Option<String> {
     s.get_details_error_info()
         .and_then(|i| i.metadata.get(key).cloned())
+}
+
+/// Copies the directory tree `from` to `to` (created), file by file: a file-level backup.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
 }

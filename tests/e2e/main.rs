@@ -16,6 +16,7 @@ mod bench;
 mod cache;
 mod cli;
 mod connections;
+mod continuity;
 mod crash;
 mod external;
 mod feed;

@@ -1,0 +1,165 @@
+//! The durable high-water mark: the last acknowledged revision and its history hash, kept in a
+//! small file beside the engine's files (`<data-dir>/mapreg-highwater`), so that a store that
+//! comes back OLDER than what was acknowledged (a truncated file sled silently recovers from,
+//! a disk snapshot rolled back under a running fleet) is refused at start instead of served.
+//!
+//! The file is rewritten (write to a temporary file, rename) after every durable group, without
+//! an fsync of its own: it may lag the store after a power loss, never run ahead of it, so it
+//! never refuses a good store. It names the store it belongs to; a file of another store (a
+//! restored snapshot has a new `store_id`) is replaced.
+
+use std::path::{Path, PathBuf};
+
+use super::history::Hash;
+use crate::error::{Error, Result};
+
+/// The file name inside the data dir.
+pub const FILE: &str = "mapreg-highwater";
+
+/// A recorded high-water mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The store it belongs to.
+    pub store_id: String,
+    /// The last acknowledged revision.
+    pub revision: u64,
+    /// Its history hash.
+    pub hash: Hash,
+}
+
+/// Where the mark of the store in `data_dir` lives.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE)
+}
+
+impl Mark {
+    /// The file's text: `store_id revision hash-hex`.
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {}\n",
+            self.store_id,
+            self.revision,
+            hex::encode(self.hash)
+        )
+    }
+
+    /// Parses [`Mark::encode`]'s text.
+    pub fn decode(text: &str) -> Option<Mark> {
+        let mut parts = text.split_whitespace();
+        let store_id = parts.next()?.to_string();
+        let revision = parts.next()?.parse().ok()?;
+        let hash = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+        Some(Mark {
+            store_id,
+            revision,
+            hash,
+        })
+    }
+}
+
+/// Reads the mark at `path`; None if there is none. An unreadable or garbled file is an error
+/// (it is not for mapreg to guess what the store held).
+pub fn read(path: &Path) -> Result<Option<Mark>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Mark::decode(&text).map(Some).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "the high-water mark {} is garbled; delete it if the store is known good",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::internal(format!(
+            "cannot read the high-water mark {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Replaces the mark at `path` (temporary file, then rename; no fsync, see the module docs).
+pub fn write(path: &Path, mark: &Mark) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, mark.encode())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Why a store must not be served under its mark, if it must not: the store (at `revision`,
+/// with `hash_at` giving its history hash at a revision) is behind the mark, or has another
+/// history at the mark's revision.
+pub fn refusal(
+    mark: &Mark,
+    store_id: &str,
+    revision: u64,
+    hash_at: impl Fn(u64) -> Result<Option<Hash>>,
+) -> Result<Option<String>> {
+    if mark.store_id != store_id {
+        return Ok(None);
+    }
+    if mark.revision > revision {
+        return Ok(Some(format!(
+            "the store is at revision {revision}, but revision {} was acknowledged to clients \
+             (high-water mark): the data dir was rolled back or truncated",
+            mark.revision
+        )));
+    }
+    match hash_at(mark.revision)? {
+        Some(h) if h != mark.hash => Ok(Some(format!(
+            "the store's history hash at revision {} is {}, but {} was acknowledged \
+             (high-water mark): the data dir holds another history",
+            mark.revision,
+            hex::encode(h),
+            hex::encode(mark.hash)
+        ))),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_round_trip_and_refuse_rollbacks_only() {
+        let m = Mark {
+            store_id: "s1".into(),
+            revision: 300,
+            hash: [7; 32],
+        };
+        assert_eq!(Mark::decode(&m.encode()), Some(m.clone()));
+        assert_eq!(Mark::decode("s1 x"), None);
+        let same = |_| Ok(Some([7; 32]));
+        assert!(
+            refusal(&m, "s1", 155, same)
+                .unwrap()
+                .unwrap()
+                .contains("155")
+        );
+        assert_eq!(refusal(&m, "s1", 300, same).unwrap(), None);
+        assert_eq!(refusal(&m, "s1", 400, same).unwrap(), None);
+        assert!(
+            refusal(&m, "s1", 300, |_| Ok(Some([8; 32])))
+                .unwrap()
+                .unwrap()
+                .contains("another history")
+        );
+        // Compacted past the mark: nothing to compare.
+        assert_eq!(refusal(&m, "s1", 400, |_| Ok(None)).unwrap(), None);
+        // Another store's mark says nothing about this one.
+        assert_eq!(refusal(&m, "s2", 1, same).unwrap(), None);
+    }
+
+    #[test]
+    fn files_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        assert_eq!(read(&p).unwrap(), None);
+        let m = Mark {
+            store_id: "s".into(),
+            revision: 3,
+            hash: [1; 32],
+        };
+        write(&p, &m).unwrap();
+        assert_eq!(read(&p).unwrap(), Some(m));
+        std::fs::write(&p, "junk").unwrap();
+        assert!(matches!(read(&p), Err(Error::Corrupt(_))));
+    }
+}
