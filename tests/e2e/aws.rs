@@ -397,9 +397,11 @@ fn assert_api(j: &Value, a: &Api) {
             ),
             (
                 "Description",
-                (!a.description.is_empty())
-                    .then(|| json!(a.description))
-                    .unwrap_or(Value::Null),
+                if a.description.is_empty() {
+                    Value::Null
+                } else {
+                    json!(a.description)
+                },
             ),
         ],
     );
