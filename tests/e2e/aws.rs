@@ -980,7 +980,8 @@ async fn cli_signs_with_access_keys_and_shows_aws_errors() {
 
 // ---- boto3 ---------------------------------------------------------------------------------
 
-/// An HTTP-ish API with a stage, made through boto3; its id.
+/// An API of `protocol` (WEBSOCKET ones with a route selection expression) and its stage,
+/// made through boto3; the API id.
 async fn sdk_api(sdk: &mut Sdk, key: Key, name: &str, protocol: &str, stage: &str) -> String {
     let mut params = json!({"Name": name, "ProtocolType": protocol});
     if protocol == "WEBSOCKET" {

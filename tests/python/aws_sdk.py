@@ -17,8 +17,8 @@ An answer is {"status": HTTP status, "revision": x-mapreg-revision or null, "req
 Without key/secret the call is sent unsigned (dev mode). botocore's retries are off, so a
 429 or 5xx is seen as it was answered.
 
-Exits 0 at the end of input; exits 2 with a message on stderr if boto3 is missing or a line
-is not a call it can make (an unknown operation, a parameter botocore's model refuses).
+Exits 0 at the end of input; with a message on stderr, exits 3 if boto3 is missing and 2 if a
+line is not a call it can make (an unknown operation, a parameter botocore's model refuses).
 """
 
 import datetime
