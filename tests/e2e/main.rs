@@ -11,6 +11,7 @@ mod pki;
 mod workload;
 
 mod auth;
+mod aws;
 mod bad_input;
 mod bench;
 mod cache;
