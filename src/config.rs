@@ -126,6 +126,19 @@ pub struct Config {
     /// restored on purpose); the mark is then reset to the store.
     #[serde(default)]
     pub accept_rollback: bool,
+    /// Encoded bytes one Watch stream may hold queued for a slow client (snapshot included).
+    #[serde(default = "default_watch_buffer_bytes")]
+    pub watch_buffer_bytes: usize,
+    /// Watch streams one principal (token, certificate, access key; dev mode is one) may hold.
+    #[serde(default = "default_max_watches_per_principal")]
+    pub max_watches_per_principal: usize,
+}
+
+fn default_watch_buffer_bytes() -> usize {
+    crate::feed::watch::DEFAULT_BUFFER_BYTES
+}
+fn default_max_watches_per_principal() -> usize {
+    crate::api::change_feed::DEFAULT_MAX_WATCHES_PER_PRINCIPAL
 }
 
 fn default_listen() -> SocketAddr {
@@ -163,6 +176,8 @@ impl Default for Config {
             max_connections: default_max_connections(),
             first_request_timeout_ms: default_first_request_timeout_ms(),
             accept_rollback: false,
+            watch_buffer_bytes: default_watch_buffer_bytes(),
+            max_watches_per_principal: default_max_watches_per_principal(),
             access_keys: Vec::new(),
         }
     }
@@ -265,6 +280,16 @@ impl Config {
         if self.max_multi_level_mappings_per_domain == 0 {
             return Err(ConfigError::Invalid(
                 "max_multi_level_mappings_per_domain must be at least 1".into(),
+            ));
+        }
+        if self.watch_buffer_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid(
+                "watch_buffer_bytes must be at least 65536".into(),
+            ));
+        }
+        if self.max_watches_per_principal == 0 {
+            return Err(ConfigError::Invalid(
+                "max_watches_per_principal must be at least 1".into(),
             ));
         }
         if self.watch_history == 0 {

@@ -143,9 +143,12 @@ pub async fn run_with_reloads(
         move |req| auth.intercept(req)
     };
     let registry_service = InterceptedService::new(registry_service, interceptor.clone());
-    let change_feed =
-        ChangeFeedServer::new(ChangeFeedService::new(hub.clone()).with_auth(auth.clone()))
-            .max_decoding_message_size(MAX_REQUEST_BYTES);
+    let change_feed = ChangeFeedServer::new(
+        ChangeFeedService::new(hub.clone())
+            .with_auth(auth.clone())
+            .with_limits(config.watch_buffer_bytes, config.max_watches_per_principal),
+    )
+    .max_decoding_message_size(MAX_REQUEST_BYTES);
     let change_feed = InterceptedService::new(change_feed, interceptor);
 
     let (health, health_service) = tonic_health::server::health_reporter();

@@ -95,6 +95,12 @@ pub struct ServeArgs {
     /// Serve a store that is behind its high-water mark (a copy restored on purpose).
     #[arg(long)]
     pub accept_rollback: bool,
+    /// Bytes one Watch stream may hold queued for a slow client (default 1048576).
+    #[arg(long, value_name = "BYTES")]
+    pub watch_buffer_bytes: Option<usize>,
+    /// Watch streams one principal may hold open (default 1000).
+    #[arg(long, value_name = "N")]
+    pub max_watches_per_principal: Option<usize>,
 }
 
 impl ServeArgs {
@@ -124,6 +130,12 @@ impl ServeArgs {
         }
         config.insecure_plaintext |= self.insecure_plaintext;
         config.accept_rollback |= self.accept_rollback;
+        if let Some(n) = self.watch_buffer_bytes {
+            config.watch_buffer_bytes = n;
+        }
+        if let Some(n) = self.max_watches_per_principal {
+            config.max_watches_per_principal = n;
+        }
         if let Some(n) = self.max_connections {
             config.max_connections = n;
         }

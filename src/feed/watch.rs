@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::Message;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -31,7 +32,32 @@ pub const CLIENT_QUEUE: usize = 64;
 /// One item of a watcher's queue. Boxed: the queue allocates slots in blocks of 32, and an
 /// unboxed `Result<_, Status>` slot is ~180 bytes, which made the biggest part of an idle
 /// watcher's memory.
-pub type Queued = Box<Result<WatchResponse, Status>>;
+pub type Queued = Box<QueuedItem>;
+
+/// A response waiting for the client, holding its share of the watcher's byte budget until
+/// the stream hands it to the transport.
+pub struct QueuedItem {
+    item: Result<WatchResponse, Status>,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+impl QueuedItem {
+    /// An item that holds no budget (the final error of a stream).
+    pub fn unbudgeted(item: Result<WatchResponse, Status>) -> Queued {
+        Box::new(QueuedItem {
+            item,
+            _budget: None,
+        })
+    }
+
+    /// The response, releasing its budget.
+    pub fn into_item(self) -> Result<WatchResponse, Status> {
+        self.item
+    }
+}
+
+/// Default of `watch_buffer_bytes`: what one watcher may hold queued for its client.
+pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// What a watcher asked for, validated.
 #[derive(Debug, Clone)]
@@ -45,6 +71,10 @@ pub struct WatchSpec {
     /// With `start_revision` S > 0: the history hash the client holds for S - 1 (SPEC.md 8.3);
     /// None: not checked.
     pub resume_history_hash: Option<Hash>,
+    /// Encoded bytes of responses this watcher may hold queued for its client (SPEC.md 8.7):
+    /// past it, it waits for the client (a live one falls behind the ring and later catches
+    /// up from the log). A single larger response is still sent, alone.
+    pub buffer_bytes: usize,
 }
 
 /// Why a watcher stopped without an error for its client.
@@ -98,6 +128,7 @@ struct Watcher {
     hub: Arc<Hub>,
     spec: WatchSpec,
     tx: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
     closed: tokio::sync::watch::Receiver<bool>,
     store_id: String,
     next: u64,
@@ -112,10 +143,12 @@ pub async fn run(hub: Arc<Hub>, spec: WatchSpec, tx: mpsc::Sender<Queued>) {
     let store_id = hub.registry().store_id().to_string();
     let closed = hub.closed();
     let deadline = Instant::now() + spec.progress_interval;
+    let budget = Arc::new(Semaphore::new(spec.buffer_bytes.max(1)));
     let mut w = Watcher {
         hub,
         spec,
         tx,
+        budget,
         closed,
         store_id,
         next: 0,
@@ -126,7 +159,9 @@ pub async fn run(hub: Arc<Hub>, spec: WatchSpec, tx: mpsc::Sender<Queued>) {
         Ok(()) | Err(Stop::Gone) => {}
         Err(Stop::Fail(e)) => {
             tracing::debug!(error = %e, "watch ended");
-            let _ = w.tx.send(Box::new(Err(Status::from(e)))).await;
+            let _ =
+                w.tx.send(QueuedItem::unbudgeted(Err(Status::from(e))))
+                    .await;
         }
     }
 }
@@ -202,8 +237,27 @@ impl Watcher {
             kind: Some(kind),
             history_hash: hash.map(|h| h.to_vec()).unwrap_or_default(),
         };
+        let share = resp
+            .encoded_len()
+            .clamp(1, self.spec.buffer_bytes.max(1))
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let budget = match self.budget.clone().try_acquire_many_owned(share) {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                biased;
+                _ = self.closed.wait_for(|c| *c) => return Err(Stop::Fail(shutting_down())),
+                p = self.budget.clone().acquire_many_owned(share) => {
+                    p.map_err(|_| Stop::Gone)?
+                }
+            },
+        };
+        let item = Box::new(QueuedItem {
+            item: Ok(resp),
+            _budget: Some(budget),
+        });
         // The common case, a queue with room, costs no future and no wake-up.
-        let resp = match self.tx.try_send(Box::new(Ok(resp))) {
+        let resp = match self.tx.try_send(item) {
             Ok(()) => {
                 self.deadline = Instant::now() + self.spec.progress_interval;
                 return Ok(());

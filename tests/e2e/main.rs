@@ -29,3 +29,4 @@ mod resolve;
 mod restart;
 mod rules;
 mod tls;
+mod watch_bounds;

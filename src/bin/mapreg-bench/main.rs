@@ -142,6 +142,8 @@ async fn server(data_dir: PathBuf, listen: SocketAddr) -> Result<()> {
     let config = mapreg::config::Config {
         data_dir,
         listen,
+        // Every bench client is the one dev-mode principal: the scenarios open 10 000 streams.
+        max_watches_per_principal: 1_000_000,
         ..Default::default()
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
