@@ -13,27 +13,27 @@ use tokio::process::Command;
 use crate::common::*;
 
 /// Every command finishes (or is killed) within this.
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a finished `mapreg` run left.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// The stdout as JSON, asserting a successful run.
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         assert_eq!(self.code, 0, "exit code of {self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("JSON of {self:?}: {e}"))
     }
 
     /// Asserts a service error: exit 254, the AWS CLI's error line, nothing on stdout.
     #[track_caller]
-    fn service_error(&self, exception: &str, operation: &str) {
+    pub(crate) fn service_error(&self, exception: &str, operation: &str) {
         assert_eq!(self.code, 254, "exit code of {self:?}");
         let prefix =
             format!("An error occurred ({exception}) when calling the {operation} operation: ");
@@ -46,7 +46,7 @@ impl Run {
     }
 }
 
-fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+pub(crate) fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mapreg"));
     cmd.args(args)
         .env_remove("MAPREG_ENDPOINT")
@@ -58,7 +58,7 @@ fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
 }
 
 /// Runs `mapreg args...` with `envs` (MAPREG_* from the caller's environment removed).
-async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
+pub(crate) async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let out = tokio::time::timeout(TIMEOUT, command(args, envs).output())
         .await
         .unwrap_or_else(|_| panic!("mapreg {args:?} did not finish within {TIMEOUT:?}"))
@@ -71,14 +71,14 @@ async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
 }
 
 /// Runs `mapreg args... --endpoint <server>`.
-async fn run(s: &TestServer, args: &[&str]) -> Run {
+pub(crate) async fn run(s: &TestServer, args: &[&str]) -> Run {
     let endpoint = s.endpoint();
     let mut all = args.to_vec();
     all.extend(["--endpoint", endpoint.as_str()]);
     run_env(&all, &[]).await
 }
 
-fn keys(v: &Value) -> BTreeSet<String> {
+pub(crate) fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .unwrap_or_else(|| panic!("object expected: {v}"))
         .keys()
@@ -86,11 +86,11 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(names: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
         .unwrap_or_else(|| panic!("{key} of {v} is not a string"))
@@ -261,6 +261,8 @@ async fn output_uses_aws_keys() {
             "pets",
             "--protocol-type",
             "websocket",
+            "--route-selection-expression",
+            "$request.body.action",
             "--description",
             "Pet store",
             "--tags",
@@ -276,6 +278,8 @@ async fn output_uses_aws_keys() {
             "Name",
             "ProtocolType",
             "Description",
+            "RouteSelectionExpression",
+            "ApiKeySelectionExpression",
             "Tags",
             "CreatedDate",
             "CreateRevision",
@@ -283,6 +287,11 @@ async fn output_uses_aws_keys() {
         ])
     );
     assert_eq!(api["ProtocolType"], "WEBSOCKET");
+    assert_eq!(api["RouteSelectionExpression"], "$request.body.action");
+    assert_eq!(
+        api["ApiKeySelectionExpression"],
+        "$request.header.x-api-key"
+    );
     assert_eq!(
         api["Tags"],
         serde_json::json!({"team": "edge", "env": "dev"})
@@ -771,10 +780,11 @@ async fn list_pagination() {
         assert!(v.get("NextToken").is_some(), "{args:?}: {v}");
     }
 
-    // A page token of another list is the server's BadRequestException.
-    run(&s, &["get-apis", "--starting-token", &token])
-        .await
-        .service_error("BadRequestException", "GetApis");
+    // A page token of another list is the server's BadRequestException, naming the flag.
+    let r = run(&s, &["get-apis", "--starting-token", &token]).await;
+    r.service_error("BadRequestException", "GetApis");
+    assert!(r.stderr.contains("--starting-token"), "{r:?}");
+    assert!(!r.stderr.contains("next_token"), "{r:?}");
 }
 
 /// Service errors: the AWS CLI's message on stderr, exit 254.
@@ -829,7 +839,10 @@ async fn service_errors_exit_254() {
     )
     .await;
     r.service_error("BadRequestException", "CreateApiMapping");
-    assert!(r.stderr.contains("api_mapping_key"), "{r:?}");
+    assert!(
+        r.stderr.contains("--api-mapping-key"),
+        "names the flag: {r:?}"
+    );
 
     run(
         &s,
@@ -870,6 +883,7 @@ async fn bad_command_line_exits_252() {
         ],
         vec!["get-apis", "--max-items", "0"],
         vec!["get-apis", "--max-results", "ten"],
+        vec!["get-apis", "--max-results", "5000"],
         vec!["watch", "--kinds", "routes"],
         vec!["no-such-command"],
         vec![],
@@ -907,7 +921,7 @@ async fn bad_command_line_exits_252() {
 }
 
 /// An endpoint on loopback that refuses connections (a port just freed).
-async fn unused_endpoint() -> String {
+pub(crate) async fn unused_endpoint() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

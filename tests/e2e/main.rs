@@ -15,6 +15,7 @@ mod bad_input;
 mod bench;
 mod cache;
 mod cli;
+mod cli_aws;
 mod connections;
 mod crash;
 mod external;
