@@ -188,7 +188,9 @@ async fn seed_walkthrough() {
     assert_eq!(list, serde_json::json!({ "Items": [m] }), "no NextToken");
 }
 
-/// The README's CLI walk-through, run verbatim by bash with this `mapreg` first on the PATH.
+/// The README's CLI walk-through (the HTTP seed, then the WebSocket flow of the AWS guide), run
+/// verbatim by bash with this `mapreg` first on the PATH and MAPREG_ENDPOINT set. The WebSocket
+/// part needs the server's route selection expressions (SPEC 8.4).
 #[tokio::test]
 async fn readme_walkthrough_runs() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -198,6 +200,17 @@ async fn readme_walkthrough_runs() {
     let end = start + section[start..].find("```").expect("end of the sh block");
     let script = &section[start..end];
     assert!(script.contains("mapreg create-api-mapping"), "{script}");
+    assert!(script.contains("--query ApiId --output text"), "{script}");
+    assert!(!script.contains("sed "), "no sed: {script}");
+    for step in [
+        "--protocol-type WEBSOCKET",
+        "--route-selection-expression",
+        "mapreg update-api-mapping",
+        "mapreg get-api-mappings",
+        "mapreg delete-api-mapping",
+    ] {
+        assert!(script.contains(step), "{step} in {script}");
+    }
 
     let s = TestServer::start().await;
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mapreg"));
@@ -226,17 +239,40 @@ async fn readme_walkthrough_runs() {
     );
 
     let mut c = s.client().await;
-    let apis = c
+    let mut apis = c
         .get_apis(GetApisRequest::default())
         .await
         .expect("list apis")
         .into_inner()
         .items;
-    assert_eq!(apis.len(), 1);
+    assert_eq!(apis.len(), 2);
+    apis.sort_by_key(|a| a.name != "pets");
     assert!(
         stdout.contains(&format!("API id: {}\n", apis[0].api_id)),
         "{stdout}"
     );
+    let ws = &apis[1];
+    assert_eq!(ws.name, "chat");
+    assert_eq!(ws.protocol_type, ProtocolType::Websocket as i32);
+    assert_eq!(ws.route_selection_expression, "$request.body.action");
+    assert!(
+        stdout.contains(&format!("WebSocket API id: {}\n", ws.api_id)),
+        "{stdout}"
+    );
+    // create-stage --output text: the stage's values on one line.
+    assert!(stdout.contains("\tproduction\n"), "{stdout}");
+    // create-domain-name --output yaml.
+    assert!(stdout.contains("DomainName: ws.example.com\n"), "{stdout}");
+    assert!(stdout.contains("- ApiGatewayDomainName: "), "{stdout}");
+    // get-api-mappings --output table, then the updated key, then none left.
+    assert!(stdout.contains("GetApiMappings"), "{stdout}");
+    assert!(stdout.contains("| chat "), "{stdout}");
+    assert!(stdout.contains("chat-v2\nchat-v2\n"), "{stdout}");
+    assert!(
+        stdout.contains("mappings left on ws.example.com: 0\n"),
+        "{stdout}"
+    );
+    assert!(all_mappings(&mut c, "ws.example.com").await.is_empty());
     let mappings = all_mappings(&mut c, "api.example.com").await;
     assert_eq!(mappings.len(), 1);
     assert_eq!(
