@@ -133,16 +133,23 @@ pub fn explain(e: CliError, token_set: bool) -> CliError {
     CliError::Service { operation, status }
 }
 
-/// Whether tonic made `status` up on this side: the server's errors always carry metadata
-/// (at least its content-type) and mapreg's an ErrorInfo.
+/// Whether tonic made `status` up on this side while reading the answer: mapreg's server sends
+/// every error with an ErrorInfo in its details, and tonic's own decode failures carry none
+/// (a message over the decode limit is `OUT_OF_RANGE`; an undecodable one `INTERNAL`, "failed to
+/// decode" or "protocol error"). The metadata does not tell: tonic attaches the response's
+/// headers to a failure it makes up after them.
 fn is_client_side(status: &tonic::Status) -> bool {
-    status.details().is_empty()
-        && status.metadata().is_empty()
-        && matches!(
-            status.code(),
-            Code::OutOfRange | Code::Internal | Code::DataLoss
-        )
-        && std::error::Error::source(status).is_none()
+    if !status.details().is_empty() {
+        return false;
+    }
+    match status.code() {
+        Code::OutOfRange => true,
+        Code::Internal => {
+            let m = status.message();
+            m.starts_with("failed to decode") || m.starts_with("protocol error")
+        }
+        _ => false,
+    }
 }
 
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
@@ -288,10 +295,8 @@ mod tests {
         assert!(matches!(e, CliError::Decode { .. }), "{e:?}");
         assert_eq!(e.exit_code(), EXIT_OTHER);
         assert!(e.to_string().contains("--max-results"), "{e}");
-        let mut remote = tonic::Status::out_of_range("too big");
-        remote
-            .metadata_mut()
-            .insert("content-type", "application/grpc".parse().unwrap());
+        let remote =
+            tonic::Status::with_details(Code::OutOfRange, "too big", vec![1u8, 2, 3].into());
         let e = explain(CliError::service("GetApis", remote), false);
         assert!(matches!(e, CliError::Service { .. }), "{e:?}");
     }
