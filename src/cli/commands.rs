@@ -284,7 +284,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                         .api_key_selection_expression
                         .unwrap_or_default(),
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -347,7 +346,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     api_key_selection_expression: a.api_key_selection_expression,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -364,7 +362,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     api_id: a.api_id,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed("DeleteApi"))?;
@@ -383,7 +380,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     description: a.description.unwrap_or_default(),
                     tags: a.tags.unwrap_or_default(),
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -451,7 +447,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     description: a.description,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -469,7 +464,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     stage_name: a.stage_name,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed("DeleteStage"))?;
@@ -487,7 +481,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     tags: a.tags.unwrap_or_default(),
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -550,7 +543,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -567,7 +559,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     domain_name: a.domain_name,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed("DeleteDomainName"))?;
@@ -586,7 +577,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     api_id: a.api_id,
                     stage: a.stage,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -656,7 +646,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     stage: a.stage,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed(op))?
@@ -674,7 +663,6 @@ async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome
                     api_mapping_id: a.api_mapping_id,
                     expected_revision: a.expected_revision,
                     validate_only: a.dry_run.validate_only,
-                    ..Default::default()
                 }
             )
             .map_err(failed("DeleteApiMapping"))?;

@@ -4,8 +4,8 @@
 //! - an object prints its scalar values on one tab-separated line, in key order, then each
 //!   nested list or object under its key's upper-case name;
 //! - a list of objects prints one line per object, prefixed by the list's upper-case key name
-//!   (`ITEMS	...`), with the columns every object's scalar keys (sorted, blank when absent);
-//! - a list of scalars under a key prints one `KEY	value` line per element; at the top level,
+//!   (`ITEMS\t...`), with the columns every object's scalar keys (sorted, blank when absent);
+//! - a list of scalars under a key prints one `KEY\tvalue` line per element; at the top level,
 //!   one tab-separated line.
 //!
 //! Values print as Python's `str()` would print them: `True`, `False`, `None`.
