@@ -14,7 +14,20 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args = match mapreg::cli::argv::prepare(std::env::args_os().collect()) {
+        Ok(mapreg::cli::argv::Prepared::Args(args)) => args,
+        Ok(mapreg::cli::argv::Prepared::Print(text)) => {
+            return match std::io::stdout().write_all(text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
+            };
+        }
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
             // --help and --version print to stdout and succeed; a bad command line is 252, as
@@ -50,6 +63,12 @@ async fn main() -> ExitCode {
             }
         }
         Command::Check { data_dir } => ExitCode::from(mapreg::cli::run_check(&data_dir)),
+        Command::Completion { shell } => {
+            match std::io::stdout().write_all(&mapreg::cli::completion_script(shell)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
+            }
+        }
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
     }
 }

@@ -11,35 +11,67 @@ use super::shorthand;
 pub use super::shorthand::DomainNameConfigurations;
 use crate::pb;
 
-/// Connection and output flags, accepted by every client command.
+/// Connection and output flags, accepted by every client command, before or after its name
+/// (`mapreg --output text get-apis` and `mapreg get-apis --output text`), as the AWS CLI's
+/// global options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOptions {
-    /// gRPC endpoint of the mapreg server.
+    /// gRPC endpoint of the mapreg server (`--endpoint` is an alias).
     #[arg(
         long,
+        alias = "endpoint",
         env = "MAPREG_ENDPOINT",
         default_value = "http://127.0.0.1:50051",
         value_name = "URL"
     )]
-    pub endpoint: String,
+    pub endpoint_url: String,
     /// Bearer token (not needed by a dev-mode server).
     #[arg(long, env = "MAPREG_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    /// Output format, as the AWS CLI's.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
+    /// A JMESPath query applied to the output (the AWS-shaped JSON), e.g. `ApiId` or
+    /// `Items[?ProtocolType=='HTTP'].Name`.
+    #[arg(long, value_name = "JMESPATH")]
+    pub query: Option<String>,
+    /// Print each request and response (or error) to stderr.
+    #[arg(long)]
+    pub debug: bool,
+    /// Accepted for the AWS CLI's sake: mapreg never pages its output.
+    #[arg(long)]
+    pub no_cli_pager: bool,
+    /// Read the command's parameters from this JSON (or `file://PATH`); flags on the command
+    /// line win. See --generate-cli-skeleton.
+    #[arg(long, value_name = "JSON")]
+    pub cli_input_json: Option<String>,
+    /// Read the command's parameters from this YAML (or `file://PATH`); flags on the command
+    /// line win.
+    #[arg(long, value_name = "YAML")]
+    pub cli_input_yaml: Option<String>,
+    /// Print a template of --cli-input-json (`input`, the default) or --cli-input-yaml
+    /// (`yaml-input`) for this command, and send nothing.
+    #[arg(long, value_name = "input|yaml-input", num_args = 0..=1, default_missing_value = "input")]
+    pub generate_cli_skeleton: Option<String>,
     /// TLS: --ca-bundle, --no-verify-ssl, --client-cert, --client-key.
     #[command(flatten)]
     pub tls: crate::client::connect::TlsOptions,
 }
 
-/// How results are printed.
+/// How results are printed (`--output`), as the AWS CLI prints them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     /// AWS CLI shaped JSON, indented by four spaces.
     Json,
-    /// An aligned text table.
+    /// Tab-separated text: scalars on one line, lists of objects one line per item prefixed
+    /// by the list's upper-case name (`ITEMS`).
+    Text,
+    /// A boxed text table.
     Table,
+    /// YAML.
+    Yaml,
+    /// YAML as a stream of pages: a list result is printed as a one-element list per page.
+    YamlStream,
 }
 
 /// A client command's own flags plus the [`ClientOptions`].
@@ -130,7 +162,7 @@ impl From<ProtocolTypeArg> for pb::ProtocolType {
 pub struct PagingArgs {
     /// Items per request to the server (default 100, at most 1000).
     #[arg(long, alias = "page-size", value_name = "N",
-          value_parser = clap::value_parser!(i32).range(1..))]
+          value_parser = clap::value_parser!(i32).range(1..=1000))]
     pub max_results: Option<i32>,
     /// Continue a listing from the NextToken a previous command printed.
     #[arg(long, alias = "next-token", value_name = "TOKEN")]
@@ -158,6 +190,26 @@ pub struct CreateApiArgs {
     /// Tags: `k1=v1,k2=v2` or JSON `{"k1":"v1"}`.
     #[arg(long, value_parser = shorthand::parse_tags)]
     pub tags: Option<HashMap<String, String>>,
+    /// How a WebSocket message picks its route, e.g. `$request.body.action` (required for
+    /// WEBSOCKET; HTTP defaults to `${request.method} ${request.path}`; not for REST).
+    #[arg(long, value_name = "EXPRESSION")]
+    pub route_selection_expression: Option<String>,
+    /// WEBSOCKET only: `$request.header.x-api-key` (the default) or
+    /// `$context.authorizer.usageIdentifierKey`.
+    #[arg(long, value_name = "EXPRESSION")]
+    pub api_key_selection_expression: Option<String>,
+    /// Check everything and print what would be created, but write nothing.
+    #[command(flatten)]
+    pub dry_run: DryRun,
+}
+
+/// `--validate-only`, accepted by every write command.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct DryRun {
+    /// Run every check against the current state and print what the write would return
+    /// (revisions 0), but write nothing.
+    #[arg(long)]
+    pub validate_only: bool,
 }
 
 /// Flags naming one API.
@@ -180,9 +232,18 @@ pub struct UpdateApiArgs {
     /// New description.
     #[arg(long)]
     pub description: Option<String>,
+    /// New route selection expression (WEBSOCKET and HTTP APIs).
+    #[arg(long, value_name = "EXPRESSION")]
+    pub route_selection_expression: Option<String>,
+    /// New API key selection expression (WEBSOCKET APIs).
+    #[arg(long, value_name = "EXPRESSION")]
+    pub api_key_selection_expression: Option<String>,
     /// Only if the API's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `delete-api`.
@@ -194,6 +255,9 @@ pub struct DeleteApiArgs {
     /// Only if the API's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `create-stage`.
@@ -211,6 +275,9 @@ pub struct CreateStageArgs {
     /// Tags: `k1=v1,k2=v2` or JSON `{"k1":"v1"}`.
     #[arg(long, value_parser = shorthand::parse_tags)]
     pub tags: Option<HashMap<String, String>>,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags naming one stage.
@@ -250,6 +317,9 @@ pub struct UpdateStageArgs {
     /// Only if the stage's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `delete-stage`.
@@ -264,6 +334,9 @@ pub struct DeleteStageArgs {
     /// Only if the stage's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `create-domain-name`.
@@ -279,6 +352,9 @@ pub struct CreateDomainNameArgs {
     /// Tags: `k1=v1,k2=v2` or JSON `{"k1":"v1"}`.
     #[arg(long, value_parser = shorthand::parse_tags)]
     pub tags: Option<HashMap<String, String>>,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags naming one domain name.
@@ -301,6 +377,9 @@ pub struct UpdateDomainNameArgs {
     /// Only if the domain's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `delete-domain-name`.
@@ -312,6 +391,9 @@ pub struct DeleteDomainNameArgs {
     /// Only if the domain's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `create-api-mapping`.
@@ -329,6 +411,9 @@ pub struct CreateApiMappingArgs {
     /// The API's stage.
     #[arg(long)]
     pub stage: String,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags naming one API mapping.
@@ -374,6 +459,9 @@ pub struct UpdateApiMappingArgs {
     /// Only if the mapping's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `delete-api-mapping`.
@@ -388,6 +476,9 @@ pub struct DeleteApiMappingArgs {
     /// Only if the mapping's ModRevision is this (0: unconditionally).
     #[arg(long, default_value_t = 0)]
     pub expected_revision: u64,
+    /// --validate-only.
+    #[command(flatten)]
+    pub dry_run: DryRun,
 }
 
 /// Flags of `resolve-route`.

@@ -22,6 +22,10 @@ use crate::pb::registry_client::RegistryClient;
 /// How long to wait for the TCP connection before giving up (exit 255).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest response the client decodes unless `MAPREG_MAX_RESPONSE_BYTES` says otherwise:
+/// a page of 1000 records with every field at its limit fits.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
+
 /// Adds `authorization: Bearer <token>` to every request when a token is set.
 #[derive(Clone)]
 struct Bearer(Option<MetadataValue<Ascii>>);
@@ -37,6 +41,54 @@ impl Interceptor for Bearer {
 
 type Registry = RegistryClient<InterceptedService<Channel, Bearer>>;
 type Feed = ChangeFeedClient<InterceptedService<Channel, Bearer>>;
+
+/// Sends one request with `--debug`'s trace: the request before, the answer (or the error and
+/// its details) after, with the time taken, all on stderr.
+macro_rules! rpc {
+    ($debug:expr, $op:expr, $client:expr, $method:ident, $request:expr) => {{
+        let request = $request;
+        trace_request($debug, $op, &request);
+        let started = std::time::Instant::now();
+        let result = $client.$method(request).await;
+        trace_result($debug, $op, started, &result);
+        result
+    }};
+}
+
+/// `--debug`: one request.
+fn trace_request<T: std::fmt::Debug>(debug: bool, operation: &str, request: &T) {
+    if debug {
+        let _ = writeln!(std::io::stderr(), "DEBUG {operation} request: {request:?}");
+    }
+}
+
+/// `--debug`: one answer or error.
+fn trace_result<T: std::fmt::Debug>(
+    debug: bool,
+    operation: &str,
+    started: std::time::Instant,
+    result: &Result<tonic::Response<T>, Status>,
+) {
+    if !debug {
+        return;
+    }
+    let ms = started.elapsed().as_millis();
+    let line = match result {
+        Ok(r) => format!(
+            "DEBUG {operation} response ({ms} ms): {:?}\nDEBUG {operation} response metadata: {:?}",
+            r.get_ref(),
+            r.metadata()
+        ),
+        Err(s) => format!(
+            "DEBUG {operation} error ({ms} ms): code {:?}, message {:?}, metadata {:?}, details {} bytes",
+            s.code(),
+            s.message(),
+            s.metadata(),
+            s.details().len()
+        ),
+    };
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
 
 /// Runs `cmd`, prints its result (or its error, on stderr) and returns the exit code.
 pub async fn run_client(cmd: ClientCommand) -> u8 {
@@ -60,16 +112,39 @@ pub fn endpoint_url(endpoint: &str) -> String {
     }
 }
 
+/// The client's decode limit: `MAPREG_MAX_RESPONSE_BYTES`, else [`DEFAULT_MAX_RESPONSE_BYTES`].
+fn max_response_bytes() -> Result<usize, CliError> {
+    match std::env::var("MAPREG_MAX_RESPONSE_BYTES") {
+        Err(_) => Ok(DEFAULT_MAX_RESPONSE_BYTES),
+        Ok(v) => v.trim().parse().map_err(|_| {
+            CliError::Usage(format!(
+                "MAPREG_MAX_RESPONSE_BYTES={v:?} is not a number of bytes"
+            ))
+        }),
+    }
+}
+
 async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
     use crate::client::connect::{self, ConnectError};
-    let url = endpoint_url(&options.endpoint);
+    let url = endpoint_url(&options.endpoint_url);
     let token = match options.token.as_deref() {
         None | Some("") => None,
-        Some(t) => Some(
-            MetadataValue::try_from(format!("Bearer {t}"))
-                .map_err(|_| CliError::Usage("--token holds characters a header cannot".into()))?,
-        ),
+        Some(t) => Some(MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| {
+            CliError::Usage("--token (or MAPREG_TOKEN) holds characters a header cannot".into())
+        })?),
     };
+    let max = max_response_bytes()?;
+    if options.debug {
+        let _ = writeln!(
+            std::io::stderr(),
+            "DEBUG endpoint {url}, token {}, max response {max} bytes",
+            if token.is_some() {
+                "set (not shown)"
+            } else {
+                "none"
+            }
+        );
+    }
     let channel = connect::connect(&url, &options.tls, CONNECT_TIMEOUT)
         .await
         .map_err(|e| match e {
@@ -81,8 +156,9 @@ async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> 
         })?;
     let bearer = Bearer(token);
     Ok((
-        RegistryClient::with_interceptor(channel.clone(), bearer.clone()),
-        ChangeFeedClient::with_interceptor(channel, bearer),
+        RegistryClient::with_interceptor(channel.clone(), bearer.clone())
+            .max_decoding_message_size(max),
+        ChangeFeedClient::with_interceptor(channel, bearer).max_decoding_message_size(max),
     ))
 }
 
@@ -102,30 +178,51 @@ enum Outcome {
 
 async fn run(cmd: ClientCommand) -> Result<(), CliError> {
     let options = options(&cmd).clone();
+    // Everything that can be refused without the server is refused before connecting.
+    if let Some(q) = &options.query {
+        output::check_query(q)?;
+    }
+    if matches!(cmd, ClientCommand::Watch(_))
+        && matches!(options.output, OutputFormat::Table | OutputFormat::Yaml)
+    {
+        return Err(CliError::Usage(
+            "watch prints a stream, one message at a time: use --output json (JSON lines, the \
+             default), text or yaml-stream"
+                .into(),
+        ));
+    }
+    let token_set = options.token.as_deref().is_some_and(|t| !t.is_empty());
     let (registry, feed) = connect(&options).await?;
     let outcome = if let ClientCommand::Watch(c) = cmd {
-        watch(feed, c.args).await.map(|()| Outcome::Nothing)
+        watch(feed, c.args, &options)
+            .await
+            .map(|()| Outcome::Nothing)
     } else {
-        execute(registry, cmd).await
+        execute(registry, cmd, options.debug).await
     };
     // A TLS server refusing a plaintext client is a connection problem, not the service's.
     let outcome = outcome.map_err(|e| match &e {
         CliError::Service { status, .. } => {
-            match crate::client::connect::explain_status(&options.endpoint, status) {
+            match crate::client::connect::explain_status(&options.endpoint_url, status) {
                 Some(reason) => CliError::Connect {
-                    endpoint: endpoint_url(&options.endpoint),
+                    endpoint: endpoint_url(&options.endpoint_url),
                     reason,
                 },
                 None => e,
             }
         }
         _ => e,
-    })?;
+    });
+    let outcome = outcome.map_err(|e| super::error::explain(e, token_set))?;
     match outcome {
         Outcome::Nothing => Ok(()),
-        Outcome::Show(value, operation, shape) => {
-            print(&output::render(&value, operation, shape, options.output))
-        }
+        Outcome::Show(value, operation, shape) => print(&output::render(
+            &value,
+            operation,
+            shape,
+            options.output,
+            options.query.as_deref(),
+        )?),
     }
 }
 
@@ -166,35 +263,47 @@ fn configurations(v: Vec<DomainNameConfigurations>) -> Vec<pb::DomainNameConfigu
     v.into_iter().flat_map(|c| c.0).collect()
 }
 
-async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliError> {
+async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome, CliError> {
     use ClientCommand as C;
     let show = |v, op, shape| Ok(Outcome::Show(v, op, shape));
     match cmd {
         C::CreateApi(Cmd { args: a, .. }) => {
             let op = "CreateApi";
-            let r = c
-                .create_api(pb::CreateApiRequest {
+            let r = rpc!(
+                d,
+                "CreateApi",
+                c,
+                create_api,
+                pb::CreateApiRequest {
                     name: a.name,
                     protocol_type: pb::ProtocolType::from(a.protocol_type) as i32,
                     description: a.description.unwrap_or_default(),
                     tags: a.tags.unwrap_or_default(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    route_selection_expression: a.route_selection_expression.unwrap_or_default(),
+                    api_key_selection_expression: a
+                        .api_key_selection_expression
+                        .unwrap_or_default(),
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api(&r, Detail::Aws), op, Shape::Api)
         }
         C::GetApi(Cmd { args: a, .. }) => {
             let op = "GetApi";
-            let r = c
-                .get_api(pb::GetApiRequest {
+            let r = rpc!(
+                d,
+                "GetApi",
+                c,
+                get_api,
+                pb::GetApiRequest {
                     api_id: a.api_id,
                     ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api(&r, Detail::Aws), op, Shape::Api)
         }
         C::GetApis(Cmd { args: paging, .. }) => {
@@ -202,14 +311,18 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
             let (items, next) = paginate(&paging, |max_results, next_token| {
                 let mut c = c.clone();
                 async move {
-                    let r = c
-                        .get_apis(pb::GetApisRequest {
+                    let r = rpc!(
+                        d,
+                        "GetApis",
+                        c,
+                        get_apis,
+                        pb::GetApisRequest {
                             max_results,
                             next_token,
                             ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
+                        }
+                    )?
+                    .into_inner();
                     Ok((r.items, r.next_token))
                 }
             })
@@ -220,55 +333,74 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
         }
         C::UpdateApi(Cmd { args: a, .. }) => {
             let op = "UpdateApi";
-            let r = c
-                .update_api(pb::UpdateApiRequest {
+            let r = rpc!(
+                d,
+                "UpdateApi",
+                c,
+                update_api,
+                pb::UpdateApiRequest {
                     api_id: a.api_id,
                     name: a.name,
                     description: a.description,
+                    route_selection_expression: a.route_selection_expression,
+                    api_key_selection_expression: a.api_key_selection_expression,
                     expected_revision: a.expected_revision,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api(&r, Detail::Aws), op, Shape::Api)
         }
         C::DeleteApi(Cmd { args: a, .. }) => {
-            c.delete_api(pb::DeleteApiRequest {
-                api_id: a.api_id,
-                expected_revision: a.expected_revision,
-                ..Default::default()
-            })
-            .await
+            rpc!(
+                d,
+                "DeleteApi",
+                c,
+                delete_api,
+                pb::DeleteApiRequest {
+                    api_id: a.api_id,
+                    expected_revision: a.expected_revision,
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
             .map_err(failed("DeleteApi"))?;
             Ok(Outcome::Nothing)
         }
         C::CreateStage(Cmd { args: a, .. }) => {
             let op = "CreateStage";
-            let r = c
-                .create_stage(pb::CreateStageRequest {
+            let r = rpc!(
+                d,
+                "CreateStage",
+                c,
+                create_stage,
+                pb::CreateStageRequest {
                     api_id: a.api_id,
                     stage_name: a.stage_name,
                     description: a.description.unwrap_or_default(),
                     tags: a.tags.unwrap_or_default(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::stage(&r, Detail::Aws), op, Shape::Stage)
         }
         C::GetStage(Cmd { args: a, .. }) => {
             let op = "GetStage";
-            let r = c
-                .get_stage(pb::GetStageRequest {
+            let r = rpc!(
+                d,
+                "GetStage",
+                c,
+                get_stage,
+                pb::GetStageRequest {
                     api_id: a.api_id,
                     stage_name: a.stage_name,
                     ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::stage(&r, Detail::Aws), op, Shape::Stage)
         }
         C::GetStages(Cmd { args: a, .. }) => {
@@ -278,15 +410,19 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 let mut c = c.clone();
                 let api_id = api_id.clone();
                 async move {
-                    let r = c
-                        .get_stages(pb::GetStagesRequest {
+                    let r = rpc!(
+                        d,
+                        "GetStages",
+                        c,
+                        get_stages,
+                        pb::GetStagesRequest {
                             api_id,
                             max_results,
                             next_token,
                             ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
+                        }
+                    )?
+                    .into_inner();
                     Ok((r.items, r.next_token))
                 }
             })
@@ -300,54 +436,71 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
         }
         C::UpdateStage(Cmd { args: a, .. }) => {
             let op = "UpdateStage";
-            let r = c
-                .update_stage(pb::UpdateStageRequest {
+            let r = rpc!(
+                d,
+                "UpdateStage",
+                c,
+                update_stage,
+                pb::UpdateStageRequest {
                     api_id: a.api_id,
                     stage_name: a.stage_name,
                     description: a.description,
                     expected_revision: a.expected_revision,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::stage(&r, Detail::Aws), op, Shape::Stage)
         }
         C::DeleteStage(Cmd { args: a, .. }) => {
-            c.delete_stage(pb::DeleteStageRequest {
-                api_id: a.api_id,
-                stage_name: a.stage_name,
-                expected_revision: a.expected_revision,
-                ..Default::default()
-            })
-            .await
+            rpc!(
+                d,
+                "DeleteStage",
+                c,
+                delete_stage,
+                pb::DeleteStageRequest {
+                    api_id: a.api_id,
+                    stage_name: a.stage_name,
+                    expected_revision: a.expected_revision,
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
             .map_err(failed("DeleteStage"))?;
             Ok(Outcome::Nothing)
         }
         C::CreateDomainName(Cmd { args: a, .. }) => {
             let op = "CreateDomainName";
-            let r = c
-                .create_domain_name(pb::CreateDomainNameRequest {
+            let r = rpc!(
+                d,
+                "CreateDomainName",
+                c,
+                create_domain_name,
+                pb::CreateDomainNameRequest {
                     domain_name: a.domain_name,
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     tags: a.tags.unwrap_or_default(),
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
         }
         C::GetDomainName(Cmd { args: a, .. }) => {
             let op = "GetDomainName";
-            let r = c
-                .get_domain_name(pb::GetDomainNameRequest {
+            let r = rpc!(
+                d,
+                "GetDomainName",
+                c,
+                get_domain_name,
+                pb::GetDomainNameRequest {
                     domain_name: a.domain_name,
                     ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
         }
         C::GetDomainNames(Cmd { args: paging, .. }) => {
@@ -355,14 +508,18 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
             let (items, next) = paginate(&paging, |max_results, next_token| {
                 let mut c = c.clone();
                 async move {
-                    let r = c
-                        .get_domain_names(pb::GetDomainNamesRequest {
+                    let r = rpc!(
+                        d,
+                        "GetDomainNames",
+                        c,
+                        get_domain_names,
+                        pb::GetDomainNamesRequest {
                             max_results,
                             next_token,
                             ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
+                        }
+                    )?
+                    .into_inner();
                     Ok((r.items, r.next_token))
                 }
             })
@@ -376,54 +533,71 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
         }
         C::UpdateDomainName(Cmd { args: a, .. }) => {
             let op = "UpdateDomainName";
-            let r = c
-                .update_domain_name(pb::UpdateDomainNameRequest {
+            let r = rpc!(
+                d,
+                "UpdateDomainName",
+                c,
+                update_domain_name,
+                pb::UpdateDomainNameRequest {
                     domain_name: a.domain_name,
                     domain_name_configurations: configurations(a.domain_name_configurations),
                     expected_revision: a.expected_revision,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
         }
         C::DeleteDomainName(Cmd { args: a, .. }) => {
-            c.delete_domain_name(pb::DeleteDomainNameRequest {
-                domain_name: a.domain_name,
-                expected_revision: a.expected_revision,
-                ..Default::default()
-            })
-            .await
+            rpc!(
+                d,
+                "DeleteDomainName",
+                c,
+                delete_domain_name,
+                pb::DeleteDomainNameRequest {
+                    domain_name: a.domain_name,
+                    expected_revision: a.expected_revision,
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
             .map_err(failed("DeleteDomainName"))?;
             Ok(Outcome::Nothing)
         }
         C::CreateApiMapping(Cmd { args: a, .. }) => {
             let op = "CreateApiMapping";
-            let r = c
-                .create_api_mapping(pb::CreateApiMappingRequest {
+            let r = rpc!(
+                d,
+                "CreateApiMapping",
+                c,
+                create_api_mapping,
+                pb::CreateApiMappingRequest {
                     domain_name: a.domain_name,
                     api_mapping_key: a.api_mapping_key,
                     api_id: a.api_id,
                     stage: a.stage,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
         }
         C::GetApiMapping(Cmd { args: a, .. }) => {
             let op = "GetApiMapping";
-            let r = c
-                .get_api_mapping(pb::GetApiMappingRequest {
+            let r = rpc!(
+                d,
+                "GetApiMapping",
+                c,
+                get_api_mapping,
+                pb::GetApiMappingRequest {
                     domain_name: a.domain_name,
                     api_mapping_id: a.api_mapping_id,
                     ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
         }
         C::GetApiMappings(Cmd { args: a, .. }) => {
@@ -433,15 +607,19 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
                 let mut c = c.clone();
                 let domain_name = domain_name.clone();
                 async move {
-                    let r = c
-                        .get_api_mappings(pb::GetApiMappingsRequest {
+                    let r = rpc!(
+                        d,
+                        "GetApiMappings",
+                        c,
+                        get_api_mappings,
+                        pb::GetApiMappingsRequest {
                             domain_name,
                             max_results,
                             next_token,
                             ..Default::default()
-                        })
-                        .await?
-                        .into_inner();
+                        }
+                    )?
+                    .into_inner();
                     Ok((r.items, r.next_token))
                 }
             })
@@ -455,43 +633,56 @@ async fn execute(mut c: Registry, cmd: ClientCommand) -> Result<Outcome, CliErro
         }
         C::UpdateApiMapping(Cmd { args: a, .. }) => {
             let op = "UpdateApiMapping";
-            let r = c
-                .update_api_mapping(pb::UpdateApiMappingRequest {
+            let r = rpc!(
+                d,
+                "UpdateApiMapping",
+                c,
+                update_api_mapping,
+                pb::UpdateApiMappingRequest {
                     domain_name: a.domain_name,
                     api_mapping_id: a.api_mapping_id,
                     api_mapping_key: a.api_mapping_key,
                     api_id: a.api_id,
                     stage: a.stage,
                     expected_revision: a.expected_revision,
-                    ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
         }
         C::DeleteApiMapping(Cmd { args: a, .. }) => {
-            c.delete_api_mapping(pb::DeleteApiMappingRequest {
-                domain_name: a.domain_name,
-                api_mapping_id: a.api_mapping_id,
-                expected_revision: a.expected_revision,
-                ..Default::default()
-            })
-            .await
+            rpc!(
+                d,
+                "DeleteApiMapping",
+                c,
+                delete_api_mapping,
+                pb::DeleteApiMappingRequest {
+                    domain_name: a.domain_name,
+                    api_mapping_id: a.api_mapping_id,
+                    expected_revision: a.expected_revision,
+                    validate_only: a.dry_run.validate_only,
+                }
+            )
             .map_err(failed("DeleteApiMapping"))?;
             Ok(Outcome::Nothing)
         }
         C::ResolveRoute(Cmd { args: a, .. }) => {
             let op = "ResolveRoute";
-            let r = c
-                .resolve_route(pb::ResolveRouteRequest {
+            let r = rpc!(
+                d,
+                "ResolveRoute",
+                c,
+                resolve_route,
+                pb::ResolveRouteRequest {
                     host: a.host,
                     path: a.path,
                     ..Default::default()
-                })
-                .await
-                .map_err(failed(op))?
-                .into_inner();
+                }
+            )
+            .map_err(failed(op))?
+            .into_inner();
             show(output::resolve_route(&r), op, Shape::ResolveRoute)
         }
         // Streams rather than answers: run() sends it to watch().
@@ -549,9 +740,11 @@ where
     }
 }
 
-/// Prints every Watch message as one line of JSON until the stream ends (exit 0), fails
-/// (exit 254) or Ctrl-C (exit 130).
-async fn watch(mut feed: Feed, a: WatchArgs) -> Result<(), CliError> {
+/// Prints every Watch message as it arrives until the stream ends (exit 0), fails (exit 254)
+/// or Ctrl-C (exit 130): one line of JSON per message (`--output json`), the message's text
+/// layout (`text`), or one YAML list element per message (`yaml-stream`); `--query` applies to
+/// each message.
+async fn watch(mut feed: Feed, a: WatchArgs, options: &ClientOptions) -> Result<(), CliError> {
     let op = "Watch";
     let request = pb::WatchRequest {
         start_revision: a.start_revision,
@@ -565,6 +758,7 @@ async fn watch(mut feed: Feed, a: WatchArgs) -> Result<(), CliError> {
         store_id: a.store_id,
         ..Default::default()
     };
+    trace_request(options.debug, op, &request);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut stream = tokio::select! {
@@ -579,9 +773,16 @@ async fn watch(mut feed: Feed, a: WatchArgs) -> Result<(), CliError> {
         let Some(message) = message else {
             return Ok(());
         };
-        let mut line = output::watch_response(&message).to_string();
-        line.push('\n');
-        print(&line)?;
+        let mut value = output::watch_response(&message);
+        if let Some(q) = &options.query {
+            value = output::apply_query(q, &value)?;
+        }
+        let text = match options.output {
+            OutputFormat::Text => super::text::render(&value),
+            OutputFormat::YamlStream => super::yaml::render_stream_item(&value),
+            _ => format!("{value}\n"),
+        };
+        print(&text)?;
     }
 }
 

@@ -35,7 +35,16 @@ pub enum CliError {
         /// The transport's explanation.
         reason: String,
     },
-    /// A flag's value that clap could not check (an endpoint URL, a token).
+    /// The server's answer could not be read by this client (e.g. larger than
+    /// `MAPREG_MAX_RESPONSE_BYTES`): a client-side failure, not the service's error.
+    #[error("Could not read the response of the {operation} operation: {reason}")]
+    Decode {
+        /// The RPC, as AWS names operations.
+        operation: &'static str,
+        /// What failed, and what to do about it.
+        reason: String,
+    },
+    /// A flag's value that clap could not check (an endpoint URL, a token, --query, a file).
     #[error("{0}")]
     Usage(String),
     /// Writing the output failed.
@@ -58,7 +67,7 @@ impl CliError {
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Interrupted => EXIT_INTERRUPTED,
-            CliError::Connect { .. } | CliError::Output(_) => EXIT_OTHER,
+            CliError::Connect { .. } | CliError::Decode { .. } | CliError::Output(_) => EXIT_OTHER,
         }
     }
 
@@ -67,6 +76,119 @@ impl CliError {
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
+}
+
+/// Rewrites a failed call's error in the terms of the command line the user typed:
+///
+/// - a status tonic made up on this side (no server metadata, no details), such as a response
+///   larger than the client decodes, becomes [`CliError::Decode`] (exit 255), not a
+///   `BadRequestException`;
+/// - the request fields a `BadRequest` names become the flags that set them (`next_token` ->
+///   `--starting-token`, `api_mapping_key` -> `--api-mapping-key`) in the message;
+/// - a refused or missing token says how the CLI sends one (`--token` / `MAPREG_TOKEN`).
+pub fn explain(e: CliError, token_set: bool) -> CliError {
+    let CliError::Service { operation, status } = e else {
+        return e;
+    };
+    if is_client_side(&status) {
+        let hint = if status.code() == Code::OutOfRange {
+            "; the response is larger than this client accepts (MAPREG_MAX_RESPONSE_BYTES): ask \
+             for smaller pages with --max-results"
+        } else {
+            ""
+        };
+        return CliError::Decode {
+            operation,
+            reason: format!("{}{hint}", service_message(&status)),
+        };
+    }
+    let mut message = service_message(&status);
+    for field in violated_fields(&status) {
+        let top = field.split(['.', '[']).next().unwrap_or(&field).to_string();
+        let flag = flag_of(&top);
+        message = replace_word(&message, &field, &flag);
+        message = replace_word(&message, &top, &flag);
+    }
+    match status.code() {
+        Code::Unauthenticated if token_set => message.push_str(
+            " (mapreg sent the token of --token or MAPREG_TOKEN, and the server did not accept it)",
+        ),
+        Code::Unauthenticated => {
+            message.push_str(" (mapreg sent no token: pass --token TOKEN or set MAPREG_TOKEN)")
+        }
+        Code::PermissionDenied if token_set => {
+            message.push_str(" (the token of --token or MAPREG_TOKEN does not allow this)")
+        }
+        _ => {}
+    }
+    if message == status.message() {
+        return CliError::Service { operation, status };
+    }
+    let status = tonic::Status::with_details_and_metadata(
+        status.code(),
+        message,
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    );
+    CliError::Service { operation, status }
+}
+
+/// Whether tonic made `status` up on this side while reading the answer: mapreg's server sends
+/// every error with an ErrorInfo in its details, and tonic's own decode failures carry none
+/// (a message over the decode limit is `OUT_OF_RANGE`; an undecodable one `INTERNAL`, "failed to
+/// decode" or "protocol error"). The metadata does not tell: tonic attaches the response's
+/// headers to a failure it makes up after them.
+fn is_client_side(status: &tonic::Status) -> bool {
+    if !status.details().is_empty() {
+        return false;
+    }
+    match status.code() {
+        Code::OutOfRange => true,
+        Code::Internal => {
+            let m = status.message();
+            m.starts_with("failed to decode") || m.starts_with("protocol error")
+        }
+        _ => false,
+    }
+}
+
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// The flag that sets the request field `field`.
+pub fn flag_of(field: &str) -> String {
+    match field {
+        "next_token" => "--starting-token".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// `text` with each whole-word `word` (not part of a longer identifier or flag) replaced.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    if word.is_empty() {
+        return text.to_string();
+    }
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(word) {
+        out.push_str(&rest[..i]);
+        let before = out.chars().last();
+        let after = rest[i + word.len()..].chars().next();
+        if before.is_some_and(ident) || after.is_some_and(|c| ident(c) && c != '-') {
+            out.push_str(word);
+        } else {
+            out.push_str(with);
+        }
+        rest = &rest[i + word.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The AWS exception name a gRPC code stands for.
@@ -139,6 +261,59 @@ mod tests {
         for c in [Code::Internal, Code::Unknown, Code::DeadlineExceeded] {
             assert_eq!(exception_name(c), "InternalServerErrorException");
         }
+    }
+
+    #[test]
+    fn fields_become_flags() {
+        assert_eq!(flag_of("next_token"), "--starting-token");
+        assert_eq!(flag_of("max_results"), "--max-results");
+        assert_eq!(flag_of("api_mapping_key"), "--api-mapping-key");
+        assert_eq!(
+            replace_word(
+                "next_token is malformed; pass the next_token unchanged",
+                "next_token",
+                "--starting-token"
+            ),
+            "--starting-token is malformed; pass the --starting-token unchanged"
+        );
+        assert_eq!(
+            replace_word("my_next_token x", "next_token", "--t"),
+            "my_next_token x"
+        );
+        assert_eq!(
+            replace_word("api_id: bad", "api_id", "--api-id"),
+            "--api-id: bad"
+        );
+    }
+
+    #[test]
+    fn client_side_decode_failure_is_not_a_service_error() {
+        let local = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 5000 bytes, the limit is: 100 bytes",
+        );
+        let e = explain(CliError::service("GetApis", local), false);
+        assert!(matches!(e, CliError::Decode { .. }), "{e:?}");
+        assert_eq!(e.exit_code(), EXIT_OTHER);
+        assert!(e.to_string().contains("--max-results"), "{e}");
+        let remote =
+            tonic::Status::with_details(Code::OutOfRange, "too big", vec![1u8, 2, 3].into());
+        let e = explain(CliError::service("GetApis", remote), false);
+        assert!(matches!(e, CliError::Service { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn token_hints() {
+        let e = explain(
+            CliError::service("GetApis", tonic::Status::unauthenticated("no token")),
+            false,
+        );
+        assert!(e.to_string().contains("--token"), "{e}");
+        assert!(e.to_string().contains("MAPREG_TOKEN"), "{e}");
+        let e = explain(
+            CliError::service("GetApis", tonic::Status::unauthenticated("unknown token")),
+            true,
+        );
+        assert!(e.to_string().contains("did not accept"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The `mapreg` command line: `serve`, operator helpers, and a client that mirrors
 //! `aws apigatewayv2`.
 //!
+//! - [`argv`]: what the AWS CLI does before parsing: global options before the command name,
+//!   `file://` values, `--cli-input-json`/`--cli-input-yaml`, `--generate-cli-skeleton`.
 //! - [`args`]: the client subcommands and their flags (same names as the AWS CLI).
 //! - [`commands`]: connects to a server, runs one client command, maps failures to exit codes.
-//! - [`output`]: AWS-shaped JSON (and a plain table) for every resource.
+//! - [`output`]: AWS-shaped JSON for every resource, `--query`, and the `--output` formats
+//!   ([`text`], [`yaml`], tables).
 //! - [`shorthand`]: parsers for the AWS shorthand syntax (`--tags k=v,k2=v2`, ...).
 //! - [`error`]: client-side failures, their AWS-style messages and exit codes.
 
@@ -14,10 +17,13 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 pub mod args;
+pub mod argv;
 pub mod commands;
 pub mod error;
 pub mod output;
 pub mod shorthand;
+pub mod text;
+pub mod yaml;
 
 pub use args::ClientCommand;
 pub use commands::run_client;
@@ -53,6 +59,12 @@ pub enum Command {
         /// The data dir to check.
         #[arg(long, env = "MAPREG_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+    },
+    /// Print a shell completion script: `source <(mapreg completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// A client command (create-api, get-api-mappings, watch, ...).
     #[command(flatten)]
@@ -145,6 +157,14 @@ impl ServeArgs {
         config.check()?;
         Ok(config)
     }
+}
+
+/// `mapreg completion SHELL`: the completion script of every command and flag.
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "mapreg", &mut out);
+    out
 }
 
 /// `mapreg check`: prints a report and returns the exit code (0 consistent, 1 violations,

@@ -8,6 +8,8 @@
 use serde_json::{Map, Value, json};
 
 use super::args::OutputFormat;
+use super::error::CliError;
+use super::{text, yaml};
 use crate::pb;
 
 /// How much of a resource to show.
@@ -120,13 +122,16 @@ impl Obj {
     }
 }
 
-/// An API: `ApiId`, `Name`, `ProtocolType`, `Description`, `Tags`, `CreatedDate`, revisions.
+/// An API: `ApiId`, `Name`, `ProtocolType`, `Description`, `RouteSelectionExpression`,
+/// `ApiKeySelectionExpression`, `Tags`, `CreatedDate`, revisions.
 pub fn api(a: &pb::Api, detail: Detail) -> Value {
     Obj::default()
         .put("ApiId", a.api_id.as_str())
         .put("Name", a.name.as_str())
         .some("ProtocolType", protocol_type(a.protocol_type))
         .text("Description", &a.description)
+        .text("RouteSelectionExpression", &a.route_selection_expression)
+        .text("ApiKeySelectionExpression", &a.api_key_selection_expression)
         .tags(&a.tags)
         .time("CreatedDate", &a.created_date)
         .revisions(a.create_revision, a.mod_revision)
@@ -337,20 +342,68 @@ impl Shape {
     }
 }
 
-/// `value` as the user asked for it: indented JSON, or a table titled `operation` (rows: the
-/// `Items` of a list, else the value itself).
-pub fn render(value: &Value, operation: &str, shape: Shape, format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => pretty_json(value),
-        OutputFormat::Table => {
-            let rows: Vec<&Value> = match value.get("Items").and_then(Value::as_array) {
-                Some(items) => items.iter().collect(),
-                None => vec![value],
-            };
-            let next = value.get("NextToken").and_then(Value::as_str);
-            table(operation, shape.columns(), &rows, next)
-        }
-    }
+/// `value` as the user asked for it: `--query` applied first (to the AWS-shaped JSON, as the
+/// AWS CLI applies it), then printed as JSON, text, YAML or a table titled `operation`.
+pub fn render(
+    value: &Value,
+    operation: &str,
+    shape: Shape,
+    format: OutputFormat,
+    query: Option<&str>,
+) -> Result<String, CliError> {
+    let queried = match query {
+        Some(q) => Some(apply_query(q, value)?),
+        None => None,
+    };
+    let shown = queried.as_ref().unwrap_or(value);
+    let is_list = value.get("Items").is_some_and(Value::is_array);
+    Ok(match format {
+        OutputFormat::Json => pretty_json(shown),
+        OutputFormat::Yaml => yaml::render(shown),
+        // A list is one page of the stream; anything else prints as plain YAML, as the AWS CLI.
+        OutputFormat::YamlStream if is_list => yaml::render_stream_item(shown),
+        OutputFormat::YamlStream => yaml::render(shown),
+        OutputFormat::Text => match (&queried, value.get("NextToken")) {
+            // The AWS CLI prints the token that continues a listing last, as `NEXTTOKEN`.
+            (None, Some(token)) if is_list => {
+                let mut items = value.clone();
+                if let Some(m) = items.as_object_mut() {
+                    m.remove("NextToken");
+                }
+                let mut out = text::render(&items);
+                out.push_str(&format!("NEXTTOKEN\t{}\n", text::scalar_text(token)));
+                out
+            }
+            _ => text::render(shown),
+        },
+        OutputFormat::Table => match &queried {
+            None => {
+                let rows: Vec<&Value> = match value.get("Items").and_then(Value::as_array) {
+                    Some(items) => items.iter().collect(),
+                    None => vec![value],
+                };
+                let next = value.get("NextToken").and_then(Value::as_str);
+                table(operation, shape.columns(), &rows, next)
+            }
+            Some(q) => generic_table(operation, q),
+        },
+    })
+}
+
+/// Checks a `--query` expression before anything is sent.
+pub fn check_query(query: &str) -> Result<(), CliError> {
+    jmespath::compile(query)
+        .map(drop)
+        .map_err(|e| CliError::Usage(format!("Bad value for --query {query}: {e}")))
+}
+
+/// The result of the JMESPath expression `query` on `value` (`null` when nothing matches).
+pub fn apply_query(query: &str, value: &Value) -> Result<Value, CliError> {
+    let bad =
+        |e: &dyn std::fmt::Display| CliError::Usage(format!("Bad value for --query {query}: {e}"));
+    let expression = jmespath::compile(query).map_err(|e| bad(&e))?;
+    let result = expression.search(value).map_err(|e| bad(&e))?;
+    serde_json::to_value(&*result).map_err(|e| bad(&e))
 }
 
 /// JSON indented by four spaces, as the AWS CLI prints it, with a final newline.
@@ -405,25 +458,116 @@ fn find_nested<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
-/// A boxed table in the style of the AWS CLI's `--output table`.
+/// A boxed table in the style of the AWS CLI's `--output table`: the chosen `columns` of
+/// each row, then the `NextToken` when the listing stopped early.
 fn table(title: &str, columns: &[&str], rows: &[&Value], next_token: Option<&str>) -> String {
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| columns.iter().map(|c| cell(r, c)).collect())
         .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            cells
+    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+    let mut out = draw(title, Some(&header), &cells);
+    if let Some(t) = next_token {
+        out.push_str(&format!("NextToken: {t}\n"));
+    }
+    out
+}
+
+/// A `--query` result as tables, as the AWS CLI draws any value: an object's scalars as one
+/// row under their keys, then a table per nested value titled by its key; a list of objects
+/// as one row per object; a list of lists as rows; a list of scalars as one value per row.
+pub fn generic_table(title: &str, value: &Value) -> String {
+    let mut out = String::new();
+    section(title, value, &mut out);
+    out
+}
+
+fn section(title: &str, value: &Value, out: &mut String) {
+    let scalar = |v: &Value| !matches!(v, Value::Object(_) | Value::Array(_));
+    match value {
+        Value::Object(m) => {
+            let (keys, cells): (Vec<String>, Vec<String>) = m
                 .iter()
-                .map(|r| r[i].chars().count())
-                .chain([c.chars().count()])
+                .filter(|(_, v)| scalar(v))
+                .map(|(k, v)| (k.clone(), text::scalar_text(v)))
+                .unzip();
+            if !keys.is_empty() || m.is_empty() {
+                out.push_str(&draw(title, Some(&keys), &[cells]));
+            }
+            for (k, v) in m.iter().filter(|(_, v)| !scalar(v)) {
+                section(k, v, out);
+            }
+        }
+        Value::Array(items) if items.iter().any(Value::is_object) => {
+            let mut keys: Vec<String> = items
+                .iter()
+                .filter_map(Value::as_object)
+                .flat_map(|o| o.iter().filter(|(_, v)| scalar(v)).map(|(k, _)| k.clone()))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|item| match item.as_object() {
+                    Some(o) => keys
+                        .iter()
+                        .map(|k| o.get(k).map(text::scalar_text).unwrap_or_default())
+                        .collect(),
+                    None => vec![text::scalar_text(item)],
+                })
+                .collect();
+            out.push_str(&draw(title, Some(&keys), &rows));
+            for item in items {
+                if let Some(o) = item.as_object() {
+                    for (k, v) in o.iter().filter(|(_, v)| !scalar(v)) {
+                        section(k, v, out);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|item| match item {
+                    Value::Array(inner) => inner.iter().map(text::scalar_text).collect(),
+                    other => vec![text::scalar_text(other)],
+                })
+                .collect();
+            out.push_str(&draw(title, None, &rows));
+        }
+        other => out.push_str(&draw(title, None, &[vec![text::scalar_text(other)]])),
+    }
+}
+
+/// Draws one box: the centred title, the header row (if any), the rows. The last column is
+/// widened when the title is wider than the columns.
+fn draw(title: &str, header: Option<&[String]>, rows: &[Vec<String>]) -> String {
+    let columns = rows
+        .iter()
+        .map(Vec::len)
+        .chain(header.map(<[String]>::len))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let text_at = |row: &[String], i: usize| row.get(i).map(|c| c.chars().count()).unwrap_or(0);
+    let mut widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            rows.iter()
+                .map(|r| text_at(r, i))
+                .chain(header.map(|h| text_at(h, i)))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let inner: usize = widths.iter().map(|w| w + 3).sum::<usize>() - 1;
+    let title_len = title.chars().count();
+    let inner = |widths: &[usize]| widths.iter().map(|w| w + 3).sum::<usize>() - 1;
+    if inner(&widths) < title_len + 2 {
+        let grow = title_len + 2 - inner(&widths);
+        if let Some(last) = widths.last_mut() {
+            *last += grow;
+        }
+    }
+    let inner = inner(&widths);
     let rule = |fill: char, edge: char| -> String {
         let mut s = String::from(edge);
         for w in &widths {
@@ -435,7 +579,8 @@ fn table(title: &str, columns: &[&str], rows: &[&Value], next_token: Option<&str
     };
     let line = |values: &[String]| -> String {
         let mut s = String::from("|");
-        for (v, w) in values.iter().zip(&widths) {
+        for (i, w) in widths.iter().enumerate() {
+            let v = values.get(i).map(String::as_str).unwrap_or("");
             let pad = w - v.chars().count();
             s.push(' ');
             s.push_str(v);
@@ -445,7 +590,6 @@ fn table(title: &str, columns: &[&str], rows: &[&Value], next_token: Option<&str
         s.push('\n');
         s
     };
-    let title_len = title.chars().count();
     let left = inner.saturating_sub(title_len) / 2;
     let right = inner.saturating_sub(title_len + left);
     let mut out = rule('-', '-');
@@ -455,17 +599,15 @@ fn table(title: &str, columns: &[&str], rows: &[&Value], next_token: Option<&str
     out.extend(std::iter::repeat_n(' ', right));
     out.push_str("|\n");
     out.push_str(&rule('-', '+'));
-    let header: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
-    out.push_str(&line(&header));
-    out.push_str(&rule('-', '+'));
-    for r in &cells {
-        out.push_str(&line(r));
-    }
-    if !cells.is_empty() {
+    if let Some(h) = header {
+        out.push_str(&line(h));
         out.push_str(&rule('-', '+'));
     }
-    if let Some(t) = next_token {
-        out.push_str(&format!("NextToken: {t}\n"));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    if !rows.is_empty() {
+        out.push_str(&rule('-', '+'));
     }
     out
 }
@@ -567,7 +709,14 @@ mod tests {
             ],
             Some("tok".into()),
         );
-        let t = render(&v, "GetApiMappings", Shape::ApiMapping, OutputFormat::Table);
+        let t = render(
+            &v,
+            "GetApiMappings",
+            Shape::ApiMapping,
+            OutputFormat::Table,
+            None,
+        )
+        .unwrap();
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[1].contains("GetApiMappings"), "{t}");
         assert_eq!(
@@ -599,7 +748,9 @@ mod tests {
             "GetDomainName",
             Shape::DomainName,
             OutputFormat::Table,
-        );
+            None,
+        )
+        .unwrap();
         assert!(t.contains("| api.example.com | EDGE "), "{t}");
     }
 

@@ -13,27 +13,27 @@ use tokio::process::Command;
 use crate::common::*;
 
 /// Every command finishes (or is killed) within this.
-const TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a finished `mapreg` run left.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// The stdout as JSON, asserting a successful run.
     #[track_caller]
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         assert_eq!(self.code, 0, "exit code of {self:?}");
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("JSON of {self:?}: {e}"))
     }
 
     /// Asserts a service error: exit 254, the AWS CLI's error line, nothing on stdout.
     #[track_caller]
-    fn service_error(&self, exception: &str, operation: &str) {
+    pub(crate) fn service_error(&self, exception: &str, operation: &str) {
         assert_eq!(self.code, 254, "exit code of {self:?}");
         let prefix =
             format!("An error occurred ({exception}) when calling the {operation} operation: ");
@@ -46,7 +46,7 @@ impl Run {
     }
 }
 
-fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
+pub(crate) fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mapreg"));
     cmd.args(args)
         .env_remove("MAPREG_ENDPOINT")
@@ -58,7 +58,7 @@ fn command(args: &[&str], envs: &[(&str, &str)]) -> Command {
 }
 
 /// Runs `mapreg args...` with `envs` (MAPREG_* from the caller's environment removed).
-async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
+pub(crate) async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let out = tokio::time::timeout(TIMEOUT, command(args, envs).output())
         .await
         .unwrap_or_else(|_| panic!("mapreg {args:?} did not finish within {TIMEOUT:?}"))
@@ -71,14 +71,14 @@ async fn run_env(args: &[&str], envs: &[(&str, &str)]) -> Run {
 }
 
 /// Runs `mapreg args... --endpoint <server>`.
-async fn run(s: &TestServer, args: &[&str]) -> Run {
+pub(crate) async fn run(s: &TestServer, args: &[&str]) -> Run {
     let endpoint = s.endpoint();
     let mut all = args.to_vec();
     all.extend(["--endpoint", endpoint.as_str()]);
     run_env(&all, &[]).await
 }
 
-fn keys(v: &Value) -> BTreeSet<String> {
+pub(crate) fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object()
         .unwrap_or_else(|| panic!("object expected: {v}"))
         .keys()
@@ -86,11 +86,11 @@ fn keys(v: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(names: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v[key]
         .as_str()
         .unwrap_or_else(|| panic!("{key} of {v} is not a string"))
@@ -188,7 +188,9 @@ async fn seed_walkthrough() {
     assert_eq!(list, serde_json::json!({ "Items": [m] }), "no NextToken");
 }
 
-/// The README's CLI walk-through, run verbatim by bash with this `mapreg` first on the PATH.
+/// The README's CLI walk-through (the HTTP seed, then the WebSocket flow of the AWS guide), run
+/// verbatim by bash with this `mapreg` first on the PATH and MAPREG_ENDPOINT set. The WebSocket
+/// part needs the server's route selection expressions (SPEC 8.4).
 #[tokio::test]
 async fn readme_walkthrough_runs() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -198,6 +200,17 @@ async fn readme_walkthrough_runs() {
     let end = start + section[start..].find("```").expect("end of the sh block");
     let script = &section[start..end];
     assert!(script.contains("mapreg create-api-mapping"), "{script}");
+    assert!(script.contains("--query ApiId --output text"), "{script}");
+    assert!(!script.contains("sed "), "no sed: {script}");
+    for step in [
+        "--protocol-type WEBSOCKET",
+        "--route-selection-expression",
+        "mapreg update-api-mapping",
+        "mapreg get-api-mappings",
+        "mapreg delete-api-mapping",
+    ] {
+        assert!(script.contains(step), "{step} in {script}");
+    }
 
     let s = TestServer::start().await;
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mapreg"));
@@ -226,17 +239,40 @@ async fn readme_walkthrough_runs() {
     );
 
     let mut c = s.client().await;
-    let apis = c
+    let mut apis = c
         .get_apis(GetApisRequest::default())
         .await
         .expect("list apis")
         .into_inner()
         .items;
-    assert_eq!(apis.len(), 1);
+    assert_eq!(apis.len(), 2);
+    apis.sort_by_key(|a| a.name != "pets");
     assert!(
         stdout.contains(&format!("API id: {}\n", apis[0].api_id)),
         "{stdout}"
     );
+    let ws = &apis[1];
+    assert_eq!(ws.name, "chat");
+    assert_eq!(ws.protocol_type, ProtocolType::Websocket as i32);
+    assert_eq!(ws.route_selection_expression, "$request.body.action");
+    assert!(
+        stdout.contains(&format!("WebSocket API id: {}\n", ws.api_id)),
+        "{stdout}"
+    );
+    // create-stage --output text: the stage's values on one line.
+    assert!(stdout.contains("\tproduction\n"), "{stdout}");
+    // create-domain-name --output yaml.
+    assert!(stdout.contains("DomainName: ws.example.com\n"), "{stdout}");
+    assert!(stdout.contains("- ApiGatewayDomainName: "), "{stdout}");
+    // get-api-mappings --output table, then the updated key, then none left.
+    assert!(stdout.contains("GetApiMappings"), "{stdout}");
+    assert!(stdout.contains("| chat "), "{stdout}");
+    assert!(stdout.contains("chat-v2\nchat-v2\n"), "{stdout}");
+    assert!(
+        stdout.contains("mappings left on ws.example.com: 0\n"),
+        "{stdout}"
+    );
+    assert!(all_mappings(&mut c, "ws.example.com").await.is_empty());
     let mappings = all_mappings(&mut c, "api.example.com").await;
     assert_eq!(mappings.len(), 1);
     assert_eq!(
@@ -261,6 +297,8 @@ async fn output_uses_aws_keys() {
             "pets",
             "--protocol-type",
             "websocket",
+            "--route-selection-expression",
+            "$request.body.action",
             "--description",
             "Pet store",
             "--tags",
@@ -276,6 +314,8 @@ async fn output_uses_aws_keys() {
             "Name",
             "ProtocolType",
             "Description",
+            "RouteSelectionExpression",
+            "ApiKeySelectionExpression",
             "Tags",
             "CreatedDate",
             "CreateRevision",
@@ -283,6 +323,11 @@ async fn output_uses_aws_keys() {
         ])
     );
     assert_eq!(api["ProtocolType"], "WEBSOCKET");
+    assert_eq!(api["RouteSelectionExpression"], "$request.body.action");
+    assert_eq!(
+        api["ApiKeySelectionExpression"],
+        "$request.header.x-api-key"
+    );
     assert_eq!(
         api["Tags"],
         serde_json::json!({"team": "edge", "env": "dev"})
@@ -771,10 +816,11 @@ async fn list_pagination() {
         assert!(v.get("NextToken").is_some(), "{args:?}: {v}");
     }
 
-    // A page token of another list is the server's BadRequestException.
-    run(&s, &["get-apis", "--starting-token", &token])
-        .await
-        .service_error("BadRequestException", "GetApis");
+    // A page token of another list is the server's BadRequestException, naming the flag.
+    let r = run(&s, &["get-apis", "--starting-token", &token]).await;
+    r.service_error("BadRequestException", "GetApis");
+    assert!(r.stderr.contains("--starting-token"), "{r:?}");
+    assert!(!r.stderr.contains("next_token"), "{r:?}");
 }
 
 /// Service errors: the AWS CLI's message on stderr, exit 254.
@@ -829,7 +875,10 @@ async fn service_errors_exit_254() {
     )
     .await;
     r.service_error("BadRequestException", "CreateApiMapping");
-    assert!(r.stderr.contains("api_mapping_key"), "{r:?}");
+    assert!(
+        r.stderr.contains("--api-mapping-key"),
+        "names the flag: {r:?}"
+    );
 
     run(
         &s,
@@ -870,6 +919,7 @@ async fn bad_command_line_exits_252() {
         ],
         vec!["get-apis", "--max-items", "0"],
         vec!["get-apis", "--max-results", "ten"],
+        vec!["get-apis", "--max-results", "5000"],
         vec!["watch", "--kinds", "routes"],
         vec!["no-such-command"],
         vec![],
@@ -907,7 +957,7 @@ async fn bad_command_line_exits_252() {
 }
 
 /// An endpoint on loopback that refuses connections (a port just freed).
-async fn unused_endpoint() -> String {
+pub(crate) async fn unused_endpoint() -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

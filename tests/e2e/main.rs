@@ -16,6 +16,7 @@ mod bad_input;
 mod bench;
 mod cache;
 mod cli;
+mod cli_aws;
 mod connections;
 mod continuity;
 mod crash;
