@@ -27,8 +27,14 @@ impl RegistryService {
         RegistryService { store, writer }
     }
 
-    async fn write(&self, op: WriteOp) -> Result<WriteResult> {
-        self.writer.submit(op).await
+    /// Commits `op`, or with `validate_only` (AIP-163) only checks it as the writer would and
+    /// answers what it would return, revision fields 0.
+    async fn write(&self, op: WriteOp, validate_only: bool) -> Result<WriteResult> {
+        if validate_only {
+            self.writer.validate(op).await
+        } else {
+            self.writer.submit(op).await
+        }
     }
 }
 
@@ -116,7 +122,7 @@ impl Registry for RegistryService {
                     description: m.description,
                     tags: m.tags,
                 };
-                as_api(self.write(op).await?)
+                as_api(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -176,7 +182,7 @@ impl Registry for RegistryService {
                     description: m.description,
                     expected_revision: m.expected_revision,
                 };
-                as_api(self.write(op).await?)
+                as_api(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -198,7 +204,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteApiResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -225,7 +231,7 @@ impl Registry for RegistryService {
                     description: m.description,
                     tags: m.tags,
                 };
-                as_stage(self.write(op).await?)
+                as_stage(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -295,7 +301,7 @@ impl Registry for RegistryService {
                     description: m.description,
                     expected_revision: m.expected_revision,
                 };
-                as_stage(self.write(op).await?)
+                as_stage(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -319,7 +325,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteStageResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -344,7 +350,7 @@ impl Registry for RegistryService {
                     configuration,
                     tags: m.tags,
                 };
-                as_domain(self.write(op).await?)
+                as_domain(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -404,7 +410,7 @@ impl Registry for RegistryService {
                     configuration,
                     expected_revision: m.expected_revision,
                 };
-                as_domain(self.write(op).await?)
+                as_domain(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -426,7 +432,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteDomainNameResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -453,7 +459,7 @@ impl Registry for RegistryService {
                     api_id: m.api_id,
                     stage: m.stage,
                 };
-                as_mapping(self.write(op).await?)
+                as_mapping(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -534,7 +540,7 @@ impl Registry for RegistryService {
                     stage: m.stage,
                     expected_revision: m.expected_revision,
                 };
-                as_mapping(self.write(op).await?)
+                as_mapping(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -558,7 +564,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteApiMappingResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -609,7 +615,7 @@ impl Registry for RegistryService {
                     remove: Vec::new(),
                     expected_revision: m.expected_revision,
                 };
-                let (revision, tags) = tagged(self.write(op).await?)?;
+                let (revision, tags) = tagged(self.write(op, false).await?)?;
                 Ok(TagResourceResponse { revision, tags })
             },
         )
@@ -634,7 +640,7 @@ impl Registry for RegistryService {
                     remove: m.tag_keys,
                     expected_revision: m.expected_revision,
                 };
-                let (revision, tags) = tagged(self.write(op).await?)?;
+                let (revision, tags) = tagged(self.write(op, false).await?)?;
                 Ok(UntagResourceResponse { revision, tags })
             },
         )

@@ -17,6 +17,7 @@ mod cache;
 mod cli;
 mod connections;
 mod crash;
+mod dry_run;
 mod external;
 mod feed;
 mod gateway;

@@ -149,6 +149,33 @@ pub enum WriteResult {
     Deleted(u64),
 }
 
+impl WriteResult {
+    /// What a dry run (`validate_only`, AIP-163) answers: this result with every revision
+    /// field 0 (`create_revision`, `mod_revision`, a delete's revision), since nothing was
+    /// written and no revision was taken. Everything else is what the write would return.
+    pub fn without_revisions(self) -> WriteResult {
+        match self {
+            WriteResult::Api(mut a) => {
+                (a.create_revision, a.mod_revision) = (0, 0);
+                WriteResult::Api(a)
+            }
+            WriteResult::Stage(mut s) => {
+                (s.create_revision, s.mod_revision) = (0, 0);
+                WriteResult::Stage(s)
+            }
+            WriteResult::DomainName(mut d) => {
+                (d.create_revision, d.mod_revision) = (0, 0);
+                WriteResult::DomainName(d)
+            }
+            WriteResult::ApiMapping(mut m) => {
+                (m.create_revision, m.mod_revision) = (0, 0);
+                WriteResult::ApiMapping(m)
+            }
+            WriteResult::Deleted(_) => WriteResult::Deleted(0),
+        }
+    }
+}
+
 /// An accepted write: its result, its revision and its events (the change set of the
 /// revision, in order).
 #[derive(Debug, Clone)]
