@@ -188,7 +188,11 @@ async fn every_write_dry_run_answers_and_changes_nothing() {
             before,
             "dry run of {shown} changed the state"
         );
-        assert_eq!(revision(&mut c).await, rev, "dry run of {shown} took a revision");
+        assert_eq!(
+            revision(&mut c).await,
+            rev,
+            "dry run of {shown} took a revision"
+        );
     }
 
     // What the answers hold: the write's result.
@@ -261,7 +265,10 @@ async fn every_write_dry_run_answers_and_changes_nothing() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(visible_state(&mut c).await.domains.len(), before.domains.len() + 1);
+    assert_eq!(
+        visible_state(&mut c).await.domains.len(),
+        before.domains.len() + 1
+    );
     s.stop().await;
 }
 
@@ -274,8 +281,16 @@ async fn same_failure(c: &mut Client, call_: RegistryCall, code: Code, reason_: 
     let real_err = call(c, call_)
         .await
         .expect_err(&format!("{shown} succeeded"));
-    assert_eq!(dry_err.code(), code, "code of the dry run of {shown}: {dry_err:?}");
-    assert_eq!(reason(&dry_err), reason_, "reason of the dry run of {shown}");
+    assert_eq!(
+        dry_err.code(),
+        code,
+        "code of the dry run of {shown}: {dry_err:?}"
+    );
+    assert_eq!(
+        reason(&dry_err),
+        reason_,
+        "reason of the dry run of {shown}"
+    );
     assert_eq!(
         (dry_err.code(), reason(&dry_err), dry_err.message()),
         (real_err.code(), reason(&real_err), real_err.message()),

@@ -10,6 +10,7 @@ mod common;
 mod pki;
 mod workload;
 
+mod api_fields;
 mod auth;
 mod bad_input;
 mod bench;
@@ -24,6 +25,7 @@ mod gateway;
 mod history;
 mod lists;
 mod races;
+mod read_revision;
 mod resolve;
 mod restart;
 mod rules;

@@ -52,12 +52,17 @@ pub enum WriteOp {
         protocol: ProtocolType,
         description: String,
         tags: HashMap<String, String>,
+        /// Already decided for `protocol` by [`selection::for_create`](super::selection::for_create).
+        selection: super::selection::Selection,
     },
     UpdateApi {
         account: String,
         api_id: String,
         name: Option<String>,
         description: Option<String>,
+        /// Checked against the API's protocol by [`selection::for_update`](super::selection::for_update).
+        route_selection_expression: Option<String>,
+        api_key_selection_expression: Option<String>,
         expected_revision: u64,
     },
     DeleteApi {
@@ -216,20 +221,38 @@ pub fn apply(
             protocol,
             description,
             tags,
-        } => api::create(s, &cx, account, name, *protocol, description, tags),
+            selection,
+        } => api::create(
+            s,
+            &cx,
+            account,
+            api::Fields {
+                name,
+                protocol: *protocol,
+                description,
+                tags,
+                selection,
+            },
+        ),
         WriteOp::UpdateApi {
             account,
             api_id,
             name,
             description,
+            route_selection_expression,
+            api_key_selection_expression,
             expected_revision,
         } => api::update(
             s,
             &cx,
             account,
             api_id,
-            name,
-            description,
+            api::Patch {
+                name: name.as_deref(),
+                description: description.as_deref(),
+                route_selection_expression: route_selection_expression.as_deref(),
+                api_key_selection_expression: api_key_selection_expression.as_deref(),
+            },
             *expected_revision,
         ),
         WriteOp::DeleteApi {
