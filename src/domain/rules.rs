@@ -388,7 +388,7 @@ pub enum Violation {
     /// Rule 8: mappings point at the API.
     #[error(
         "Deleting API {api_id} failed. Please remove all API mappings for the API from your custom domain names: {}",
-        .domains.join(", ")
+        crate::error::listed(.domains)
     )]
     ApiInUse {
         /// The API.
@@ -399,7 +399,7 @@ pub enum Violation {
     /// Rule 8: mappings point at the stage.
     #[error(
         "Deleting stage {stage} failed. Please remove all API mappings for the stage from your custom domain names: {}",
-        .domains.join(", ")
+        crate::error::listed(.domains)
     )]
     StageInUse {
         /// The stage.
@@ -513,9 +513,16 @@ impl From<Violation> for Error {
             Violation::RevisionMismatch { .. } => Error::Aborted { reason, message },
             Violation::EndpointMismatch { .. }
             | Violation::ProtocolConflict { .. }
-            | Violation::ConfigurationConflict { .. }
-            | Violation::ApiInUse { .. }
-            | Violation::StageInUse { .. } => Error::FailedPrecondition { reason, message },
+            | Violation::ConfigurationConflict { .. } => {
+                Error::FailedPrecondition { reason, message }
+            }
+            Violation::ApiInUse { domains, .. } | Violation::StageInUse { domains, .. } => {
+                Error::InUse {
+                    reason,
+                    message,
+                    domain_count: domains.len(),
+                }
+            }
         }
     }
 }

@@ -457,7 +457,7 @@ async fn dry_runs_fail_exactly_like_the_write() {
             UpdateApi(UpdateApiRequest {
                 api_id: http.api_id.clone(),
                 name: Some("n".into()),
-                expected_revision: 1,
+                expected_revision: 999,
                 ..Default::default()
             }),
             Code::Aborted,

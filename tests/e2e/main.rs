@@ -23,6 +23,7 @@ mod external;
 mod feed;
 mod gateway;
 mod history;
+mod limits;
 mod lists;
 mod races;
 mod read_revision;
