@@ -13,6 +13,22 @@ use tonic_types::{ErrorDetails, StatusExt};
 /// The `domain` of every `google.rpc.ErrorInfo` mapreg sends.
 pub const ERROR_DOMAIN: &str = "mapreg";
 
+/// The most names an error message lists; the rest are counted ("and N more"), so a message
+/// stays small enough for every gRPC client's header limits (SPEC.md 8.7).
+pub const MAX_LISTED: usize = 10;
+
+/// `names` for a message: at most [`MAX_LISTED`], comma-separated, then "and N more".
+pub fn listed(names: &[String]) -> String {
+    if names.len() <= MAX_LISTED {
+        return names.join(", ");
+    }
+    format!(
+        "{} and {} more",
+        names[..MAX_LISTED].join(", "),
+        names.len() - MAX_LISTED
+    )
+}
+
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -52,6 +68,17 @@ pub enum Error {
         reason: &'static str,
         /// Human-readable explanation naming the conflicting record.
         message: String,
+    },
+    /// A delete refused because mappings still use the record (rule 8). The message names at
+    /// most [`MAX_LISTED`] domain names; `domain_count` (ErrorInfo metadata) is how many there are.
+    #[error("{message}")]
+    InUse {
+        /// `API_IN_USE` or `STAGE_IN_USE`.
+        reason: &'static str,
+        /// Human-readable explanation naming the record and (some of) the domains.
+        message: String,
+        /// Every domain name with a mapping to the record.
+        domain_count: usize,
     },
     /// `expected_revision` did not match the record's `mod_revision`.
     #[error("{message}")]
@@ -151,7 +178,7 @@ impl Error {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } => Code::NotFound,
             Error::AlreadyExists { .. } => Code::AlreadyExists,
-            Error::FailedPrecondition { .. } => Code::FailedPrecondition,
+            Error::FailedPrecondition { .. } | Error::InUse { .. } => Code::FailedPrecondition,
             Error::Aborted { .. } => Code::Aborted,
             Error::ResourceExhausted { .. } => Code::ResourceExhausted,
             Error::OutOfRange { .. } => Code::OutOfRange,
@@ -170,6 +197,7 @@ impl Error {
             Error::NotFound { reason, .. }
             | Error::AlreadyExists { reason, .. }
             | Error::FailedPrecondition { reason, .. }
+            | Error::InUse { reason, .. }
             | Error::Aborted { reason, .. }
             | Error::ResourceExhausted { reason, .. }
             | Error::OutOfRange { reason, .. }
@@ -204,10 +232,15 @@ impl From<Error> for Status {
         let message = e.to_string();
         let metadata: HashMap<String, String> = match &e {
             Error::OutOfRange { metadata, .. } => metadata.iter().cloned().collect(),
+            Error::InUse { domain_count, .. } => {
+                HashMap::from([("domain_count".to_string(), domain_count.to_string())])
+            }
             _ => HashMap::new(),
         };
         let mut details = ErrorDetails::with_error_info(e.reason(), ERROR_DOMAIN, metadata);
-        if let Error::InvalidArgument { field, message, .. } = &e {
+        if let Error::InvalidArgument { field, message, .. } = &e
+            && !field.is_empty()
+        {
             details.add_bad_request_violation(field.clone(), message.clone());
         }
         Status::with_error_details(code, message, details)
@@ -228,6 +261,28 @@ mod tests {
         assert_eq!(info.domain, ERROR_DOMAIN);
         let bad = details.bad_request().expect("bad request");
         assert_eq!(bad.field_violations[0].field, "api_mapping_key");
+    }
+
+    #[test]
+    fn long_lists_are_cut_and_counted() {
+        let names: Vec<String> = (0..12).map(|i| format!("d{i}.com")).collect();
+        assert_eq!(listed(&names[..2]), "d0.com, d1.com");
+        let m = listed(&names);
+        assert!(m.ends_with("d9.com and 2 more"), "{m}");
+        assert!(!m.contains("d10.com"));
+        let status: Status = Error::InUse {
+            reason: "API_IN_USE",
+            message: m,
+            domain_count: 12,
+        }
+        .into();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "API_IN_USE");
+        assert_eq!(
+            info.metadata.get("domain_count").map(String::as_str),
+            Some("12")
+        );
     }
 
     #[test]

@@ -235,9 +235,7 @@ pub async fn run_with_reloads(
         .layer(tower::util::MapRequestLayer::new(
             transport::mark_served::<tonic::body::Body>,
         ))
-        .layer(tower::util::MapResponseLayer::new(
-            too_large_is_resource_exhausted,
-        ))
+        .layer(tower::util::MapResponseLayer::new(tonic_statuses_as_mapreg))
         .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -338,27 +336,137 @@ fn reload(
     Ok(())
 }
 
-/// tonic refuses an oversized request with OUT_OF_RANGE; SPEC.md section 7 wants
-/// RESOURCE_EXHAUSTED with a reason, like grpc-go. Only that refusal is rewritten: no handler
-/// of a unary RPC answers OUT_OF_RANGE.
-fn too_large_is_resource_exhausted<B>(mut resp: http::Response<B>) -> http::Response<B> {
+/// Statuses tonic makes itself, before a handler runs, rewritten into mapreg's (with
+/// `ErrorInfo`) in this one place:
+///
+/// - an oversized request: tonic says OUT_OF_RANGE; SPEC.md section 7 wants
+///   RESOURCE_EXHAUSTED `REQUEST_TOO_LARGE`, like grpc-go;
+/// - an undecodable request body (invalid UTF-8 in a string, a truncated message or frame,
+///   no message at all): tonic says INTERNAL; SPEC.md 8.7 wants INVALID_ARGUMENT
+///   `MALFORMED_REQUEST`, naming the field when the decoder names one.
+///
+/// Only those refusals are rewritten: no handler of a unary RPC answers OUT_OF_RANGE, and no
+/// handler's INTERNAL starts with the decoder's words (handlers say "internal error: ...").
+fn tonic_statuses_as_mapreg<B>(mut resp: http::Response<B>) -> http::Response<B> {
     let headers = resp.headers_mut();
-    let is_out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == b"11");
-    let too_large = headers
+    let code = headers.get("grpc-status").map(|v| v.as_bytes().to_vec());
+    let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|m| m.contains("too large") || m.contains("too%20large"));
-    if is_out_of_range && too_large {
-        let status: tonic::Status = crate::error::Error::ResourceExhausted {
+        .map(percent_decode)
+        .unwrap_or_default();
+    let error = match code.as_deref() {
+        Some(b"11") if message.contains("too large") => crate::error::Error::ResourceExhausted {
             reason: "REQUEST_TOO_LARGE",
             message: format!("request message is larger than the {MAX_REQUEST_BYTES}-byte limit"),
-        }
-        .into();
-        headers.remove("grpc-message");
-        headers.remove("grpc-status-details-bin");
-        let _ = status.add_header(headers);
-    }
+        },
+        Some(b"13") => match malformed_request(&message) {
+            Some(e) => e,
+            None => return resp,
+        },
+        _ => return resp,
+    };
+    let status: tonic::Status = error.into();
+    headers.remove("grpc-message");
+    headers.remove("grpc-status-details-bin");
+    let _ = status.add_header(headers);
     resp
+}
+
+/// The decoder's words for a request body it could not decode, as tonic and prost put them.
+const DECODE_FAILURES: &[&str] = &[
+    "failed to decode Protobuf message",
+    "Unexpected EOF decoding stream",
+    "Missing request message",
+    "invalid compression flag",
+];
+
+/// The INVALID_ARGUMENT `MALFORMED_REQUEST` for a decoder's INTERNAL `message`, or None when
+/// the message is not a decoder's. prost names the field path (`CreateApiRequest.name: invalid
+/// string value: ...`); the error names its last field.
+fn malformed_request(message: &str) -> Option<crate::error::Error> {
+    if !DECODE_FAILURES.iter().any(|d| message.contains(d)) {
+        return None;
+    }
+    let detail = message
+        .strip_prefix("failed to decode Protobuf message: ")
+        .unwrap_or(message);
+    // "Msg.field: Inner.field: description": the innermost `Type.field` before the description.
+    let field = detail
+        .split(": ")
+        .take_while(|part| {
+            part.split_once('.').is_some_and(|(t, f)| {
+                !t.is_empty()
+                    && !f.is_empty()
+                    && t.chars().all(|c| c.is_ascii_alphanumeric())
+                    && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .last()
+        .and_then(|p| p.split_once('.'))
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_default();
+    let named = if field.is_empty() {
+        String::new()
+    } else {
+        format!(" (field {field})")
+    };
+    Some(crate::error::Error::InvalidArgument {
+        field,
+        reason: "MALFORMED_REQUEST".into(),
+        message: format!(
+            "the request body is not a valid protobuf message{named}: {detail}; check the client's proto files and that strings are UTF-8"
+        ),
+    })
+}
+
+/// Undoes the percent-encoding of a `grpc-message` header.
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decoder_failures_become_malformed_request_naming_the_field() {
+        let e = malformed_request(
+            "failed to decode Protobuf message: CreateApiRequest.name: invalid string value: data is not UTF-8 encoded",
+        )
+        .expect("a decode failure");
+        assert_eq!(e.reason(), "MALFORMED_REQUEST");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        match &e {
+            crate::error::Error::InvalidArgument { field, message, .. } => {
+                assert_eq!(field, "name");
+                assert!(message.contains("(field name)"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = malformed_request("Unexpected EOF decoding stream.").expect("truncated");
+        assert_eq!(e.reason(), "MALFORMED_REQUEST");
+        assert!(malformed_request("internal error: storage: disk on fire").is_none());
+        assert_eq!(
+            percent_decode("too%20large%3A%20x%"),
+            "too large: x%".to_string()
+        );
+    }
 }

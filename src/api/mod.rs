@@ -10,12 +10,21 @@ pub mod paging;
 pub mod registry;
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Access, Caller};
+use crate::domain::state::State;
 use crate::error::Error;
+use crate::store::Registry;
+
+/// The longest a read waits for its `min_revision` (SPEC.md 8.2), whatever its deadline.
+pub const MAX_REVISION_WAIT: Duration = Duration::from_secs(10);
+
+/// The response metadata that carries the revision a Get* answer reflects (SPEC.md 8.2).
+pub const REVISION_METADATA: &str = "mapreg-revision";
 
 /// Runs one RPC: checks the caller's access, runs `body`, logs one line (method, code,
 /// duration, account) at info, and turns the domain error into a `Status`.
@@ -56,4 +65,104 @@ where
         "rpc"
     );
     result.map(Response::new).map_err(Status::from)
+}
+
+/// A read request: it may ask for a version at least as new as `min_revision`.
+pub(crate) trait ReadRequest {
+    /// The request's `min_revision` (0: any version).
+    fn min_revision(&self) -> u64;
+}
+
+/// Runs one read RPC through [`rpc`]: after the access check, waits for a version of
+/// `store` at the request's `min_revision` (up to the call's deadline, at most
+/// [`MAX_REVISION_WAIT`]; else UNAVAILABLE `REVISION_NOT_YET_AVAILABLE`), runs `body` on ONE
+/// version, and sends that version's revision as the `mapreg-revision` response metadata.
+pub(crate) async fn read_rpc<Req, Resp, F>(
+    method: &'static str,
+    store: &Registry,
+    req: Request<Req>,
+    body: F,
+) -> Result<Response<Resp>, Status>
+where
+    Req: ReadRequest,
+    F: FnOnce(Caller, &State, Req) -> Result<Resp, Error>,
+{
+    let wait = revision_wait(req.metadata());
+    let answered = rpc(method, Access::Read, req, async |c: Caller, m: Req| {
+        let min = m.min_revision();
+        if !store.at_least(min, wait).await {
+            return Err(Error::Unavailable {
+                reason: "REVISION_NOT_YET_AVAILABLE",
+                message: format!(
+                    "min_revision {min} is not yet available on this node (it is at revision {}); retry later or on another node",
+                    store.revision()
+                ),
+            });
+        }
+        // One version for the whole answer; revisions only grow, so it is at `min` or newer.
+        let state = store.read();
+        let resp = body(c, &state, m)?;
+        Ok((resp, state.revision()))
+    })
+    .await?;
+    let (resp, revision) = answered.into_inner();
+    let mut out = Response::new(resp);
+    out.metadata_mut()
+        .insert(REVISION_METADATA, MetadataValue::from(revision));
+    Ok(out)
+}
+
+/// How long a read may wait for its `min_revision`: until shortly before the call's deadline
+/// (`grpc-timeout`), so the client gets the answer and not its own deadline's; at most
+/// [`MAX_REVISION_WAIT`].
+fn revision_wait(metadata: &MetadataMap) -> Duration {
+    let Some(timeout) = metadata
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
+    else {
+        return MAX_REVISION_WAIT;
+    };
+    // Answer a little early: a tenth of the budget, between 5 and 100 ms.
+    let margin = (timeout / 10).clamp(Duration::from_millis(5), Duration::from_millis(100));
+    timeout.saturating_sub(margin).min(MAX_REVISION_WAIT)
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_bound_the_wait() {
+        assert_eq!(parse_grpc_timeout("300m"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("5s"), None);
+        let mut md = MetadataMap::new();
+        assert_eq!(revision_wait(&md), MAX_REVISION_WAIT);
+        md.insert("grpc-timeout", "1S".parse().expect("value"));
+        assert_eq!(revision_wait(&md), Duration::from_millis(900));
+        md.insert("grpc-timeout", "1M".parse().expect("value"));
+        assert_eq!(revision_wait(&md), MAX_REVISION_WAIT);
+    }
 }

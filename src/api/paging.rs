@@ -8,6 +8,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::domain::state::MAX_PAGE_BYTES;
 use crate::domain::validate;
 use crate::error::{Error, Result};
 use crate::store::Page;
@@ -22,11 +23,16 @@ pub fn encode(list: &str, parent: &str, after: Option<&str>) -> String {
     }
 }
 
-/// The page a request asks for: size from `max_results`, start from `next_token`.
+/// The page a request asks for: size from `max_results`, start from `next_token`, at most
+/// [`MAX_PAGE_BYTES`] of items.
 pub fn page(list: &str, parent: &str, max_results: i32, next_token: &str) -> Result<Page> {
     let size = validate::page_size(max_results)?;
     if next_token.is_empty() {
-        return Ok(Page { size, after: None });
+        return Ok(Page {
+            size,
+            after: None,
+            max_bytes: MAX_PAGE_BYTES,
+        });
     }
     let bad = || {
         Error::invalid(
@@ -53,6 +59,7 @@ pub fn page(list: &str, parent: &str, max_results: i32, next_token: &str) -> Res
     Ok(Page {
         size,
         after: Some(after.to_string()),
+        max_bytes: MAX_PAGE_BYTES,
     })
 }
 

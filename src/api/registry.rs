@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::{paging, rpc};
+use super::{ReadRequest, paging, read_rpc, rpc};
 use crate::auth::{Access, Caller};
-use crate::domain::{arn, resolve, rules, validate};
+use crate::domain::{arn, resolve, rules, selection, validate};
 use crate::error::{Error, Result};
 use crate::pb::registry_server::Registry;
 use crate::pb::*;
@@ -27,8 +27,14 @@ impl RegistryService {
         RegistryService { store, writer }
     }
 
-    async fn write(&self, op: WriteOp) -> Result<WriteResult> {
-        self.writer.submit(op).await
+    /// Commits `op`, or with `validate_only` (AIP-163) only checks it as the writer would and
+    /// answers what it would return, revision fields 0.
+    async fn write(&self, op: WriteOp, validate_only: bool) -> Result<WriteResult> {
+        if validate_only {
+            self.writer.validate(op).await
+        } else {
+            self.writer.submit(op).await
+        }
     }
 }
 
@@ -97,6 +103,28 @@ fn as_revision(r: WriteResult) -> Result<u64> {
     }
 }
 
+macro_rules! read_requests {
+    ($($t:ty),*) => {
+        $(impl ReadRequest for $t {
+            fn min_revision(&self) -> u64 {
+                self.min_revision
+            }
+        })*
+    };
+}
+
+read_requests!(
+    GetApiRequest,
+    GetApisRequest,
+    GetStageRequest,
+    GetStagesRequest,
+    GetDomainNameRequest,
+    GetDomainNamesRequest,
+    GetApiMappingRequest,
+    GetApiMappingsRequest,
+    ResolveRouteRequest
+);
+
 #[tonic::async_trait]
 impl Registry for RegistryService {
     async fn create_api(&self, req: Request<CreateApiRequest>) -> Result<Response<Api>, Status> {
@@ -109,29 +137,30 @@ impl Registry for RegistryService {
                 let protocol = rules::protocol_type(m.protocol_type)?;
                 validate::description("description", &m.description)?;
                 validate::tags(&m.tags)?;
+                let selection = selection::for_create(
+                    protocol,
+                    &m.route_selection_expression,
+                    &m.api_key_selection_expression,
+                )?;
                 let op = WriteOp::CreateApi {
                     account: c.account_id,
                     name: m.name,
                     protocol,
                     description: m.description,
                     tags: m.tags,
+                    selection,
                 };
-                as_api(self.write(op).await?)
+                as_api(self.write(op, m.validate_only).await?)
             },
         )
         .await
     }
 
     async fn get_api(&self, req: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
-        rpc(
-            "GetApi",
-            Access::Read,
-            req,
-            async |c: Caller, m: GetApiRequest| {
-                id("api_id", &m.api_id)?;
-                Ok((**self.store.read().get_api(&c.scope(), &m.api_id)?).clone())
-            },
-        )
+        read_rpc("GetApi", &self.store, req, |c, state, m: GetApiRequest| {
+            id("api_id", &m.api_id)?;
+            Ok((**state.get_api(&c.scope(), &m.api_id)?).clone())
+        })
         .await
     }
 
@@ -139,17 +168,17 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetApisRequest>,
     ) -> Result<Response<GetApisResponse>, Status> {
-        rpc(
+        read_rpc(
             "GetApis",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetApisRequest| {
+            |c, state, m: GetApisRequest| {
                 let page = paging::page("apis", "", m.max_results, &m.next_token)?;
-                let listed = self.store.read().list_apis(&c.scope(), &page);
+                let listed = state.list_apis(&c.scope(), &page);
                 Ok(GetApisResponse {
                     items: listed.items,
                     next_token: paging::encode("apis", "", listed.next.as_deref()),
-                    ..Default::default()
+                    revision: state.revision(),
                 })
             },
         )
@@ -174,9 +203,11 @@ impl Registry for RegistryService {
                     api_id: m.api_id,
                     name: m.name,
                     description: m.description,
+                    route_selection_expression: m.route_selection_expression,
+                    api_key_selection_expression: m.api_key_selection_expression,
                     expected_revision: m.expected_revision,
                 };
-                as_api(self.write(op).await?)
+                as_api(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -198,7 +229,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteApiResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -225,25 +256,21 @@ impl Registry for RegistryService {
                     description: m.description,
                     tags: m.tags,
                 };
-                as_stage(self.write(op).await?)
+                as_stage(self.write(op, m.validate_only).await?)
             },
         )
         .await
     }
 
     async fn get_stage(&self, req: Request<GetStageRequest>) -> Result<Response<Stage>, Status> {
-        rpc(
+        read_rpc(
             "GetStage",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetStageRequest| {
+            |c, state, m: GetStageRequest| {
                 id("api_id", &m.api_id)?;
                 id("stage_name", &m.stage_name)?;
-                Ok((**self
-                    .store
-                    .read()
-                    .get_stage(&c.scope(), &m.api_id, &m.stage_name)?)
-                .clone())
+                Ok((**state.get_stage(&c.scope(), &m.api_id, &m.stage_name)?).clone())
             },
         )
         .await
@@ -253,21 +280,18 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetStagesRequest>,
     ) -> Result<Response<GetStagesResponse>, Status> {
-        rpc(
+        read_rpc(
             "GetStages",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetStagesRequest| {
+            |c, state, m: GetStagesRequest| {
                 id("api_id", &m.api_id)?;
                 let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
-                let listed = self
-                    .store
-                    .read()
-                    .list_stages(&c.scope(), &m.api_id, &page)?;
+                let listed = state.list_stages(&c.scope(), &m.api_id, &page)?;
                 Ok(GetStagesResponse {
                     items: listed.items,
                     next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
-                    ..Default::default()
+                    revision: state.revision(),
                 })
             },
         )
@@ -295,7 +319,7 @@ impl Registry for RegistryService {
                     description: m.description,
                     expected_revision: m.expected_revision,
                 };
-                as_stage(self.write(op).await?)
+                as_stage(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -319,7 +343,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteStageResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -344,7 +368,7 @@ impl Registry for RegistryService {
                     configuration,
                     tags: m.tags,
                 };
-                as_domain(self.write(op).await?)
+                as_domain(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -354,13 +378,13 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetDomainNameRequest>,
     ) -> Result<Response<DomainName>, Status> {
-        rpc(
+        read_rpc(
             "GetDomainName",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetDomainNameRequest| {
+            |c, state, m: GetDomainNameRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
-                Ok((*self.store.read().get_domain(&c.scope(), &domain)?.record).clone())
+                Ok((*state.get_domain(&c.scope(), &domain)?.record).clone())
             },
         )
         .await
@@ -370,17 +394,17 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetDomainNamesRequest>,
     ) -> Result<Response<GetDomainNamesResponse>, Status> {
-        rpc(
+        read_rpc(
             "GetDomainNames",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetDomainNamesRequest| {
+            |c, state, m: GetDomainNamesRequest| {
                 let page = paging::page("domains", "", m.max_results, &m.next_token)?;
-                let listed = self.store.read().list_domains(&c.scope(), &page);
+                let listed = state.list_domains(&c.scope(), &page);
                 Ok(GetDomainNamesResponse {
                     items: listed.items,
                     next_token: paging::encode("domains", "", listed.next.as_deref()),
-                    ..Default::default()
+                    revision: state.revision(),
                 })
             },
         )
@@ -404,7 +428,7 @@ impl Registry for RegistryService {
                     configuration,
                     expected_revision: m.expected_revision,
                 };
-                as_domain(self.write(op).await?)
+                as_domain(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -426,7 +450,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteDomainNameResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -453,7 +477,7 @@ impl Registry for RegistryService {
                     api_id: m.api_id,
                     stage: m.stage,
                 };
-                as_mapping(self.write(op).await?)
+                as_mapping(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -463,18 +487,14 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetApiMappingRequest>,
     ) -> Result<Response<ApiMapping>, Status> {
-        rpc(
+        read_rpc(
             "GetApiMapping",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetApiMappingRequest| {
+            |c, state, m: GetApiMappingRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
                 id("api_mapping_id", &m.api_mapping_id)?;
-                Ok((**self
-                    .store
-                    .read()
-                    .get_mapping(&c.scope(), &domain, &m.api_mapping_id)?)
-                .clone())
+                Ok((**state.get_mapping(&c.scope(), &domain, &m.api_mapping_id)?).clone())
             },
         )
         .await
@@ -484,21 +504,18 @@ impl Registry for RegistryService {
         &self,
         req: Request<GetApiMappingsRequest>,
     ) -> Result<Response<GetApiMappingsResponse>, Status> {
-        rpc(
+        read_rpc(
             "GetApiMappings",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: GetApiMappingsRequest| {
+            |c, state, m: GetApiMappingsRequest| {
                 let domain = lookup_domain(&m.domain_name)?;
                 let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
-                let listed = self
-                    .store
-                    .read()
-                    .list_mappings(&c.scope(), &domain, &page)?;
+                let listed = state.list_mappings(&c.scope(), &domain, &page)?;
                 Ok(GetApiMappingsResponse {
                     items: listed.items,
                     next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
-                    ..Default::default()
+                    revision: state.revision(),
                 })
             },
         )
@@ -534,7 +551,7 @@ impl Registry for RegistryService {
                     stage: m.stage,
                     expected_revision: m.expected_revision,
                 };
-                as_mapping(self.write(op).await?)
+                as_mapping(self.write(op, m.validate_only).await?)
             },
         )
         .await
@@ -558,7 +575,7 @@ impl Registry for RegistryService {
                     expected_revision: m.expected_revision,
                 };
                 Ok(DeleteApiMappingResponse {
-                    revision: as_revision(self.write(op).await?)?,
+                    revision: as_revision(self.write(op, m.validate_only).await?)?,
                 })
             },
         )
@@ -569,15 +586,14 @@ impl Registry for RegistryService {
         &self,
         req: Request<ResolveRouteRequest>,
     ) -> Result<Response<ResolveRouteResponse>, Status> {
-        rpc(
+        read_rpc(
             "ResolveRoute",
-            Access::Read,
+            &self.store,
             req,
-            async |c: Caller, m: ResolveRouteRequest| {
+            |c, state, m: ResolveRouteRequest| {
                 let host = resolve::normalize_host(&m.host)?;
                 let path = resolve::normalize_path(&m.path)?;
                 // From memory: the state at one durable revision, which the answer reports.
-                let state = self.store.read();
                 let (route, api) = state.resolve_for(&c.scope(), &host, &path)?;
                 Ok(ResolveRouteResponse {
                     api_mapping: Some(route.mapping.clone()),
@@ -609,7 +625,7 @@ impl Registry for RegistryService {
                     remove: Vec::new(),
                     expected_revision: m.expected_revision,
                 };
-                let (revision, tags) = tagged(self.write(op).await?)?;
+                let (revision, tags) = tagged(self.write(op, false).await?)?;
                 Ok(TagResourceResponse { revision, tags })
             },
         )
@@ -634,7 +650,7 @@ impl Registry for RegistryService {
                     remove: m.tag_keys,
                     expected_revision: m.expected_revision,
                 };
-                let (revision, tags) = tagged(self.write(op).await?)?;
+                let (revision, tags) = tagged(self.write(op, false).await?)?;
                 Ok(UntagResourceResponse { revision, tags })
             },
         )

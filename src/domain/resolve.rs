@@ -51,7 +51,50 @@ pub fn normalize_host(host: &str) -> Result<String> {
     if name.len() > 253 {
         return Err(Error::invalid("host", "host is longer than 253 characters"));
     }
-    Ok(name.to_ascii_lowercase())
+    let name = name.to_ascii_lowercase();
+    check_host_syntax(&name)?;
+    Ok(name)
+}
+
+/// A host name as a Host header can carry it: dot-separated labels, none empty, of letters,
+/// digits, `-` and `_` (or a bracketed IPv6 literal). Anything else (spaces, NUL, control
+/// characters, `*`, empty labels) is refused, so it can never be routed through a wildcard
+/// domain.
+fn check_host_syntax(name: &str) -> Result<()> {
+    if let Some(v6) = name.strip_prefix('[') {
+        let ok = v6.strip_suffix(']').is_some_and(|a| {
+            !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        });
+        if ok {
+            return Ok(());
+        }
+        return Err(Error::invalid(
+            "host",
+            format!("host {name:?} is not a valid IPv6 literal"),
+        ));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err(Error::invalid(
+                "host",
+                format!("host {name:?} has an empty label (leading or double '.')"),
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(Error::invalid(
+                "host",
+                format!(
+                    "host {name:?} contains {c:?}; a host name has only letters, numbers, '-' and '_' between its dots"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The domain names to try for a normalized host, in order: itself, then `*.` + its parent.
@@ -381,6 +424,25 @@ mod tests {
         );
         assert_eq!(normalize_host("[::1]:80").unwrap(), "[::1]");
         assert_eq!(normalize_host("").unwrap_err().reason(), "INVALID_HOST");
+        for bad in [
+            "a b.example.com",
+            "x\0y.example.com",
+            "a..example.com",
+            ".example.com",
+            "*.example.com",
+            "tab\t.example.com",
+            "[zz]",
+            "[::1",
+        ] {
+            let e = normalize_host(bad).unwrap_err();
+            assert_eq!(e.reason(), "INVALID_HOST", "{bad:?}");
+            assert!(e.to_string().starts_with("host "), "{e}");
+        }
+        assert_eq!(normalize_host("10.0.0.1:80").unwrap(), "10.0.0.1");
+        assert_eq!(
+            normalize_host("my_host.example.com").unwrap(),
+            "my_host.example.com"
+        );
     }
 
     #[test]

@@ -144,6 +144,35 @@ fn describe_endpoint(cfg: &DomainNameConfiguration) -> String {
     format!("{e} endpoint with {p}")
 }
 
+/// "a" or "an", as `word` (an upper-case name: EDGE, HTTP, REST, ...) is read aloud.
+pub fn article(word: &str) -> &'static str {
+    let vowel = word
+        .chars()
+        .next()
+        .is_some_and(|c| "AEIOUaeiou".contains(c));
+    // Spelled-out initialisms whose first letter sounds like a vowel ("aitch-tee-tee-pee").
+    if vowel || word.starts_with("HTTP") {
+        "an"
+    } else {
+        "a"
+    }
+}
+
+/// How a protocol is named in messages.
+pub fn protocol_name(protocol: ProtocolType) -> &'static str {
+    match protocol {
+        ProtocolType::Websocket => "WEBSOCKET",
+        ProtocolType::Rest => "REST",
+        _ => "HTTP",
+    }
+}
+
+/// "an HTTP API", "a REST API", "a WEBSOCKET API".
+pub fn protocol_api(protocol: ProtocolType) -> String {
+    let name = protocol_name(protocol);
+    format!("{} {name} API", article(name))
+}
+
 /// The protocol of a create request: required, and a known value.
 pub fn protocol_type(raw: i32) -> Result<ProtocolType> {
     match ProtocolType::try_from(raw) {
@@ -287,7 +316,8 @@ pub enum Violation {
     },
     /// Rule 4: multi-level keys need a REGIONAL + TLS_1_2 domain.
     #[error(
-        "api_mapping_key '{key}' has more than one level; multi-level keys need a REGIONAL domain name with TLS_1_2, and {domain} is a {endpoint}"
+        "api_mapping_key '{key}' has more than one level; multi-level keys need a REGIONAL domain name with TLS_1_2, and {domain} is {} {endpoint}",
+        article(.endpoint)
     )]
     MultiLevelEndpoint {
         /// The key.
@@ -307,7 +337,8 @@ pub enum Violation {
     },
     /// Rule 7: WEBSOCKET and HTTP APIs map only to REGIONAL + TLS_1_2 domains.
     #[error(
-        "API {api_id} is a {protocol} API; {protocol} APIs can be mapped only to REGIONAL domain names with TLS_1_2, and {domain} is a {endpoint}"
+        "API {api_id} is {} {protocol} API; {protocol} APIs can be mapped only to REGIONAL domain names with TLS_1_2, and {domain} is {} {endpoint}",
+        article(.protocol), article(.endpoint)
     )]
     EndpointMismatch {
         /// The API.
@@ -321,8 +352,9 @@ pub enum Violation {
     },
     /// Rule 6: WEBSOCKET and HTTP/REST APIs cannot share a domain.
     #[error(
-        "API {api_id} is a {} API, but domain name {domain} has {} to a {} API; WEBSOCKET and HTTP/REST APIs cannot share a domain name",
-        .family.label(), conflicting_mapping(.conflicting), .family.opposite().label()
+        "API {api_id} is {} {} API, but domain name {domain} has {} to {} {} API; WEBSOCKET and HTTP/REST APIs cannot share a domain name",
+        article(.family.label()), .family.label(), conflicting_mapping(.conflicting),
+        article(.family.opposite().label()), .family.opposite().label()
     )]
     ProtocolConflict {
         /// The domain.
@@ -336,7 +368,8 @@ pub enum Violation {
     },
     /// Rule 7 on UpdateDomainName: WEBSOCKET or HTTP mappings need REGIONAL + TLS_1_2.
     #[error(
-        "domain name {domain} has API mappings to WEBSOCKET or HTTP APIs, which need a REGIONAL endpoint with TLS_1_2; a {endpoint} takes REST APIs only"
+        "domain name {domain} has API mappings to WEBSOCKET or HTTP APIs, which need a REGIONAL endpoint with TLS_1_2; {} {endpoint} takes REST APIs only",
+        article(.endpoint)
     )]
     ConfigurationConflict {
         /// The domain.
@@ -355,7 +388,7 @@ pub enum Violation {
     /// Rule 8: mappings point at the API.
     #[error(
         "Deleting API {api_id} failed. Please remove all API mappings for the API from your custom domain names: {}",
-        .domains.join(", ")
+        crate::error::listed(.domains)
     )]
     ApiInUse {
         /// The API.
@@ -366,7 +399,7 @@ pub enum Violation {
     /// Rule 8: mappings point at the stage.
     #[error(
         "Deleting stage {stage} failed. Please remove all API mappings for the stage from your custom domain names: {}",
-        .domains.join(", ")
+        crate::error::listed(.domains)
     )]
     StageInUse {
         /// The stage.
@@ -381,6 +414,17 @@ pub enum Violation {
         what: String,
         /// How many tags it would have.
         count: usize,
+    },
+    /// A request field the state makes invalid (e.g. an API's selection expressions, which
+    /// depend on its protocol): INVALID_ARGUMENT naming `field`.
+    #[error("{message}")]
+    InvalidField {
+        /// The request field, as named in the proto.
+        field: &'static str,
+        /// `INVALID_<FIELD>`.
+        reason: &'static str,
+        /// What is wrong, naming the field.
+        message: String,
     },
     /// `expected_revision` is not the record's `mod_revision`.
     #[error("expected_revision {expected} does not match the mod_revision {actual} of {what}")]
@@ -416,10 +460,9 @@ impl Violation {
             Violation::KeyTaken { .. } => "MAPPING_KEY_CONFLICT",
             Violation::StageExists { .. } => "STAGE_EXISTS",
             Violation::DomainExists(_) => "DOMAIN_NAME_EXISTS",
-            Violation::MultiLevelWebSocket { .. } => "INVALID_API_MAPPING_KEY",
-            Violation::MultiLevelEndpoint { .. } | Violation::ConfigurationMultiLevel { .. } => {
-                "MULTI_LEVEL_KEY_NOT_SUPPORTED"
-            }
+            Violation::MultiLevelWebSocket { .. }
+            | Violation::MultiLevelEndpoint { .. }
+            | Violation::ConfigurationMultiLevel { .. } => "MULTI_LEVEL_KEY_NOT_SUPPORTED",
             Violation::MultiLevelLimit { .. } => "MULTI_LEVEL_MAPPING_LIMIT",
             Violation::EndpointMismatch { .. } | Violation::ConfigurationConflict { .. } => {
                 "DOMAIN_CONFIGURATION_CONFLICT"
@@ -429,6 +472,7 @@ impl Violation {
             Violation::StageInUse { .. } => "STAGE_IN_USE",
             Violation::RevisionMismatch { .. } => "REVISION_MISMATCH",
             Violation::TooManyTags { .. } => "INVALID_TAGS",
+            Violation::InvalidField { reason, .. } => reason,
         }
     }
 }
@@ -445,17 +489,40 @@ impl From<Violation> for Error {
             Violation::KeyTaken { .. }
             | Violation::StageExists { .. }
             | Violation::DomainExists(_) => Error::AlreadyExists { reason, message },
-            Violation::MultiLevelWebSocket { .. } => Error::invalid("api_mapping_key", message),
+            // Rule 4 is one error whatever refused the key (the API's protocol, the domain's
+            // endpoint): INVALID_ARGUMENT, as AWS answers BadRequestException for each.
+            Violation::MultiLevelWebSocket { .. } | Violation::MultiLevelEndpoint { .. } => {
+                Error::InvalidArgument {
+                    field: "api_mapping_key".into(),
+                    reason: reason.into(),
+                    message,
+                }
+            }
+            Violation::ConfigurationMultiLevel { .. } => Error::InvalidArgument {
+                field: "domain_name_configurations".into(),
+                reason: reason.into(),
+                message,
+            },
             Violation::TooManyTags { .. } => Error::invalid("tags", message),
+            Violation::InvalidField { field, reason, .. } => Error::InvalidArgument {
+                field: field.to_string(),
+                reason: reason.to_string(),
+                message,
+            },
             Violation::MultiLevelLimit { .. } => Error::ResourceExhausted { reason, message },
             Violation::RevisionMismatch { .. } => Error::Aborted { reason, message },
-            Violation::MultiLevelEndpoint { .. }
-            | Violation::EndpointMismatch { .. }
+            Violation::EndpointMismatch { .. }
             | Violation::ProtocolConflict { .. }
-            | Violation::ConfigurationConflict { .. }
-            | Violation::ConfigurationMultiLevel { .. }
-            | Violation::ApiInUse { .. }
-            | Violation::StageInUse { .. } => Error::FailedPrecondition { reason, message },
+            | Violation::ConfigurationConflict { .. } => {
+                Error::FailedPrecondition { reason, message }
+            }
+            Violation::ApiInUse { domains, .. } | Violation::StageInUse { domains, .. } => {
+                Error::InUse {
+                    reason,
+                    message,
+                    domain_count: domains.len(),
+                }
+            }
         }
     }
 }
@@ -737,7 +804,9 @@ mod tests {
         let d = s.domain("d.com").unwrap();
         let ws = s.api("ws").unwrap();
         let e = multi_level_allowed(&s, d, ws, "a/b", None, 200).unwrap_err();
-        assert_eq!(Error::from(e).reason(), "INVALID_API_MAPPING_KEY");
+        let e = Error::from(e);
+        assert_eq!(e.reason(), "MULTI_LEVEL_KEY_NOT_SUPPORTED");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(multi_level_allowed(&s, d, ws, "ab", None, 200).is_ok());
     }
 
@@ -756,7 +825,28 @@ mod tests {
             let rest = s.api("rest").unwrap();
             assert!(endpoint_suits(d, rest).is_ok());
             let e = multi_level_allowed(&s, d, rest, "a/b", None, 200).unwrap_err();
+            assert!(
+                e.to_string().contains(" is an EDGE endpoint")
+                    || e.to_string().contains(" is a REGIONAL endpoint"),
+                "{e}"
+            );
+            let e = Error::from(e);
+            // One rule, one error: the same as for a WEBSOCKET API's multi-level key.
             assert_eq!(e.reason(), "MULTI_LEVEL_KEY_NOT_SUPPORTED");
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            for api in ["ws", "http"] {
+                let e = endpoint_suits(d, s.api(api).unwrap())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    e.contains(if api == "ws" {
+                        "is a WEBSOCKET API"
+                    } else {
+                        "is an HTTP API"
+                    }),
+                    "{e}"
+                );
+            }
         }
     }
 
@@ -885,6 +975,19 @@ mod tests {
             Error::from(revision_matches(|| "API x".into(), 6, 7).unwrap_err()).reason(),
             "REVISION_MISMATCH"
         );
+    }
+
+    #[test]
+    fn articles_read_as_the_names_are_spoken() {
+        assert_eq!(article("EDGE endpoint with TLS_1_2"), "an");
+        assert_eq!(article("HTTP"), "an");
+        assert_eq!(article("HTTP/REST"), "an");
+        assert_eq!(article("REST"), "a");
+        assert_eq!(article("REGIONAL endpoint with TLS_1_0"), "a");
+        assert_eq!(article("WEBSOCKET"), "a");
+        assert_eq!(protocol_api(ProtocolType::Http), "an HTTP API");
+        assert_eq!(protocol_api(ProtocolType::Rest), "a REST API");
+        assert_eq!(protocol_api(ProtocolType::Websocket), "a WEBSOCKET API");
     }
 
     #[test]

@@ -58,13 +58,20 @@ impl Scope {
     }
 }
 
-/// A keyset page request: at most `size` items strictly after the sort key `after`.
+/// The most encoded bytes of items one list page holds (SPEC.md 8.7), so a default gRPC
+/// client (4 MiB messages) can always read a page.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
+
+/// A keyset page request: at most `size` items strictly after the sort key `after`, and at
+/// most `max_bytes` of encoded items (but always at least one item, if there is one).
 #[derive(Debug, Clone)]
 pub struct Page {
     /// Items per page.
     pub size: usize,
     /// The sort key of the last item of the previous page.
     pub after: Option<String>,
+    /// Encoded bytes of items per page ([`MAX_PAGE_BYTES`] for the API).
+    pub max_bytes: usize,
 }
 
 /// One page of a list, and the sort key to continue after (None on the last page).
@@ -308,18 +315,28 @@ fn under_set<'a>(
         .map(move |k| k.get(skip..).unwrap_or_default())
 }
 
-/// Keyset pagination: at most `page.size` items of `items` (already after the page's start),
-/// and where to continue.
-fn paginate<'a, T: 'a>(page: &Page, items: impl Iterator<Item = (&'a str, T)>) -> Listed<T> {
+/// Keyset pagination: at most `page.size` items of `items` (already after the page's start)
+/// and at most `page.max_bytes` of them encoded as a repeated field (the first item always
+/// fits), and where to continue.
+fn paginate<'a, T: prost::Message + 'a>(
+    page: &Page,
+    items: impl Iterator<Item = (&'a str, T)>,
+) -> Listed<T> {
     let mut out = Vec::with_capacity(page.size.min(128));
+    let mut bytes = 0usize;
     let mut last: Option<&str> = None;
     for (sort_key, item) in items {
-        if out.len() == page.size {
+        // As a `repeated` field: one tag byte, the length, the message.
+        let len = item.encoded_len();
+        let cost = 1 + prost::length_delimiter_len(len) + len;
+        let full = out.len() == page.size || (!out.is_empty() && bytes + cost > page.max_bytes);
+        if full {
             return Listed {
                 items: out,
                 next: last.map(str::to_string),
             };
         }
+        bytes += cost;
         out.push(item);
         last = Some(sort_key);
     }
@@ -990,7 +1007,15 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let page = s
-                .list_mappings(&Scope::All, "a.com", &Page { size: 2, after })
+                .list_mappings(
+                    &Scope::All,
+                    "a.com",
+                    &Page {
+                        size: 2,
+                        after,
+                        max_bytes: MAX_PAGE_BYTES,
+                    },
+                )
                 .unwrap();
             seen.extend(page.items.into_iter().map(|m| m.api_mapping_key));
             match page.next {
@@ -999,5 +1024,65 @@ mod tests {
             }
         }
         assert_eq!(seen, vec!["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn pages_stop_at_their_byte_budget() {
+        use prost::Message;
+        let mut s = State::default();
+        s.put(domain("a.com"));
+        for k in ["a", "b", "c", "d", "e"] {
+            s.put(mapping("a.com", &format!("id{k}"), k));
+        }
+        let one = s
+            .list_mappings(
+                &Scope::All,
+                "a.com",
+                &Page {
+                    size: 1,
+                    after: None,
+                    max_bytes: MAX_PAGE_BYTES,
+                },
+            )
+            .unwrap()
+            .items[0]
+            .encoded_len();
+        // Room for two items (each costs its length plus two bytes), not three.
+        let budget = 2 * (one + 2) + 1;
+        let mut after = None;
+        let mut pages = Vec::new();
+        loop {
+            let page = s
+                .list_mappings(
+                    &Scope::All,
+                    "a.com",
+                    &Page {
+                        size: 100,
+                        after,
+                        max_bytes: budget,
+                    },
+                )
+                .unwrap();
+            pages.push(page.items.len());
+            match page.next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(pages, vec![2, 2, 1]);
+        // A budget smaller than one item still makes progress.
+        let page = s
+            .list_mappings(
+                &Scope::All,
+                "a.com",
+                &Page {
+                    size: 100,
+                    after: None,
+                    max_bytes: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert!(page.next.is_some());
     }
 }

@@ -369,6 +369,19 @@ pub fn normalize_domain_name(field: &str, raw: &str) -> Result<String> {
             ));
         }
     }
+    // An all-digit top-level label makes an IP address (10.0.0.1), which is nobody's domain.
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "{field} {} looks like an IP address; its last label must not be all digits",
+                echo(raw)
+            ),
+        ));
+    }
     Ok(name)
 }
 
@@ -666,6 +679,9 @@ mod tests {
             "ex ample.com",
             "bücher.example",
             "*.*.com",
+            "10.0.0.1",
+            "*.0.0.1",
+            "a.b.123",
         ] {
             let m = invalid_on(normalize_domain_name(D, d), D);
             assert!(m.starts_with(D), "{d}: {m}");
@@ -674,6 +690,9 @@ mod tests {
         assert_eq!(m, "domain_name is required");
         let m = invalid_on(normalize_domain_name("domain", "ex_ample.com"), "domain");
         assert!(m.contains("\"ex_ample\""), "names the label: {m}");
+        let m = invalid_on(normalize_domain_name(D, "10.0.0.1"), D);
+        assert!(m.contains("IP address"), "{m}");
+        assert!(normalize_domain_name(D, "1.example.com2").is_ok());
     }
 
     #[test]

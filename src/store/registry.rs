@@ -24,6 +24,8 @@ pub struct Registry {
     store_id: String,
     limits: Limits,
     current: ArcSwap<State>,
+    /// The revision of `current`, for readers that wait for one ([`Registry::at_least`]).
+    published: tokio::sync::watch::Sender<u64>,
     /// Hashes of the recent revisions (through the newest committed one).
     hashes: history::Recent,
     /// Where the high-water mark is kept, once [`Registry::keep_high_water`] was called.
@@ -201,6 +203,7 @@ impl Registry {
             seconds = started.elapsed().as_secs_f64(),
             "state loaded"
         );
+        let (published, _) = tokio::sync::watch::channel(state.revision());
         Ok(Registry {
             engine,
             store_id,
@@ -208,6 +211,7 @@ impl Registry {
             current: ArcSwap::from_pointee(state),
             hashes,
             high_water: std::sync::OnceLock::new(),
+            published,
         })
     }
 
@@ -342,7 +346,23 @@ impl Registry {
     pub(crate) fn publish(&self, state: Arc<State>) {
         let revision = state.revision();
         self.current.store(state);
+        // After the store: a reader woken for `revision` finds a version at least that new.
+        self.published.send_replace(revision);
         self.write_high_water(revision);
+    }
+
+    /// Waits, at most `wait`, until the current version is at `revision` or newer (SPEC.md
+    /// 8.2 `min_revision`); true once it is, false if `wait` ran out first. Returns at once
+    /// when it already is. Woken by [`publish`](Registry::publish), never by polling.
+    pub async fn at_least(&self, revision: u64, wait: std::time::Duration) -> bool {
+        let mut published = self.published.subscribe();
+        if *published.borrow_and_update() >= revision {
+            return true;
+        }
+        matches!(
+            tokio::time::timeout(wait, published.wait_for(|r| *r >= revision)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// The revision of the current version.

@@ -9,6 +9,12 @@
 //! ([`Registry::publish`]) and to the change feed, and only then answers. No storage read
 //! happens on this path.
 //!
+//! Dry runs ([`Writer::validate`], a request's `validate_only`) go through the same queue and
+//! are applied, in their place in the group, to a copy of the working version: exactly the
+//! version a real write in that place would be checked against, so they answer exactly what it
+//! would (revision fields 0). The copy is dropped: a dry run adds nothing to the batch, takes
+//! no revision, publishes nothing, and later writes of the group do not see it.
+//!
 //! Failures: a batch the engine refused leaves the store as it was, so the working version
 //! goes back to the last committed one and the group's accepted writes fail (refused ones keep
 //! their own error). A batch committed but not flushed may or may not survive a crash: its
@@ -45,6 +51,8 @@ pub type Publish = Box<dyn Fn(&[Applied]) + Send>;
 
 struct Job {
     op: WriteOp,
+    /// A dry run: checked and answered, never committed.
+    dry_run: bool,
     reply: oneshot::Sender<Result<WriteResult>>,
 }
 
@@ -80,9 +88,21 @@ impl Writer {
 
     /// Commits `op` and returns its result once it is durable.
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult> {
+        self.send(op, false).await
+    }
+
+    /// Checks `op` exactly as [`submit`](Writer::submit) would, against the version a write
+    /// queued now would see, and answers what it would return with every revision field 0
+    /// ([`WriteResult::without_revisions`]); or the error it would fail with. Nothing is
+    /// written, no revision is taken, no event is sent.
+    pub async fn validate(&self, op: WriteOp) -> Result<WriteResult> {
+        self.send(op, true).await
+    }
+
+    async fn send(&self, op: WriteOp, dry_run: bool) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { op, reply })
+            .send(Job { op, dry_run, reply })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -179,6 +199,16 @@ impl Loop {
         let mut outcomes: Vec<Result<WriteResult>> = Vec::with_capacity(group.len());
         let mut accepted: Vec<Applied> = Vec::new();
         for job in group.iter() {
+            if job.dry_run {
+                // The version a real write here would see; the copy is O(1) and dropped.
+                let mut scratch = self.working.clone();
+                outcomes.push(
+                    apply(&mut scratch, &job.op, &limits, now)
+                        .map(|a| a.result.without_revisions())
+                        .map_err(Error::from),
+                );
+                continue;
+            }
             match apply(&mut self.working, &job.op, &limits, now) {
                 Ok(a) => {
                     outcomes.push(Ok(a.result.clone()));
@@ -193,8 +223,11 @@ impl Loop {
         if let Err(e) = failed {
             // The accepted writes of the group are not known durable: their callers are not
             // told they worked. Refused ones keep their own error.
-            for r in outcomes.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(e.clone());
+            // Dry runs committed nothing: their answer stands.
+            for (job, r) in group.iter().zip(outcomes.iter_mut()) {
+                if r.is_ok() && !job.dry_run {
+                    *r = Err(e.clone());
+                }
             }
         }
         for (job, r) in group.drain(..).zip(outcomes) {
@@ -384,6 +417,44 @@ mod tests {
         let current = registry.current();
         assert_eq!(current.revision(), 2);
         assert!(current.domain("b.com").is_none());
+        assert_eq!(*published.lock().unwrap(), vec![1, 2]);
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn dry_runs_answer_like_the_write_and_leave_no_trace() {
+        let engine = Arc::new(MemoryEngine::default());
+        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let sink = published.clone();
+        let (writer, thread) = Writer::spawn(
+            registry.clone(),
+            Box::new(move |applied: &[Applied]| {
+                sink.lock()
+                    .unwrap()
+                    .extend(applied.iter().map(|a| a.revision))
+            }),
+        )
+        .unwrap();
+        writer.submit(create_domain("a.com")).await.unwrap();
+        let dry = writer.validate(create_domain("b.com")).await.unwrap();
+        match dry {
+            WriteResult::DomainName(d) => {
+                assert_eq!(d.domain_name, "b.com");
+                assert_eq!((d.create_revision, d.mod_revision), (0, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(registry.current().domain("b.com").is_none());
+        assert_eq!(engine.revision().unwrap(), 1);
+        // The error of a dry run is the real write's.
+        let real = writer.submit(create_domain("a.com")).await.unwrap_err();
+        let dry = writer.validate(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(real, dry);
+        // A real write after a dry run takes the next revision; nothing else was published.
+        writer.submit(create_domain("b.com")).await.unwrap();
+        assert_eq!(registry.current().revision(), 2);
         assert_eq!(*published.lock().unwrap(), vec![1, 2]);
         drop(writer);
         thread.join().unwrap();

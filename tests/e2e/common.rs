@@ -196,15 +196,29 @@ pub fn expect_err<T: std::fmt::Debug>(
 
 // ---- fixtures ------------------------------------------------------------------------------
 
-pub async fn create_api(c: &mut Client, name: &str, protocol: ProtocolType) -> Api {
-    c.create_api(CreateApiRequest {
+/// The route selection expression a test gives a WEBSOCKET API (which requires one).
+pub const WS_ROUTE: &str = "$request.body.action";
+
+/// A create request for an API of `protocol`, with the route selection expression a
+/// WEBSOCKET API requires.
+pub fn api_req(name: &str, protocol: ProtocolType) -> CreateApiRequest {
+    CreateApiRequest {
         name: name.into(),
         protocol_type: protocol as i32,
+        route_selection_expression: if protocol == ProtocolType::Websocket {
+            WS_ROUTE.into()
+        } else {
+            String::new()
+        },
         ..Default::default()
-    })
-    .await
-    .expect("create api")
-    .into_inner()
+    }
+}
+
+pub async fn create_api(c: &mut Client, name: &str, protocol: ProtocolType) -> Api {
+    c.create_api(api_req(name, protocol))
+        .await
+        .expect("create api")
+        .into_inner()
 }
 
 pub async fn create_stage(c: &mut Client, api_id: &str, stage: &str) -> Stage {

@@ -1227,7 +1227,7 @@ async fn writer(shared: Arc<Shared>, spec: WriterSpec) -> WriterOut {
                         | Code::Aborted
                         | Code::ResourceExhausted
                 ) || (st.code() == Code::InvalidArgument
-                    && r == "INVALID_API_MAPPING_KEY");
+                    && (r == "INVALID_API_MAPPING_KEY" || r == "MULTI_LEVEL_KEY_NOT_SUPPORTED"));
                 if expected {
                     *out.refused.entry(r).or_default() += 1;
                 } else {

@@ -146,11 +146,7 @@ pub fn choose(rng: &mut StdRng, pool: &Pool, tag: &str) -> Op {
             1..=3 => ProtocolType::Rest,
             _ => ProtocolType::Http,
         };
-        Op::CreateApi(CreateApiRequest {
-            name: format!("api-{tag}"),
-            protocol_type: protocol as i32,
-            ..Default::default()
-        })
+        Op::CreateApi(crate::common::api_req(&format!("api-{tag}"), protocol))
     };
     let domains = pool.domains();
     let roll = rng.gen_range(0..100);

@@ -6,18 +6,28 @@ use std::sync::Arc;
 use super::{Ctx, Done, WriteResult, delete_event, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, api_in_account};
+use crate::domain::selection::{self, Selection};
 use crate::domain::state::State;
 use crate::pb::{Api, ProtocolType, resource};
 
-pub(super) fn create(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    name: &str,
-    protocol: ProtocolType,
-    description: &str,
-    tags: &HashMap<String, String>,
-) -> Done {
+/// A new API's fields, already checked.
+pub(super) struct Fields<'a> {
+    pub(super) name: &'a str,
+    pub(super) protocol: ProtocolType,
+    pub(super) description: &'a str,
+    pub(super) tags: &'a HashMap<String, String>,
+    pub(super) selection: &'a Selection,
+}
+
+/// An update's fields; None leaves the field as it is.
+pub(super) struct Patch<'a> {
+    pub(super) name: Option<&'a str>,
+    pub(super) description: Option<&'a str>,
+    pub(super) route_selection_expression: Option<&'a str>,
+    pub(super) api_key_selection_expression: Option<&'a str>,
+}
+
+pub(super) fn create(state: &mut State, cx: &Ctx<'_>, account: &str, f: Fields<'_>) -> Done {
     let api_id = loop {
         let id = ids::api_id();
         if state.api(&id).is_none() {
@@ -26,15 +36,16 @@ pub(super) fn create(
     };
     let api = Api {
         api_id,
-        name: name.into(),
-        protocol_type: protocol as i32,
-        description: description.into(),
-        tags: tags.clone(),
+        name: f.name.into(),
+        protocol_type: f.protocol as i32,
+        description: f.description.into(),
+        tags: f.tags.clone(),
         created_date: Some(cx.now),
         account_id: account.into(),
         create_revision: cx.revision,
         mod_revision: cx.revision,
-        ..Default::default()
+        route_selection_expression: f.selection.route.clone(),
+        api_key_selection_expression: f.selection.api_key.clone(),
     };
     stored(state, resource::Resource::Api(api))
 }
@@ -60,16 +71,26 @@ pub(super) fn update(
     cx: &Ctx<'_>,
     account: &str,
     api_id: &str,
-    name: &Option<String>,
-    description: &Option<String>,
+    patch: Patch<'_>,
     expected_revision: u64,
 ) -> Done {
     let mut api = (**existing(state, account, api_id, expected_revision)?).clone();
-    if let Some(n) = name {
-        api.name = n.clone();
+    let protocol = ProtocolType::try_from(api.protocol_type).unwrap_or(ProtocolType::Http);
+    let sel = selection::for_update(
+        protocol,
+        &Selection::of(&api),
+        patch.route_selection_expression,
+        patch.api_key_selection_expression,
+    )?;
+    (
+        api.route_selection_expression,
+        api.api_key_selection_expression,
+    ) = (sel.route, sel.api_key);
+    if let Some(n) = patch.name {
+        api.name = n.into();
     }
-    if let Some(d) = description {
-        api.description = d.clone();
+    if let Some(d) = patch.description {
+        api.description = d.into();
     }
     api.mod_revision = cx.revision;
     stored(state, resource::Resource::Api(api))

@@ -52,12 +52,17 @@ pub enum WriteOp {
         protocol: ProtocolType,
         description: String,
         tags: HashMap<String, String>,
+        /// Already decided for `protocol` by [`selection::for_create`](super::selection::for_create).
+        selection: super::selection::Selection,
     },
     UpdateApi {
         account: String,
         api_id: String,
         name: Option<String>,
         description: Option<String>,
+        /// Checked against the API's protocol by [`selection::for_update`](super::selection::for_update).
+        route_selection_expression: Option<String>,
+        api_key_selection_expression: Option<String>,
         expected_revision: u64,
     },
     DeleteApi {
@@ -149,6 +154,33 @@ pub enum WriteResult {
     Deleted(u64),
 }
 
+impl WriteResult {
+    /// What a dry run (`validate_only`, AIP-163) answers: this result with every revision
+    /// field 0 (`create_revision`, `mod_revision`, a delete's revision), since nothing was
+    /// written and no revision was taken. Everything else is what the write would return.
+    pub fn without_revisions(self) -> WriteResult {
+        match self {
+            WriteResult::Api(mut a) => {
+                (a.create_revision, a.mod_revision) = (0, 0);
+                WriteResult::Api(a)
+            }
+            WriteResult::Stage(mut s) => {
+                (s.create_revision, s.mod_revision) = (0, 0);
+                WriteResult::Stage(s)
+            }
+            WriteResult::DomainName(mut d) => {
+                (d.create_revision, d.mod_revision) = (0, 0);
+                WriteResult::DomainName(d)
+            }
+            WriteResult::ApiMapping(mut m) => {
+                (m.create_revision, m.mod_revision) = (0, 0);
+                WriteResult::ApiMapping(m)
+            }
+            WriteResult::Deleted(_) => WriteResult::Deleted(0),
+        }
+    }
+}
+
 /// An accepted write: its result, its revision and its events (the change set of the
 /// revision, in order).
 #[derive(Debug, Clone)]
@@ -189,20 +221,38 @@ pub fn apply(
             protocol,
             description,
             tags,
-        } => api::create(s, &cx, account, name, *protocol, description, tags),
+            selection,
+        } => api::create(
+            s,
+            &cx,
+            account,
+            api::Fields {
+                name,
+                protocol: *protocol,
+                description,
+                tags,
+                selection,
+            },
+        ),
         WriteOp::UpdateApi {
             account,
             api_id,
             name,
             description,
+            route_selection_expression,
+            api_key_selection_expression,
             expected_revision,
         } => api::update(
             s,
             &cx,
             account,
             api_id,
-            name,
-            description,
+            api::Patch {
+                name: name.as_deref(),
+                description: description.as_deref(),
+                route_selection_expression: route_selection_expression.as_deref(),
+                api_key_selection_expression: api_key_selection_expression.as_deref(),
+            },
             *expected_revision,
         ),
         WriteOp::DeleteApi {

@@ -39,6 +39,16 @@ fn api(s: &mut State, protocol: ProtocolType) -> String {
             protocol,
             description: String::new(),
             tags: Default::default(),
+            selection: crate::domain::selection::for_create(
+                protocol,
+                if protocol == ProtocolType::Websocket {
+                    "$request.body.action"
+                } else {
+                    ""
+                },
+                "",
+            )
+            .unwrap_or_default(),
         },
     )
     .result
