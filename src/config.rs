@@ -11,6 +11,7 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! account_id = "111122223333"
 //! role = "admin"            # admin | reader | gateway
+//! name = "deploy-pipeline"  # optional: the principal in logs and the change log's audit
 //!
 //! # TLS (SPEC.md 8.6); the flags --tls-cert, --tls-key, --tls-client-ca override these.
 //! tls_cert = "/etc/mapreg/server.pem"
@@ -388,6 +389,7 @@ mod tests {
             sha256: hash.into(),
             account_id: "111122223333".into(),
             role: Role::Admin,
+            name: None,
         }
     }
 

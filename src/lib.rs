@@ -28,6 +28,8 @@
 //! - [`rest`]: the AWS edge on the same port: API Gateway v2's REST API (`rest-json`) for
 //!   the aws CLI, boto3 and the SDKs, SigV4-authenticated; each operation runs through the
 //!   gRPC handler of the same name.
+//! - [`audit`]: who made each revision (principal, account, RPC, request id, commit time),
+//!   carried from the RPC to the writer and into the change log; the `x-request-id` layer.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256 and client certificates by subject, roles,
 //!   dev mode, reloads; the TOML configuration.
 //! - [`transport`]: accepting connections: TLS (reloadable), the connection limit, the
@@ -40,6 +42,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;

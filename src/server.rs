@@ -220,6 +220,8 @@ pub async fn run_with_reloads(
         .accept_http1(true)
         .http2_keepalive_interval(Some(transport::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(transport::KEEPALIVE_TIMEOUT))
+        // Outermost: every request gets its id (and span) before anything else runs.
+        .layer(crate::audit::RequestIdLayer)
         .layer(tower::util::MapRequestLayer::new(
             transport::mark_served::<tonic::body::Body>,
         ))

@@ -41,6 +41,8 @@ pub struct Revision {
     pub revision: u64,
     /// Its events, in commit order.
     pub events: Vec<Event>,
+    /// Who made it.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// The fan-out point between the writer thread and every watcher.
@@ -83,6 +85,7 @@ impl Hub {
             let _ = self.live.send(Arc::new(Revision {
                 revision: c.revision,
                 events: c.events.clone(),
+                audit: c.audit.clone(),
             }));
         }
     }

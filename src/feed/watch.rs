@@ -16,9 +16,10 @@ use tonic::Status;
 
 use super::snapshot::Cursor;
 use super::{Filter, Hub};
+use crate::audit::Audit;
 use crate::error::{Error, Result};
 use crate::pb::{
-    ChangeSet, Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
+    Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
 };
 
 /// Log entries read per blocking call while catching up.
@@ -167,17 +168,12 @@ impl Watcher {
         &mut self,
         rev: u64,
         events: &[crate::pb::Event],
+        audit: &Audit,
     ) -> std::result::Result<(), Stop> {
         let visible = self.spec.filter.events(events);
         if !visible.is_empty() {
-            self.emit(
-                rev,
-                Kind::ChangeSet(ChangeSet {
-                    events: visible,
-                    ..Default::default()
-                }),
-            )
-            .await?;
+            self.emit(rev, Kind::ChangeSet(audit.change_set(visible)))
+                .await?;
         }
         self.next = rev + 1;
         Ok(())
@@ -231,7 +227,8 @@ impl Watcher {
                     ))
                     .into());
                 }
-                self.deliver(rev, &cs.events).await?;
+                let (events, audit) = Audit::split(cs);
+                self.deliver(rev, &events, &audit).await?;
             }
             self.progress_if_due().await?;
         }
@@ -272,7 +269,7 @@ impl Watcher {
             match next {
                 Next::Live(Ok(r)) if r.revision < self.next => {}
                 Next::Live(Ok(r)) if r.revision == self.next => {
-                    self.deliver(r.revision, &r.events).await?
+                    self.deliver(r.revision, &r.events, &r.audit).await?
                 }
                 // A revision missing between position and ring: read it from the log.
                 Next::Live(Ok(_)) | Next::Live(Err(RecvError::Lagged(_))) => return Ok(()),

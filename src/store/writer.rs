@@ -30,7 +30,6 @@ use super::{Applied, Batch, CommitError, Registry, WriteOp, WriteResult, codec};
 use crate::domain::apply::apply;
 use crate::domain::state::State;
 use crate::error::{Error, Result};
-use crate::pb::ChangeSet;
 
 /// The most writes committed under one flush.
 pub const MAX_GROUP: usize = 256;
@@ -44,6 +43,8 @@ pub type Publish = Box<dyn Fn(&[Applied]) + Send>;
 
 struct Job {
     op: WriteOp,
+    /// Who submitted it (the submitting task's [`crate::audit::current`]).
+    audit: Arc<crate::audit::Audit>,
     reply: oneshot::Sender<Result<WriteResult>>,
 }
 
@@ -81,7 +82,11 @@ impl Writer {
     pub async fn submit(&self, op: WriteOp) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { op, reply })
+            .send(Job {
+                op,
+                audit: crate::audit::current(),
+                reply,
+            })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -110,10 +115,7 @@ pub fn batch(base: u64, applied: &[Applied]) -> Batch {
     };
     for a in applied {
         b.records.extend(codec::record_changes(&a.events));
-        let cs = ChangeSet {
-            events: a.events.clone(),
-            ..Default::default()
-        };
+        let cs = a.audit.change_set(a.events.clone());
         b.log.push((a.revision, cs.encode_to_vec()));
     }
     b
@@ -169,7 +171,8 @@ impl Loop {
         let mut accepted: Vec<Applied> = Vec::new();
         for job in group.iter() {
             match apply(&mut self.working, &job.op, &limits, now) {
-                Ok(a) => {
+                Ok(mut a) => {
+                    a.audit = job.audit.committed_at(now);
                     outcomes.push(Ok(a.result.clone()));
                     accepted.push(a);
                 }

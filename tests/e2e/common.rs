@@ -64,6 +64,8 @@ pub fn token_config(data_dir: &Path) -> Config {
                 sha256: mapreg::auth::token_hash(t),
                 account_id: a.to_string(),
                 role: *r,
+                // The token's text: the principal audit tests see.
+                name: Some(t.to_string()),
             })
             .collect(),
         ..Config::default()
