@@ -123,6 +123,16 @@ pub struct Config {
     /// Accepted AWS access keys (SigV4, REST edge). Tokens and keys both empty: dev mode.
     #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
+    /// Where `/metrics` is served (Prometheus), on its own listener; None: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A gateway not heard from for this many seconds leaves `GetGateways` (default 300).
+    #[serde(default = "default_gateway_expiry_seconds")]
+    pub gateway_expiry_seconds: u64,
+}
+
+fn default_gateway_expiry_seconds() -> u64 {
+    crate::fleet::DEFAULT_EXPIRY.as_secs()
 }
 
 fn default_listen() -> SocketAddr {
@@ -160,6 +170,8 @@ impl Default for Config {
             max_connections: default_max_connections(),
             first_request_timeout_ms: default_first_request_timeout_ms(),
             access_keys: Vec::new(),
+            metrics_listen: None,
+            gateway_expiry_seconds: default_gateway_expiry_seconds(),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! from [`crate::error::Error`], in one place.
 
 pub mod change_feed;
+pub mod gateways;
 pub mod paging;
 pub mod registry;
 

@@ -16,6 +16,7 @@ use crate::config::Config;
 pub mod args;
 pub mod commands;
 pub mod error;
+pub mod fleet;
 pub mod output;
 pub mod shorthand;
 
@@ -57,6 +58,9 @@ pub enum Command {
     /// A client command (create-api, get-api-mappings, watch, ...).
     #[command(flatten)]
     Client(ClientCommand),
+    /// get-gateways, wait-for-gateways, get-history.
+    #[command(flatten)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// Flags of `mapreg serve`; each overrides the config file.
@@ -92,6 +96,24 @@ pub struct ServeArgs {
     /// Close a connection that sent no request this long after connecting (default 10000).
     #[arg(long, value_name = "MS")]
     pub first_request_timeout_ms: Option<u64>,
+    /// Serve Prometheus metrics on GET /metrics at this address (its own listener).
+    #[arg(long, env = "MAPREG_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Drop a gateway from get-gateways after this many seconds without a report (default 300).
+    #[arg(long, value_name = "S")]
+    pub gateway_expiry_seconds: Option<u64>,
+    /// Log format on stderr: text (default) or json (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `mapreg serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json format).
+    Json,
 }
 
 impl ServeArgs {
@@ -125,6 +147,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.first_request_timeout_ms {
             config.first_request_timeout_ms = ms;
+        }
+        if let Some(a) = self.metrics_listen {
+            config.metrics_listen = Some(a);
+        }
+        if let Some(s) = self.gateway_expiry_seconds {
+            config.gateway_expiry_seconds = s;
         }
         config.check()?;
         Ok(config)

@@ -51,6 +51,8 @@ pub struct Hub {
     durable: tokio_watch::Sender<u64>,
     live: broadcast::Sender<Arc<Revision>>,
     closed: tokio_watch::Sender<bool>,
+    /// Times a watcher read revisions from the log (`mapreg_watch_catchup_total`).
+    catchups: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -64,6 +66,7 @@ impl Hub {
             durable,
             live,
             closed,
+            catchups: Default::default(),
         })
     }
 
@@ -118,6 +121,22 @@ impl Hub {
     /// The registry underneath.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Open watch streams (each holds one subscription to the live ring).
+    pub fn watchers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
+    /// Times a watcher read revisions from the persisted log: resuming below the durable
+    /// revision, or after falling behind the live ring.
+    pub fn catchups(&self) -> u64 {
+        self.catchups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_catchup(&self) {
+        self.catchups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Revision>> {

@@ -195,6 +195,9 @@ impl Watcher {
 
     /// Replays the persisted log from `next` up to the durable revision.
     async fn catch_up(&mut self) -> std::result::Result<(), Stop> {
+        if self.next <= self.hub.durable() {
+            self.hub.count_catchup();
+        }
         loop {
             let durable = self.hub.durable();
             if self.next > durable {
