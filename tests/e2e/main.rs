@@ -10,6 +10,7 @@ mod common;
 mod pki;
 mod workload;
 
+mod audit;
 mod auth;
 mod bad_input;
 mod bench;
@@ -20,8 +21,10 @@ mod crash;
 mod external;
 mod feed;
 mod gateway;
+mod gateways;
 mod history;
 mod lists;
+mod metrics;
 mod races;
 mod resolve;
 mod restart;
