@@ -147,7 +147,10 @@ async fn log_changes(mut rx: tokio::sync::watch::Receiver<CacheStatus>) {
             tracing::info!(in_sync = s.in_sync, revision = s.revision, store_id = %s.store_id, "sync state changed");
         }
         if s.resnapshots != last.resnapshots {
-            tracing::warn!(resnapshots = s.resnapshots, "re-snapshot: the registry's log no longer holds our revision, or its store changed");
+            tracing::warn!(
+                resnapshots = s.resnapshots,
+                "re-snapshot: the registry's log no longer holds our revision, or its store changed"
+            );
         }
         last = s;
         if rx.changed().await.is_err() {

@@ -14,7 +14,9 @@ use crate::auth::{Access, Caller, Role};
 use crate::error::{Error, Result};
 use crate::fleet::{self, Fleet};
 use crate::pb::gateways_server::Gateways;
-use crate::pb::{GetGatewaysRequest, GetGatewaysResponse, ReportStatusRequest, ReportStatusResponse};
+use crate::pb::{
+    GetGatewaysRequest, GetGatewaysResponse, ReportStatusRequest, ReportStatusResponse,
+};
 use crate::store::Registry as Store;
 
 /// Longest `gateway_id` accepted.

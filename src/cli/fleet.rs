@@ -62,7 +62,8 @@ pub struct WaitForGatewaysArgs {
 /// Flags of `get-history`.
 #[derive(Debug, Clone, Args)]
 pub struct GetHistoryArgs {
-    /// Only change sets touching this domain name (its record and its API mappings).
+    /// Only change sets touching this domain name (its record and its API mappings; their
+    /// APIs and stages are left out).
     #[arg(long, value_name = "D")]
     pub domain_name: Option<String>,
     /// The first revision to show (default: the oldest still in the change log).
@@ -322,8 +323,18 @@ async fn get_history(options: &ClientOptions, a: &GetHistoryArgs) -> Result<u8, 
     let max = a.max_items.unwrap_or(u64::MAX);
     let mut sets = Vec::new();
     if start <= current {
+        // A domain filter keeps APIs and stages in a watch; the history of a domain is its
+        // record's and its mappings'.
+        let kinds = match a.domain_name {
+            Some(_) => vec![
+                pb::ResourceKind::DomainName as i32,
+                pb::ResourceKind::ApiMapping as i32,
+            ],
+            None => Vec::new(),
+        };
         let request = |start| pb::WatchRequest {
             start_revision: start,
+            kinds: kinds.clone(),
             domain_names: a.domain_name.iter().cloned().collect(),
             progress_interval_seconds: 1,
             ..Default::default()
@@ -333,9 +344,8 @@ async fn get_history(options: &ClientOptions, a: &GetHistoryArgs) -> Result<u8, 
             // The oldest revisions are compacted: start at the oldest one kept, unless the
             // user asked for a start explicitly.
             Err(s) if s.code() == Code::OutOfRange && a.start_revision.is_none() => {
-                start = compact_revision(&s)
-                    .ok_or_else(|| CliError::service("Watch", s.clone()))?
-                    + 1;
+                start =
+                    compact_revision(&s).ok_or_else(|| CliError::service("Watch", s.clone()))? + 1;
                 feed.watch(request(start))
                     .await
                     .map_err(|s| CliError::service("Watch", s))?

@@ -37,7 +37,11 @@ pub fn default_gateway_id() -> String {
     } else {
         String::new()
     };
-    let host = if host.is_empty() { "gateway".into() } else { host };
+    let host = if host.is_empty() {
+        "gateway".into()
+    } else {
+        host
+    };
     format!("{host}-{}", std::process::id())
 }
 

@@ -18,9 +18,7 @@ use super::snapshot::Cursor;
 use super::{Filter, Hub};
 use crate::audit::Audit;
 use crate::error::{Error, Result};
-use crate::pb::{
-    Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
-};
+use crate::pb::{Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind};
 
 /// Log entries read per blocking call while catching up.
 const LOG_BATCH: usize = 256;

@@ -174,7 +174,11 @@ impl GrpcMetrics {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
-        let key = if m.len() >= MAX_METHODS { "/unknown/unknown" } else { path };
+        let key = if m.len() >= MAX_METHODS {
+            "/unknown/unknown"
+        } else {
+            path
+        };
         if let Some(h) = m.get(key) {
             return h.clone();
         }
@@ -238,7 +242,11 @@ fn is_grpc<B>(req: &http::Request<B>) -> bool {
 /// The `grpc-status` of a header map, if present.
 fn status_of(headers: &http::HeaderMap) -> Option<Code> {
     let v = headers.get("grpc-status")?;
-    let n: i32 = std::str::from_utf8(v.as_bytes()).ok()?.trim().parse().ok()?;
+    let n: i32 = std::str::from_utf8(v.as_bytes())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Code::from_i32(n))
 }
 
@@ -371,7 +379,10 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert_eq!(a.labels.grpc_service, "mapreg.v1.Registry");
         assert_eq!(a.labels.grpc_method, "GetApi");
-        assert_eq!(g.method("/mapreg.v1.ChangeFeed/Watch").labels.grpc_type, "server_stream");
+        assert_eq!(
+            g.method("/mapreg.v1.ChangeFeed/Watch").labels.grpc_type,
+            "server_stream"
+        );
         for i in 0..(2 * MAX_METHODS) {
             g.method(&format!("/x/{i}"));
         }

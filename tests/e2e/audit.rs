@@ -46,7 +46,11 @@ async fn change_sets_record_who_made_them() {
     req.metadata_mut()
         .insert("x-request-id", MetadataValue::from_static("deploy-42"));
     let created = a.create_api(req).await.expect("create api");
-    assert_eq!(request_id(&created), "deploy-42", "the client's id comes back");
+    assert_eq!(
+        request_id(&created),
+        "deploy-42",
+        "the client's id comes back"
+    );
     let mut b = server.client_with("admin-b").await;
     let domain = b
         .create_domain_name(CreateDomainNameRequest {
@@ -75,8 +79,20 @@ async fn change_sets_record_who_made_them() {
     );
 
     let expect = [
-        (1, "admin-a", "111122223333", "CreateApi", "deploy-42".to_string()),
-        (2, "admin-b", "444455556666", "CreateDomainName", generated.clone()),
+        (
+            1,
+            "admin-a",
+            "111122223333",
+            "CreateApi",
+            "deploy-42".to_string(),
+        ),
+        (
+            2,
+            "admin-b",
+            "444455556666",
+            "CreateDomainName",
+            generated.clone(),
+        ),
     ];
     // Live.
     for (rev, principal, account, method, rid) in &expect {
@@ -198,7 +214,10 @@ async fn json_logs_show_the_serving_line_and_request_ids() {
     let serving = json_line(&mut lines, is_serving).await;
     assert_eq!(serving["level"], "WARN");
     let listen = serving["fields"]["listen"].as_str().expect("listen");
-    assert!(listen.starts_with("127.0.0.1:") && !listen.ends_with(":0"), "{serving}");
+    assert!(
+        listen.starts_with("127.0.0.1:") && !listen.ends_with(":0"),
+        "{serving}"
+    );
     child.kill().await.expect("kill");
 
     // At info, an RPC's line carries its request id.

@@ -122,7 +122,9 @@ async fn wait_for_gateways_names_the_cut_gateway_until_it_expires() {
     // Cut gw-c off, then change something.
     proxy.cut();
     let mut admin = server.client_with("admin-a").await;
-    let revision = create_domain(&mut admin, "shop.example.com").await.mod_revision;
+    let revision = create_domain(&mut admin, "shop.example.com")
+        .await
+        .mod_revision;
     let rev = revision.to_string();
     let items = until(&mut gw, "gw-a and gw-b report the change", |items| {
         applied(items, "gw-a") >= Some(revision) && applied(items, "gw-b") >= Some(revision)
@@ -202,9 +204,7 @@ async fn report_status_checks_role_and_input() {
         .await;
     expect_err(r, Code::PermissionDenied, "PERMISSION_DENIED");
     let mut admin = gateways_client(&server, "admin-a").await;
-    let r = admin
-        .report_status(ReportStatusRequest::default())
-        .await;
+    let r = admin.report_status(ReportStatusRequest::default()).await;
     expect_err(r, Code::InvalidArgument, "INVALID_GATEWAY_ID");
     let r = admin
         .report_status(ReportStatusRequest {

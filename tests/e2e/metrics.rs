@@ -152,7 +152,11 @@ async fn metrics_count_every_call_by_method_and_code() {
     assert_eq!(started("CreateApi"), Some(2.0), "{text}");
     assert_eq!(started("GetApi"), Some(5.0), "{text}");
     assert_eq!(handled(&text, "CreateApi", "OK"), 1.0, "{text}");
-    assert_eq!(handled(&text, "CreateApi", "InvalidArgument"), 1.0, "{text}");
+    assert_eq!(
+        handled(&text, "CreateApi", "InvalidArgument"),
+        1.0,
+        "{text}"
+    );
     assert_eq!(handled(&text, "GetApi", "OK"), 2.0, "{text}");
     assert_eq!(handled(&text, "GetApi", "NotFound"), 3.0, "{text}");
     assert_eq!(
@@ -185,7 +189,10 @@ async fn metrics_count_every_call_by_method_and_code() {
     // The registry's own.
     assert_eq!(sample(&text, "mapreg_revision", &[]), Some(1.0), "{text}");
     assert_eq!(sample(&text, "mapreg_compact_revision", &[]), Some(0.0));
-    assert_eq!(sample(&text, "mapreg_records", &[("kind", "api")]), Some(1.0));
+    assert_eq!(
+        sample(&text, "mapreg_records", &[("kind", "api")]),
+        Some(1.0)
+    );
     assert_eq!(
         sample(&text, "mapreg_records", &[("kind", "api_mapping")]),
         Some(0.0)
