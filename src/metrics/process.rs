@@ -55,7 +55,7 @@ fn read() -> (Option<Stat>, Option<i64>, Option<i64>) {
     });
     let stat = match (std::fs::read_to_string("/proc/self/stat"), boot_time) {
         (Ok(text), Some(boot)) if ticks > 0 && page > 0 => {
-            parse_stat(&text, ticks as f64, page as i64, boot)
+            parse_stat(&text, ticks as f64, page, boot)
         }
         _ => None,
     };
