@@ -13,6 +13,12 @@
 //! - `503 {"message":"Service Unavailable"}`: the cache has no snapshot yet.
 //!
 //! Every response carries `x-mapreg-revision`, the registry revision the cache reflects.
+//! `GET /__mapreg/status` answers the cache's own state instead:
+//! `{"revision", "in_sync", "last_error"}` (`last_error` null until an error happened).
+//!
+//! The cache reports to the registry as `--gateway-id` (default host name and pid), so
+//! `mapreg get-gateways` lists this gateway. Every change of the sync state, and every error
+//! (credentials refused, registry unreachable, re-snapshot), is logged (tracing, `RUST_LOG`).
 //!
 //! Run a registry (`mapreg serve`), then:
 //!
@@ -38,7 +44,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use mapreg::client::cache::ResolveError;
-use mapreg::client::{CacheOptions, MappingCache};
+use mapreg::client::{CacheOptions, CacheStatus, MappingCache};
 use mapreg::pb::ProtocolType;
 use serde::Serialize;
 use serde_json::json;
@@ -63,15 +69,29 @@ struct Args {
     /// TLS to the registry (https:// endpoints).
     #[command(flatten)]
     tls: mapreg::client::connect::TlsOptions,
+    /// The id this gateway reports its status under (default host name and pid).
+    #[arg(long)]
+    gateway_id: Option<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let mut options = CacheOptions::new(args.endpoint);
     options.token = args.token;
     options.tls = args.tls;
+    if let Some(id) = args.gateway_id {
+        options.gateway_id = id;
+    }
+    tracing::info!(gateway_id = %options.gateway_id, endpoint = %options.endpoint, "gateway starting");
     let cache = Arc::new(MappingCache::start(options));
+    tokio::spawn(log_changes(cache.subscribe()));
 
     let listener = TcpListener::bind(&args.listen).await?;
     println!("gateway listening on http://{}", listener.local_addr()?);
@@ -115,8 +135,46 @@ struct Routed<'a> {
     revision: u64,
 }
 
+/// Logs every change of the cache's sync state and every new error.
+async fn log_changes(mut rx: tokio::sync::watch::Receiver<CacheStatus>) {
+    let mut last = CacheStatus::default();
+    loop {
+        let s = rx.borrow_and_update().clone();
+        if s.last_error != last.last_error && !s.last_error.is_empty() {
+            tracing::warn!(error = %s.last_error, revision = s.revision, "registry error");
+        }
+        if s.in_sync != last.in_sync {
+            tracing::info!(in_sync = s.in_sync, revision = s.revision, store_id = %s.store_id, "sync state changed");
+        }
+        if s.resnapshots != last.resnapshots {
+            tracing::warn!(
+                resnapshots = s.resnapshots,
+                "re-snapshot: the registry's log no longer holds our revision, or its store changed"
+            );
+        }
+        last = s;
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// `GET /__mapreg/status`: the cache's revision, sync state and last error.
+fn status_reply(cache: &MappingCache) -> Response<Full<Bytes>> {
+    let s = cache.status();
+    let body = json!({
+        "revision": s.revision,
+        "in_sync": s.in_sync,
+        "last_error": (!s.last_error.is_empty()).then_some(s.last_error.as_str()),
+    });
+    reply(StatusCode::OK, s.revision, body.to_string())
+}
+
 /// Answers one request from the cache.
 fn route(cache: &MappingCache, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/__mapreg/status" {
+        return status_reply(cache);
+    }
     // Status first: the replica is updated before the status, so what `resolve` sees next is
     // at least as new as `revision`.
     let status = cache.status();

@@ -65,6 +65,10 @@ pub struct TokenConfig {
     pub account_id: String,
     /// What the token may do.
     pub role: Role,
+    /// Who the token belongs to, for logs and audit (the change sets it makes); absent:
+    /// `token:` and the first 12 hex digits of `sha256`.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// One accepted client certificate: a `[[clients]]` entry of the config file (re-exported as
@@ -217,6 +221,8 @@ pub fn is_account_id(s: &str) -> bool {
 #[derive(Debug, Default)]
 struct Credentials {
     tokens: HashMap<[u8; 32], (String, Role)>,
+    /// The `name` of the tokens that have one.
+    token_names: HashMap<[u8; 32], String>,
     /// By lower-case subject.
     clients: HashMap<String, (String, Role)>,
     /// By access key id.
@@ -246,6 +252,9 @@ impl Credentials {
             let mut h = [0u8; 32];
             if hex::decode_to_slice(&t.sha256, &mut h).is_ok() {
                 c.tokens.insert(h, (t.account_id.clone(), t.role));
+                if let Some(name) = &t.name {
+                    c.token_names.insert(h, name.clone());
+                }
             }
         }
         for k in clients {
@@ -485,6 +494,12 @@ impl Authenticator {
             .and_then(|p| p.client_certificate.clone());
         match self.authenticate_with(header.as_deref(), certificate.as_deref()) {
             Ok(caller) => {
+                if let Credential::Token(h) = &caller.credential
+                    && let Some(name) = self.current.load().token_names.get(h)
+                {
+                    req.extensions_mut()
+                        .insert(crate::audit::Principal(name.clone()));
+                }
                 req.extensions_mut().insert(caller);
                 Ok(req)
             }
@@ -511,6 +526,7 @@ mod tests {
                 sha256: token_hash("s3cret"),
                 account_id: "111122223333".into(),
                 role: Role::Reader,
+                name: None,
             }],
             &[ClientCertConfig {
                 subject: "GW-EU-1".into(),
@@ -595,6 +611,7 @@ mod tests {
                 sha256: token_hash("new"),
                 account_id: "111122223333".into(),
                 role: Role::Reader,
+                name: None,
             }],
             &[ClientCertConfig {
                 subject: "gw-eu-1".into(),

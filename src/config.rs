@@ -11,6 +11,7 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! account_id = "111122223333"
 //! role = "admin"            # admin | reader | gateway
+//! name = "deploy-pipeline"  # optional: the principal in logs and the change log's audit
 //!
 //! # TLS (SPEC.md 8.6); the flags --tls-cert, --tls-key, --tls-client-ca override these.
 //! tls_cert = "/etc/mapreg/server.pem"
@@ -132,6 +133,12 @@ pub struct Config {
     /// Watch streams one principal (token, certificate, access key; dev mode is one) may hold.
     #[serde(default = "default_max_watches_per_principal")]
     pub max_watches_per_principal: usize,
+    /// Where `/metrics` is served (Prometheus), on its own listener; None: not served.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// A gateway not heard from for this many seconds leaves `GetGateways` (default 300).
+    #[serde(default = "default_gateway_expiry_seconds")]
+    pub gateway_expiry_seconds: u64,
 }
 
 fn default_watch_buffer_bytes() -> usize {
@@ -139,6 +146,10 @@ fn default_watch_buffer_bytes() -> usize {
 }
 fn default_max_watches_per_principal() -> usize {
     crate::api::change_feed::DEFAULT_MAX_WATCHES_PER_PRINCIPAL
+
+}
+fn default_gateway_expiry_seconds() -> u64 {
+    crate::fleet::DEFAULT_EXPIRY.as_secs()
 }
 
 fn default_listen() -> SocketAddr {
@@ -179,6 +190,8 @@ impl Default for Config {
             watch_buffer_bytes: default_watch_buffer_bytes(),
             max_watches_per_principal: default_max_watches_per_principal(),
             access_keys: Vec::new(),
+            metrics_listen: None,
+            gateway_expiry_seconds: default_gateway_expiry_seconds(),
         }
     }
 }
@@ -418,6 +431,7 @@ mod tests {
             sha256: hash.into(),
             account_id: "111122223333".into(),
             role: Role::Admin,
+            name: None,
         }
     }
 

@@ -25,9 +25,14 @@
 //!   per group; `check` for `mapreg check`.
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
+//! - [`fleet`]: the gateways that report what they applied (`mapreg.v1.Gateways`), kept in
+//!   memory until they expire; [`metrics`]: `/metrics` for Prometheus, the gRPC layer that
+//!   counts every call, the mapreg and `process_*` gauges.
 //! - [`rest`]: the AWS edge on the same port: API Gateway v2's REST API (`rest-json`) for
 //!   the aws CLI, boto3 and the SDKs, SigV4-authenticated; each operation runs through the
 //!   gRPC handler of the same name.
+//! - [`audit`]: who made each revision (principal, account, RPC, request id, commit time),
+//!   carried from the RPC to the writer and into the change log; the `x-request-id` layer.
 //! - [`auth`], [`config`]: bearer tokens by SHA-256 and client certificates by subject, roles,
 //!   dev mode, reloads; the TOML configuration.
 //! - [`transport`]: accepting connections: TLS (reloadable), the connection limit, the
@@ -40,6 +45,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod client;
@@ -47,6 +53,8 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod fleet;
+pub mod metrics;
 pub mod rest;
 pub mod server;
 pub mod store;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use mapreg::cli::{Cli, Command, ServeArgs};
+use mapreg::cli::{Cli, Command, LogFormat, ServeArgs};
 
 /// mimalloc: the registry is many small records and index entries in persistent maps; glibc's
 /// allocator spent a third of a 1 000 000-mapping startup consolidating and unlinking chunks.
@@ -70,19 +70,23 @@ async fn main() -> ExitCode {
             }
         }
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
+        Command::Fleet(cmd) => ExitCode::from(mapreg::cli::fleet::run(cmd).await),
     }
 }
 
-/// `mapreg serve`: logs to stderr (colored only on a terminal), runs until SIGINT or SIGTERM;
-/// SIGHUP reads the config file (and flags) again and reloads tokens, clients and certificates.
+/// `mapreg serve`: logs to stderr (text, colored only on a terminal, or JSON lines with
+/// `--log-format json`), runs until SIGINT or SIGTERM; SIGHUP reads the config file (and
+/// flags) again and reloads tokens, clients and certificates.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let config = args.config()?;
     config.check_listen()?;
     // Before the listener exists, so that a SIGHUP never finds the default action (exit).

@@ -1,5 +1,6 @@
 //! Assembles and runs a server: storage, the writer thread, the change-feed hub and its
-//! compactor, the gRPC services (Registry, ChangeFeed, health, reflection v1 and v1alpha),
+//! compactor, the gRPC services (Registry, ChangeFeed, Gateways, health, reflection v1 and
+//! v1alpha), the request-id and gRPC-metrics layers in front of them, `/metrics` when asked,
 //! authentication, the transport (TLS, connection limits: [`crate::transport`]), reloads,
 //! and graceful shutdown.
 //!
@@ -26,11 +27,13 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::change_feed::ChangeFeedService;
+use crate::api::gateways::GatewaysService;
 use crate::api::registry::RegistryService;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::feed::Hub;
 use crate::pb::change_feed_server::ChangeFeedServer;
+use crate::pb::gateways_server::GatewaysServer;
 use crate::pb::registry_server::RegistryServer;
 use crate::store::sled::SledEngine;
 use crate::store::writer::Writer;
@@ -82,6 +85,28 @@ pub async fn run_with_reloads(
     shutdown: impl Future<Output = ()> + Send + 'static,
     reloads: impl Stream<Item = Config> + Send + Unpin + 'static,
 ) -> Result<(), ServeError> {
+    run_with_listeners(config, listener, None, shutdown, reloads).await
+}
+
+/// [`run_with_reloads`], serving `/metrics` on `metrics` when given (else on
+/// `config.metrics_listen`, bound here, if set).
+pub async fn run_with_listeners(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    reloads: impl Stream<Item = Config> + Send + Unpin + 'static,
+) -> Result<(), ServeError> {
+    let metrics_listener = match (metrics, config.metrics_listen) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            ServeError::Transport(format!("cannot listen on {addr} for metrics: {e}"))
+        })?),
+        (None, None) => None,
+    };
+    let metrics = metrics_listener
+        .as_ref()
+        .map(|_| crate::metrics::Metrics::new());
     let local = listener
         .local_addr()
         .map_err(|e| ServeError::Transport(e.to_string()))?;
@@ -102,6 +127,10 @@ pub async fn run_with_reloads(
         .map_err(|e| store_err(crate::error::Error::internal(e)))?;
     let opening = std::time::Instant::now();
     let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&config.data_dir).map_err(store_err)?);
+    let engine: Arc<dyn Engine> = match &metrics {
+        Some(m) => Arc::new(crate::metrics::Metered::new(engine, m.clone())),
+        None => engine,
+    };
     tracing::info!(seconds = opening.elapsed().as_secs_f64(), "store opened");
     let limits = Limits {
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
@@ -149,7 +178,15 @@ pub async fn run_with_reloads(
             .with_limits(config.watch_buffer_bytes, config.max_watches_per_principal),
     )
     .max_decoding_message_size(MAX_REQUEST_BYTES);
-    let change_feed = InterceptedService::new(change_feed, interceptor);
+    let change_feed = InterceptedService::new(change_feed, interceptor.clone());
+    let fleet = Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
+        config.gateway_expiry_seconds,
+    )));
+    let gateways = InterceptedService::new(
+        GatewaysServer::new(GatewaysService::new(fleet.clone(), registry.clone()))
+            .max_decoding_message_size(MAX_REQUEST_BYTES),
+        interceptor,
+    );
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -157,6 +194,9 @@ pub async fn run_with_reloads(
         .await;
     health
         .set_serving::<ChangeFeedServer<ChangeFeedService>>()
+        .await;
+    health
+        .set_serving::<GatewaysServer<GatewaysService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
@@ -179,9 +219,34 @@ pub async fn run_with_reloads(
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| ServeError::Transport(e.to_string()))?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stop_rx_for_metrics = stop_rx.clone();
 
-    tracing::info!(
+    let metrics_addr = match (&metrics, metrics_listener) {
+        (Some(m), Some(l)) => {
+            let addr = l.local_addr().ok();
+            let registry = m.registry(crate::metrics::State {
+                registry: registry.clone(),
+                hub: hub.clone(),
+                fleet: fleet.clone(),
+            });
+            let mut stopped = stop_rx_for_metrics.clone();
+            tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::metrics::serve(l, registry, stop).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            });
+            addr
+        }
+        _ => None,
+    };
+    // At warn level, so that even RUST_LOG=warn shows where the server listens.
+    tracing::warn!(
         listen = %local,
+        metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
         data_dir = %config.data_dir.display(),
         store_id = registry.store_id(),
         revision = registry.revision(),
@@ -192,7 +257,6 @@ pub async fn run_with_reloads(
         "mapreg serving"
     );
 
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let health_on_stop = health.clone();
     let hub_on_stop = hub.clone();
     tokio::spawn(async move {
@@ -203,6 +267,9 @@ pub async fn run_with_reloads(
             .await;
         health_on_stop
             .set_not_serving::<ChangeFeedServer<ChangeFeedService>>()
+            .await;
+        health_on_stop
+            .set_not_serving::<GatewaysServer<GatewaysService>>()
             .await;
         // Watch streams end with UNAVAILABLE so gateways reconnect elsewhere or later.
         hub_on_stop.close();
@@ -221,7 +288,8 @@ pub async fn run_with_reloads(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(registry_service)
-        .add_service(change_feed);
+        .add_service(change_feed)
+        .add_service(gateways);
     let rest = crate::rest::router(
         RegistryService::new(registry.clone(), writer.clone()),
         auth.clone(),
@@ -232,6 +300,11 @@ pub async fn run_with_reloads(
         .accept_http1(true)
         .http2_keepalive_interval(Some(transport::KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(transport::KEEPALIVE_TIMEOUT))
+        // Outermost: every request gets its id (and span) before anything else runs.
+        .layer(crate::audit::RequestIdLayer)
+        .layer(crate::metrics::grpc::GrpcMetricsLayer::new(
+            metrics.as_ref().map(|m| m.grpc.clone()),
+        ))
         .layer(tower::util::MapRequestLayer::new(
             transport::mark_served::<tonic::body::Body>,
         ))

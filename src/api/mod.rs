@@ -6,6 +6,7 @@
 //! from [`crate::error::Error`], in one place.
 
 pub mod change_feed;
+pub mod gateways;
 pub mod paging;
 pub mod registry;
 
@@ -44,8 +45,25 @@ where
         .as_ref()
         .map(|c| c.account_id.clone())
         .unwrap_or_default();
+    let request_id = req
+        .metadata()
+        .get(crate::audit::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let result = match caller {
         Some(caller) => match caller.require(access, method) {
+            // A write runs with its audit, which the writer records with its revision.
+            Ok(()) if access == Access::Write => {
+                let audit = crate::audit::Audit {
+                    principal: crate::audit::principal(&caller, req.extensions().get()),
+                    account_id: caller.account_id.clone(),
+                    method: format!("/mapreg.v1.Registry/{method}"),
+                    request_id: request_id.clone(),
+                    commit_time: None,
+                };
+                crate::audit::scope(audit, body(caller, req.into_inner())).await
+            }
             Ok(()) => body(caller, req.into_inner()).await,
             Err(e) => Err(e),
         },
@@ -62,6 +80,7 @@ where
         code = ?code,
         duration_us = started.elapsed().as_micros() as u64,
         account = %account,
+        request_id = %request_id,
         "rpc"
     );
     result.map(Response::new).map_err(Status::from)

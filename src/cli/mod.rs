@@ -20,6 +20,7 @@ pub mod args;
 pub mod argv;
 pub mod commands;
 pub mod error;
+pub mod fleet;
 pub mod output;
 pub mod shorthand;
 pub mod text;
@@ -69,6 +70,9 @@ pub enum Command {
     /// A client command (create-api, get-api-mappings, watch, ...).
     #[command(flatten)]
     Client(ClientCommand),
+    /// get-gateways, wait-for-gateways, get-history.
+    #[command(flatten)]
+    Fleet(fleet::FleetCommand),
 }
 
 /// Flags of `mapreg serve`; each overrides the config file.
@@ -113,6 +117,24 @@ pub struct ServeArgs {
     /// Watch streams one principal may hold open (default 1000).
     #[arg(long, value_name = "N")]
     pub max_watches_per_principal: Option<usize>,
+    /// Serve Prometheus metrics on GET /metrics at this address (its own listener).
+    #[arg(long, env = "MAPREG_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Drop a gateway from get-gateways after this many seconds without a report (default 300).
+    #[arg(long, value_name = "S")]
+    pub gateway_expiry_seconds: Option<u64>,
+    /// Log format on stderr: text (default) or json (one object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `mapreg serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (tracing-subscriber's json format).
+    Json,
 }
 
 impl ServeArgs {
@@ -153,6 +175,12 @@ impl ServeArgs {
         }
         if let Some(ms) = self.first_request_timeout_ms {
             config.first_request_timeout_ms = ms;
+        }
+        if let Some(a) = self.metrics_listen {
+            config.metrics_listen = Some(a);
+        }
+        if let Some(s) = self.gateway_expiry_seconds {
+            config.gateway_expiry_seconds = s;
         }
         config.check()?;
         Ok(config)

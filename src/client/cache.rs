@@ -11,7 +11,8 @@
 //!   compacted past it, or the data dir was replaced) it takes a fresh snapshot. Until the new
 //!   snapshot is complete the old replica keeps answering; then it is swapped in atomically.
 //! - **Observable**: [`MappingCache::status`] says which revision it reflects and whether it is
-//!   connected and in sync; [`MappingCache::subscribe`] tells of every change.
+//!   connected and in sync; [`MappingCache::subscribe`] tells of every change; and the
+//!   registry is told too ([`super::report`]: `get-gateways`, `wait-for-gateways`).
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -45,6 +46,12 @@ pub struct CacheOptions {
     pub max_backoff: Duration,
     /// Quiet time after which the server sends progress (keeps `revision` current).
     pub progress_interval_seconds: u32,
+    /// The id this gateway reports its status under (`Gateways/ReportStatus`); default the
+    /// host name and the process id.
+    pub gateway_id: String,
+    /// How often the status is reported when nothing changes (default 30 s; the registry
+    /// forgets a gateway after 5 minutes of silence). None: never report.
+    pub report_interval: Option<Duration>,
 }
 
 impl CacheOptions {
@@ -58,7 +65,15 @@ impl CacheOptions {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             progress_interval_seconds: 5,
+            gateway_id: super::report::default_gateway_id(),
+            report_interval: Some(Duration::from_secs(30)),
         }
+    }
+
+    /// These options, reporting under `gateway_id`.
+    pub fn with_gateway_id(mut self, gateway_id: impl Into<String>) -> Self {
+        self.gateway_id = gateway_id.into();
+        self
     }
 }
 
@@ -75,6 +90,9 @@ pub struct CacheStatus {
     pub resnapshots: u64,
     /// Reconnects after a broken stream.
     pub reconnects: u64,
+    /// The most recent error (refused credentials, unreachable server, the reason for a
+    /// re-snapshot); kept after the cache recovers; empty: none yet.
+    pub last_error: String,
 }
 
 struct Shared {
@@ -87,11 +105,13 @@ struct Shared {
 pub struct MappingCache {
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    reporter: JoinHandle<()>,
 }
 
 impl Drop for MappingCache {
     fn drop(&mut self) {
         self.task.abort();
+        self.reporter.abort();
     }
 }
 
@@ -104,8 +124,16 @@ impl MappingCache {
             replica: RwLock::new(Arc::new(Replica::default())),
             status,
         });
+        let reporter = tokio::spawn(super::report::run(
+            shared.status.subscribe(),
+            options.clone(),
+        ));
         let task = tokio::spawn(follow(shared.clone(), options));
-        MappingCache { shared, task }
+        MappingCache {
+            shared,
+            task,
+            reporter,
+        }
     }
 
     /// Resolves `host` + `path` against the replica, in memory.
@@ -204,15 +232,23 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
                 set_status(&shared, |s| {
                     s.resnapshots += 1;
                     s.in_sync = false;
+                    s.last_error = format!("re-snapshot: {}", status.message());
                 });
                 continue;
             }
-            Err(status) => match super::connect::explain_status(&options.endpoint, &status) {
-                Some(why) => tracing::warn!("mapping cache cannot connect: {why}"),
-                None => {
-                    tracing::debug!(code = ?status.code(), error = %status.message(), "mapping cache stream broke")
-                }
-            },
+            Err(status) => {
+                let why = match super::connect::explain_status(&options.endpoint, &status) {
+                    Some(why) => {
+                        tracing::warn!("mapping cache cannot connect: {why}");
+                        why
+                    }
+                    None => {
+                        tracing::debug!(code = ?status.code(), error = %status.message(), "mapping cache stream broke");
+                        format!("{:?}: {}", status.code(), status.message())
+                    }
+                };
+                set_status(&shared, |s| s.last_error = why);
+            }
         }
         set_status(&shared, |s| {
             s.in_sync = false;

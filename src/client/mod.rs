@@ -4,5 +4,6 @@
 
 pub mod cache;
 pub mod connect;
+pub mod report;
 
 pub use cache::{CacheOptions, CacheStatus, MappingCache, Resolution, ResolveError};

@@ -43,6 +43,8 @@ pub struct Revision {
     pub events: Vec<Event>,
     /// Its history hash (SPEC.md 8.3).
     pub history_hash: Option<crate::store::history::Hash>,
+    /// Who made it.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 /// The fan-out point between the writer thread and every watcher.
@@ -51,6 +53,8 @@ pub struct Hub {
     durable: tokio_watch::Sender<u64>,
     live: broadcast::Sender<Arc<Revision>>,
     closed: tokio_watch::Sender<bool>,
+    /// Times a watcher read revisions from the log (`mapreg_watch_catchup_total`).
+    catchups: std::sync::atomic::AtomicU64,
 }
 
 impl Hub {
@@ -64,6 +68,7 @@ impl Hub {
             durable,
             live,
             closed,
+            catchups: Default::default(),
         })
     }
 
@@ -87,6 +92,7 @@ impl Hub {
                 revision: c.revision,
                 events: c.events.clone(),
                 history_hash,
+                audit: c.audit.clone(),
             }));
         }
     }
@@ -119,6 +125,22 @@ impl Hub {
     /// The registry underneath.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Open watch streams (each holds one subscription to the live ring).
+    pub fn watchers(&self) -> usize {
+        self.live.receiver_count()
+    }
+
+    /// Times a watcher read revisions from the persisted log: resuming below the durable
+    /// revision, or after falling behind the live ring.
+    pub fn catchups(&self) -> u64 {
+        self.catchups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_catchup(&self) {
+        self.catchups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Revision>> {

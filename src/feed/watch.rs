@@ -17,10 +17,9 @@ use tonic::Status;
 
 use super::snapshot::Cursor;
 use super::{Filter, Hub};
+use crate::audit::Audit;
 use crate::error::{Error, Result};
-use crate::pb::{
-    ChangeSet, Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind,
-};
+use crate::pb::{Progress, Snapshot, SnapshotComplete, WatchResponse, watch_response::Kind};
 use crate::store::history::Hash;
 
 /// Log entries read per blocking call while catching up.
@@ -282,18 +281,12 @@ impl Watcher {
         rev: u64,
         hash: Option<Hash>,
         events: &[crate::pb::Event],
+        audit: &Audit,
     ) -> std::result::Result<(), Stop> {
         let visible = self.spec.filter.events(events);
         if !visible.is_empty() {
-            self.emit(
-                rev,
-                hash,
-                Kind::ChangeSet(ChangeSet {
-                    events: visible,
-                    ..Default::default()
-                }),
-            )
-            .await?;
+            self.emit(rev, hash, Kind::ChangeSet(audit.change_set(visible)))
+                .await?;
         }
         self.next = rev + 1;
         Ok(())
@@ -316,6 +309,9 @@ impl Watcher {
 
     /// Replays the persisted log from `next` up to the durable revision.
     async fn catch_up(&mut self) -> std::result::Result<(), Stop> {
+        if self.next <= self.hub.durable() {
+            self.hub.count_catchup();
+        }
         loop {
             let durable = self.hub.durable();
             if self.next > durable {
@@ -348,7 +344,8 @@ impl Watcher {
                     ))
                     .into());
                 }
-                self.deliver(rev, hash, &cs.events).await?;
+                let (events, audit) = Audit::split(cs);
+                self.deliver(rev, hash, &events, &audit).await?;
             }
             self.progress_if_due().await?;
         }
@@ -389,7 +386,7 @@ impl Watcher {
             match next {
                 Next::Live(Ok(r)) if r.revision < self.next => {}
                 Next::Live(Ok(r)) if r.revision == self.next => {
-                    self.deliver(r.revision, r.history_hash, &r.events).await?
+                    self.deliver(r.revision, r.history_hash, &r.events, &r.audit).await?
                 }
                 // A revision missing between position and ring: read it from the log.
                 Next::Live(Ok(_)) | Next::Live(Err(RecvError::Lagged(_))) => return Ok(()),

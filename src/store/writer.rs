@@ -37,7 +37,6 @@ use super::{Applied, Batch, CommitError, Registry, WriteOp, WriteResult, codec};
 use crate::domain::apply::apply;
 use crate::domain::state::State;
 use crate::error::{Error, Result};
-use crate::pb::ChangeSet;
 
 /// The most writes committed under one flush.
 pub const MAX_GROUP: usize = 256;
@@ -53,6 +52,8 @@ struct Job {
     op: WriteOp,
     /// A dry run: checked and answered, never committed.
     dry_run: bool,
+    /// Who submitted it (the submitting task's [`crate::audit::current`]).
+    audit: Arc<crate::audit::Audit>,
     reply: oneshot::Sender<Result<WriteResult>>,
 }
 
@@ -102,7 +103,12 @@ impl Writer {
     async fn send(&self, op: WriteOp, dry_run: bool) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job { op, dry_run, reply })
+            .send(Job {
+                op,
+                dry_run,
+                audit: crate::audit::current(),
+                reply,
+            })
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -134,10 +140,7 @@ pub fn batch(base: u64, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, H
     let mut prev = *head;
     for a in applied {
         b.records.extend(codec::record_changes(&a.events));
-        let cs = ChangeSet {
-            events: a.events.clone(),
-            ..Default::default()
-        };
+        let cs = a.audit.change_set(a.events.clone());
         let encoded = cs.encode_to_vec();
         prev = history::next(&prev, &encoded);
         hashes.push((a.revision, prev));
@@ -210,7 +213,8 @@ impl Loop {
                 continue;
             }
             match apply(&mut self.working, &job.op, &limits, now) {
-                Ok(a) => {
+                Ok(mut a) => {
+                    a.audit = job.audit.committed_at(now);
                     outcomes.push(Ok(a.result.clone()));
                     accepted.push(a);
                 }

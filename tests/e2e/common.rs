@@ -64,6 +64,8 @@ pub fn token_config(data_dir: &Path) -> Config {
                 sha256: mapreg::auth::token_hash(t),
                 account_id: a.to_string(),
                 role: *r,
+                // The token's text: the principal audit tests see.
+                name: Some(t.to_string()),
             })
             .collect(),
         ..Config::default()
@@ -552,6 +554,84 @@ pub async fn next_message(
 pub fn error_metadata(s: &Status, key: &str) -> Option<String> {
     s.get_details_error_info()
         .and_then(|i| i.metadata.get(key).cloned())
+}
+
+// ---- metrics, the mapreg binary (metrics, gateways, audit) ---------------------------------
+
+impl TestServer {
+    /// A server with `config` that also serves `/metrics` on an ephemeral loopback port;
+    /// returns it and that port's address.
+    pub async fn start_with_metrics(config: Config) -> (TestServer, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind metrics");
+        let addr = listener.local_addr().expect("addr");
+        let metrics_addr = metrics.local_addr().expect("metrics addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(mapreg::server::run_with_listeners(
+            config.clone(),
+            listener,
+            Some(metrics),
+            async move {
+                let _ = rx.await;
+            },
+            tokio_stream::pending(),
+        ));
+        let server = TestServer {
+            addr,
+            data_dir: config.data_dir.clone(),
+            config,
+            stop: Some(tx),
+            handle: Some(handle),
+            _tmp: None,
+        };
+        (server, metrics_addr)
+    }
+}
+
+/// What a finished `mapreg` run left.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliRun {
+    /// The stdout as JSON, asserting exit 0.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        assert_eq!(self.code, 0, "exit code of {self:?}");
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("JSON of {self:?}: {e}"))
+    }
+}
+
+/// Runs the built `mapreg args... --endpoint <server>` (MAPREG_* from the environment
+/// removed), within 60 s.
+pub async fn mapreg_cli(s: &TestServer, args: &[&str]) -> CliRun {
+    let endpoint = s.endpoint();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_mapreg"))
+            .args(args)
+            .args(["--endpoint", endpoint.as_str()])
+            .env_remove("MAPREG_ENDPOINT")
+            .env_remove("MAPREG_TOKEN")
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("mapreg {args:?} did not finish within 60 s"))
+    .expect("run mapreg");
+    CliRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// Copies the directory tree `from` to `to` (created), file by file: a file-level backup.

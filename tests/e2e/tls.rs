@@ -515,6 +515,7 @@ async fn reload_replaces_tokens_and_ends_watches_of_removed_ones() {
         sha256: mapreg::auth::token_hash("reader-a-2"),
         account_id: "111122223333".into(),
         role: Role::Reader,
+        name: None,
     });
     s.server.reload.send(config).await.expect("reload");
 

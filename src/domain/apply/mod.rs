@@ -191,6 +191,8 @@ pub struct Applied {
     pub revision: u64,
     /// The revision's events, in order.
     pub events: Vec<Event>,
+    /// Who made it (set by the writer; see [`crate::audit`]).
+    pub audit: std::sync::Arc<crate::audit::Audit>,
 }
 
 /// What a write's code gets besides the state: the revision it will take, the time, limits.
@@ -377,6 +379,7 @@ pub fn apply(
         result,
         revision: cx.revision,
         events,
+        audit: Default::default(),
     })
 }
 
