@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
         }
         Command::Check { data_dir } => ExitCode::from(mapreg::cli::run_check(&data_dir)),
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
+        Command::Stack(cmd) => ExitCode::from(mapreg::cli::deploy::run_stack(cmd).await),
     }
 }
 

@@ -20,7 +20,12 @@ use super::template::{Template, Value, scalar};
 use crate::domain::arn::DEFAULT_REGION;
 
 /// Pseudo parameters mapreg answers.
-const PSEUDO: &[&str] = &["AWS::StackName", "AWS::Region", "AWS::Partition", "AWS::URLSuffix"];
+const PSEUDO: &[&str] = &[
+    "AWS::StackName",
+    "AWS::Region",
+    "AWS::Partition",
+    "AWS::URLSuffix",
+];
 
 /// A template that passed every static check, with its parameters' values.
 #[derive(Debug, Clone)]
@@ -235,7 +240,9 @@ impl Checked {
                 if !kinds.contains_key(on) {
                     return Err(TemplateError::new(
                         format!("Resources.{id}.DependsOn[{i}]"),
-                        format!("Template format error: Unresolved resource dependencies [{on}] in the Resources block of the template"),
+                        format!(
+                            "Template format error: Unresolved resource dependencies [{on}] in the Resources block of the template"
+                        ),
                     ));
                 }
                 d.insert(on.clone());
@@ -372,7 +379,10 @@ impl Checked {
                 for (k, x) in vars {
                     let x = self.resolve(x, env, &format!("{at}.{k}"))?;
                     let x = scalar(&x).ok_or_else(|| {
-                        TemplateError::new(format!("{at}.{k}"), "a Fn::Sub variable must be a string")
+                        TemplateError::new(
+                            format!("{at}.{k}"),
+                            "a Fn::Sub variable must be a string",
+                        )
                     })?;
                     values.insert(k.clone(), x);
                 }
@@ -409,9 +419,10 @@ impl Checked {
                 for (i, x) in items.iter().enumerate() {
                     let here = format!("{at}[{i}]");
                     let x = self.resolve(x, env, &here)?;
-                    parts.push(scalar(&x).ok_or_else(|| {
-                        TemplateError::new(here, "Fn::Join joins strings")
-                    })?);
+                    parts.push(
+                        scalar(&x)
+                            .ok_or_else(|| TemplateError::new(here, "Fn::Join joins strings"))?,
+                    );
                 }
                 Value::String(parts.join(d))
             }
@@ -436,10 +447,8 @@ impl Checked {
 /// Kahn's algorithm, smallest logical id first among the ready ones (a stable order); a
 /// cycle is refused naming its members.
 fn topological(deps: &BTreeMap<String, BTreeSet<String>>) -> Result<Vec<String>, TemplateError> {
-    let mut remaining: BTreeMap<&String, BTreeSet<&String>> = deps
-        .iter()
-        .map(|(k, d)| (k, d.iter().collect()))
-        .collect();
+    let mut remaining: BTreeMap<&String, BTreeSet<&String>> =
+        deps.iter().map(|(k, d)| (k, d.iter().collect())).collect();
     let mut order = Vec::new();
     loop {
         let ready: Vec<&String> = remaining
@@ -622,7 +631,10 @@ Outputs:
         let pos = |id: &str| c.order().iter().position(|x| x == id).unwrap();
         assert!(pos("MyApi") < pos("MyStage"));
         assert!(pos("MyStage") < pos("MyApiMapping"));
-        assert!(pos("MyDomainName") < pos("MyApiMapping"), "implicit domain edge");
+        assert!(
+            pos("MyDomainName") < pos("MyApiMapping"),
+            "implicit domain edge"
+        );
     }
 
     #[test]
@@ -670,7 +682,10 @@ Outputs:
                 "no property Bogus",
             ),
             (
-                GUIDE.replace("ApiId: !Ref MyApi\n      StageName", "ApiId: !Ref Nope\n      StageName"),
+                GUIDE.replace(
+                    "ApiId: !Ref MyApi\n      StageName",
+                    "ApiId: !Ref Nope\n      StageName",
+                ),
                 "Resources.MyStage.Properties.ApiId",
                 "Unresolved resource dependencies [Nope]",
             ),
@@ -680,7 +695,10 @@ Outputs:
                 "no attribute Nope",
             ),
             (
-                GUIDE.replace("Name: my-websocket-api", "Name: !GetAtt MyApiMapping.ApiMappingId"),
+                GUIDE.replace(
+                    "Name: my-websocket-api",
+                    "Name: !GetAtt MyApiMapping.ApiMappingId",
+                ),
                 "Resources.MyApi",
                 "Circular dependency",
             ),
@@ -740,7 +758,10 @@ Outputs:
         assert!(first.iter().all(|x| x.action == Action::Add));
         let rec = recorded(&c);
         let again = change_set(&c, &rec).unwrap();
-        assert!(again.iter().all(|x| x.action == Action::NoChange), "{again:?}");
+        assert!(
+            again.iter().all(|x| x.action == Action::NoChange),
+            "{again:?}"
+        );
 
         // A new key: the mapping changes in place, nothing else.
         let c2 = checked(&GUIDE.replace("Default: v1", "Default: v2")).unwrap();

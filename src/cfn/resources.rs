@@ -131,9 +131,13 @@ impl Kind {
             };
             let ok = match (shape, value) {
                 (Shape::Str, Value::Map(_) | Value::List(_) | Value::Null) => false,
-                (Shape::StrMap, Value::Map(m)) => m.values().all(|v| !matches!(v, Value::Map(_) | Value::List(_))),
+                (Shape::StrMap, Value::Map(m)) => m
+                    .values()
+                    .all(|v| !matches!(v, Value::Map(_) | Value::List(_))),
                 (Shape::StrMap, _) => false,
-                (Shape::Configurations, Value::List(l)) => l.iter().all(|c| matches!(c, Value::Map(_))),
+                (Shape::Configurations, Value::List(l)) => {
+                    l.iter().all(|c| matches!(c, Value::Map(_)))
+                }
                 (Shape::Configurations, _) => false,
                 _ => true,
             };
@@ -220,7 +224,11 @@ pub enum Desired {
     },
 }
 
-fn string(props: &BTreeMap<String, Value>, name: &str, at: &str) -> Result<Option<String>, TemplateError> {
+fn string(
+    props: &BTreeMap<String, Value>,
+    name: &str,
+    at: &str,
+) -> Result<Option<String>, TemplateError> {
     match props.get(name) {
         None => Ok(None),
         Some(v) => super::template::scalar(v).map(Some).ok_or_else(|| {
@@ -378,7 +386,14 @@ impl Desired {
     /// mapping's domain.
     pub fn replaces(&self, live: &Desired) -> bool {
         match (self, live) {
-            (Desired::Api { protocol_type: a, .. }, Desired::Api { protocol_type: b, .. }) => a != b,
+            (
+                Desired::Api {
+                    protocol_type: a, ..
+                },
+                Desired::Api {
+                    protocol_type: b, ..
+                },
+            ) => a != b,
             (
                 Desired::Stage {
                     api_id: a,

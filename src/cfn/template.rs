@@ -219,7 +219,10 @@ fn intrinsic(function: &str, arg: Value, path: &str) -> Result<Value, TemplateEr
                 [Value::String(r), Value::String(a)] => Ok(Value::GetAtt(r.clone(), a.clone())),
                 _ => Err(err(at, "Fn::GetAtt takes [Resource, Attribute]")),
             },
-            _ => Err(err(at, "Fn::GetAtt takes `Resource.Attribute` or [Resource, Attribute]")),
+            _ => Err(err(
+                at,
+                "Fn::GetAtt takes `Resource.Attribute` or [Resource, Attribute]",
+            )),
         },
         "Fn::Sub" => match arg {
             Value::String(s) => Ok(Value::Sub(s, BTreeMap::new())),

@@ -4,6 +4,7 @@
 //! - [`args`]: the client subcommands and their flags (same names as the AWS CLI).
 //! - [`commands`]: connects to a server, runs one client command, maps failures to exit codes.
 //! - [`output`]: AWS-shaped JSON (and a plain table) for every resource.
+//! - [`deploy`]: `deploy`, `delete-stack`, `describe-stack-resources` (CloudFormation).
 //! - [`shorthand`]: parsers for the AWS shorthand syntax (`--tags k=v,k2=v2`, ...).
 //! - [`error`]: client-side failures, their AWS-style messages and exit codes.
 
@@ -15,6 +16,7 @@ use crate::config::Config;
 
 pub mod args;
 pub mod commands;
+pub mod deploy;
 pub mod error;
 pub mod output;
 pub mod shorthand;
@@ -57,6 +59,9 @@ pub enum Command {
     /// A client command (create-api, get-api-mappings, watch, ...).
     #[command(flatten)]
     Client(ClientCommand),
+    /// A CloudFormation stack command (deploy, delete-stack, describe-stack-resources).
+    #[command(flatten)]
+    Stack(deploy::StackCommand),
 }
 
 /// Flags of `mapreg serve`; each overrides the config file.

@@ -14,6 +14,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cache;
+mod cfn;
 mod cli;
 mod connections;
 mod crash;
