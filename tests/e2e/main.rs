@@ -16,6 +16,7 @@ mod bench;
 mod cache;
 mod cfn;
 mod cli;
+mod console;
 mod connections;
 mod crash;
 mod external;
