@@ -25,8 +25,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::{Console, all_apis, all_mappings};
 use crate::feed::Filter;
 use crate::feed::watch::{self, WatchSpec};
-use crate::pb::watch_response::Kind;
 use crate::pb::ResourceKind;
+use crate::pb::watch_response::Kind;
 
 /// How often an idle stream sends a comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -46,7 +46,10 @@ pub(super) async fn events(
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| c.hub.durable());
     let filter = match Filter::new(
-        &[ResourceKind::ApiMapping as i32, ResourceKind::DomainName as i32],
+        &[
+            ResourceKind::ApiMapping as i32,
+            ResourceKind::DomainName as i32,
+        ],
         std::slice::from_ref(&domain),
         v.caller.scope(),
     ) {

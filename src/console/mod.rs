@@ -60,21 +60,36 @@ pub fn router(svc: RegistryService, hub: Arc<Hub>, auth: Authenticator, tls: boo
     axum::Router::new()
         .route("/", get(domains_page))
         .route("/console", get(|| async { Redirect::to("/") }))
-        .route("/console/static/console.js", get(|| async { asset(JS, "text/javascript") }))
-        .route("/console/static/console.css", get(|| async { asset(CSS, "text/css") }))
+        .route(
+            "/console/static/console.js",
+            get(|| async { asset(JS, "text/javascript") }),
+        )
+        .route(
+            "/console/static/console.css",
+            get(|| async { asset(CSS, "text/css") }),
+        )
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/domains", post(create_domain))
         .route("/console/domains/{domain}", get(domain_page))
         .route("/console/domains/{domain}/delete", post(delete_domain))
         .route("/console/domains/{domain}/mappings", post(create_mapping))
-        .route("/console/domains/{domain}/mappings/{id}", post(update_mapping))
-        .route("/console/domains/{domain}/mappings/{id}/delete", post(delete_mapping))
+        .route(
+            "/console/domains/{domain}/mappings/{id}",
+            post(update_mapping),
+        )
+        .route(
+            "/console/domains/{domain}/mappings/{id}/delete",
+            post(delete_mapping),
+        )
         .route("/console/domains/{domain}/events", get(live::events))
         .route("/console/apis", get(apis_page).post(create_api))
         .route("/console/apis/{api}/delete", post(delete_api))
         .route("/console/apis/{api}/stages", post(create_stage))
-        .route("/console/apis/{api}/stages/{stage}/delete", post(delete_stage))
+        .route(
+            "/console/apis/{api}/stages/{stage}/delete",
+            post(delete_stage),
+        )
         .route("/console/resolve", get(resolve_page))
         .with_state(console)
 }
@@ -114,7 +129,10 @@ fn page(status: StatusCode, body: String) -> Response {
 }
 
 fn forbidden(v: Option<&Viewer>, message: &str) -> Response {
-    page(StatusCode::FORBIDDEN, pages::problem(v, "Forbidden", message))
+    page(
+        StatusCode::FORBIDDEN,
+        pages::problem(v, "Forbidden", message),
+    )
 }
 
 /// The viewer of a page: a redirect to the login form when there is none.
@@ -366,7 +384,11 @@ async fn resolve_page(
     let result = if host.is_empty() {
         None
     } else {
-        let path = if path.is_empty() { "/".to_string() } else { path.clone() };
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.clone()
+        };
         Some(
             c.svc
                 .resolve_route(request(
@@ -411,7 +433,10 @@ async fn login(State(c): Shared, headers: HeaderMap, Form(f): Form<LoginForm>) -
         return Redirect::to("/").into_response();
     }
     if !c.sessions.login_csrf_ok(&headers, &f.csrf) {
-        return forbidden(None, "The login form's CSRF token is missing or wrong: reload the page.");
+        return forbidden(
+            None,
+            "The login form's CSRF token is missing or wrong: reload the page.",
+        );
     }
     match c.sessions.login(&f.token) {
         Ok(cookie) => {
@@ -423,7 +448,10 @@ async fn login(State(c): Shared, headers: HeaderMap, Form(f): Form<LoginForm>) -
         }
         Err(message) => {
             let (cookie, token) = c.sessions.login_csrf();
-            let mut r = page(StatusCode::UNAUTHORIZED, pages::login(&token, Some(&message)));
+            let mut r = page(
+                StatusCode::UNAUTHORIZED,
+                pages::login(&token, Some(&message)),
+            );
             if let Ok(v) = cookie.parse() {
                 r.headers_mut().append(SET_COOKIE, v);
             }
@@ -577,7 +605,15 @@ async fn update_mapping(
         Ok(_) => see_other(domain_url(&domain)),
         Err(s) => {
             let e = form_error("mapping", &id, &s);
-            render_domain(&c, &v, &domain, Some(e), &Posted::default(), http_status(&s)).await
+            render_domain(
+                &c,
+                &v,
+                &domain,
+                Some(e),
+                &Posted::default(),
+                http_status(&s),
+            )
+            .await
         }
     }
 }
@@ -601,7 +637,15 @@ async fn delete_mapping(
         Ok(_) => see_other(domain_url(&domain)),
         Err(s) => {
             let e = form_error("mapping", &id, &s);
-            render_domain(&c, &v, &domain, Some(e), &Posted::default(), http_status(&s)).await
+            render_domain(
+                &c,
+                &v,
+                &domain,
+                Some(e),
+                &Posted::default(),
+                http_status(&s),
+            )
+            .await
         }
     }
 }

@@ -258,7 +258,11 @@ pub fn protocol(p: i32) -> &'static str {
 }
 
 /// The read-only mappings table of a domain (also what the live updates send).
-pub fn mappings_table(domain: &str, mappings: &[pb::ApiMapping], apis: &[(pb::Api, Vec<pb::Stage>)]) -> Markup {
+pub fn mappings_table(
+    domain: &str,
+    mappings: &[pb::ApiMapping],
+    apis: &[(pb::Api, Vec<pb::Stage>)],
+) -> Markup {
     html! {
         table #mappings-table {
             thead { tr { th { "Path" } th { "API" } th { "Stage" } th { "Mapping id" } } }
@@ -331,7 +335,12 @@ pub fn domain(
 }
 
 /// APIs and their stages.
-pub fn apis(v: &Viewer, apis: &[(pb::Api, Vec<pb::Stage>)], error: Option<&FormError>, posted: &Posted) -> String {
+pub fn apis(
+    v: &Viewer,
+    apis: &[(pb::Api, Vec<pb::Stage>)],
+    error: Option<&FormError>,
+    posted: &Posted,
+) -> String {
     layout(
         "APIs",
         Some(v),
@@ -435,5 +444,9 @@ pub fn resolve(
 
 /// A page for an error with no form to go with it (403, 404).
 pub fn problem(v: Option<&Viewer>, title: &str, message: &str) -> String {
-    layout(title, v, html! { p.error role="alert" { (message) } p { a href="/" { "Back to the custom domain names" } } })
+    layout(
+        title,
+        v,
+        html! { p.error role="alert" { (message) } p { a href="/" { "Back to the custom domain names" } } },
+    )
 }

@@ -78,8 +78,7 @@ fn digest(id: &str) -> [u8; 32] {
 /// Compares two strings in time independent of where they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -156,11 +155,7 @@ impl Sessions {
             .map_err(|_| "the session table is unavailable".to_string())?;
         open.retain(|_, s| s.created.elapsed() <= SESSION_TTL);
         if open.len() >= MAX_SESSIONS {
-            if let Some(oldest) = open
-                .iter()
-                .min_by_key(|(_, s)| s.created)
-                .map(|(k, _)| *k)
-            {
+            if let Some(oldest) = open.iter().min_by_key(|(_, s)| s.created).map(|(k, _)| *k) {
                 open.remove(&oldest);
             }
         }
@@ -232,7 +227,9 @@ mod tests {
         let s = Sessions::new(auth, true);
         assert!(s.login("wrong").is_err());
         let set = s.login("t-reader").unwrap();
-        assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"));
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure")
+        );
         let id = set
             .split(';')
             .next()
@@ -240,7 +237,10 @@ mod tests {
             .map(|(_, v)| v.to_string())
             .unwrap();
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, format!("other=1; {COOKIE_NAME}={id}").parse().unwrap());
+        h.insert(
+            COOKIE,
+            format!("other=1; {COOKIE_NAME}={id}").parse().unwrap(),
+        );
         let v = s.viewer(&h).expect("logged in");
         assert_eq!(v.caller.role, Role::Reader);
         assert!(!v.writes());

@@ -72,9 +72,17 @@ async fn script(args: Vec<String>) -> serde_json::Value {
 }
 
 /// A plain HTTP/1.1 request to the server; (status, headers, body).
-async fn http(s: &TestServer, method: &str, path: &str, extra: &str, body: &str) -> (u16, String, String) {
+async fn http(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    extra: &str,
+    body: &str,
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    let mut conn = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: \
          application/x-www-form-urlencoded\r\ncontent-length: {}\r\n{extra}\r\n{body}",
@@ -103,16 +111,29 @@ async fn console_is_served_next_to_grpc() {
     let mut c = s.client().await;
     let (status, _, body) = http(&s, "GET", "/", "", "").await;
     assert_eq!(status, 200);
-    assert!(body.contains("Custom domain names") && body.contains("create-domain"), "{body}");
+    assert!(
+        body.contains("Custom domain names") && body.contains("create-domain"),
+        "{body}"
+    );
     let (status, head, _) = http(&s, "GET", "/console/static/console.js", "", "").await;
     assert_eq!(status, 200);
-    assert!(head.to_ascii_lowercase().contains("text/javascript"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/javascript"),
+        "{head}"
+    );
     // gRPC still reaches the services on the same port.
     create_domain(&mut c, "grpc.example.com").await;
     let (_, _, body) = http(&s, "GET", "/", "", "").await;
     assert!(body.contains("grpc.example.com"), "{body}");
     // A POST without the CSRF token is refused, and writes nothing.
-    let (status, _, _) = http(&s, "POST", "/console/domains", "", "domain_name=csrf.example.com").await;
+    let (status, _, _) = http(
+        &s,
+        "POST",
+        "/console/domains",
+        "",
+        "domain_name=csrf.example.com",
+    )
+    .await;
     assert_eq!(status, 403);
     let err = c
         .get_domain_name(GetDomainNameRequest {
@@ -130,8 +151,19 @@ async fn tokens_mode_needs_a_login() {
     let s = TestServer::start_with_tokens().await;
     let (status, head, _) = http(&s, "GET", "/", "", "").await;
     assert_eq!(status, 303, "{head}");
-    assert!(head.to_ascii_lowercase().contains("location: /console/login"), "{head}");
-    let (status, _, _) = http(&s, "POST", "/console/domains", "", "domain_name=x.example.com&csrf=x").await;
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: /console/login"),
+        "{head}"
+    );
+    let (status, _, _) = http(
+        &s,
+        "POST",
+        "/console/domains",
+        "",
+        "domain_name=x.example.com&csrf=x",
+    )
+    .await;
     assert_eq!(status, 403);
     let (status, _, _) = http(&s, "GET", "/console/domains/x.example.com/events", "", "").await;
     assert_eq!(status, 401);
@@ -181,7 +213,10 @@ async fn browser_drives_the_aws_console_flow() {
         .into_inner()
         .items;
     let v1 = m.iter().find(|m| m.api_mapping_key == "v1").expect("v1");
-    assert_eq!((v1.api_id.as_str(), v1.stage.as_str()), (api.api_id.as_str(), "test"));
+    assert_eq!(
+        (v1.api_id.as_str(), v1.stage.as_str()),
+        (api.api_id.as_str(), "test")
+    );
     assert_eq!(seen["created"], v1.api_mapping_id.as_str());
     assert_eq!(m.len(), 2, "v1 from the console, v2 from the CLI: {m:?}");
 
@@ -192,7 +227,10 @@ async fn browser_drives_the_aws_console_flow() {
         .expect_err("duplicate key");
     assert_eq!(err.code(), Code::AlreadyExists);
     assert_eq!(seen["error"], err.message(), "{seen}");
-    assert_eq!(seen["live"], true, "the CLI's mapping appeared without a reload: {seen}");
+    assert_eq!(
+        seen["live"], true,
+        "the CLI's mapping appeared without a reload: {seen}"
+    );
     let png = std::fs::read(&screenshot).expect("screenshot written");
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     s.stop().await;
@@ -209,7 +247,12 @@ async fn browser_reader_sees_no_write_buttons_and_forged_posts_are_refused() {
     create_stage(&mut admin, &api.api_id, "prod").await;
     create_domain(&mut admin, "shared.example.com").await;
     admin
-        .create_api_mapping(mapping_req("shared.example.com", "seen", &api.api_id, "prod"))
+        .create_api_mapping(mapping_req(
+            "shared.example.com",
+            "seen",
+            &api.api_id,
+            "prod",
+        ))
         .await
         .expect("mapping");
     let seen = script(vec![
@@ -236,6 +279,10 @@ async fn browser_reader_sees_no_write_buttons_and_forged_posts_are_refused() {
         .into_iter()
         .map(|d| d.domain_name)
         .collect();
-    assert_eq!(names, vec!["shared.example.com".to_string()], "nothing forged was written");
+    assert_eq!(
+        names,
+        vec!["shared.example.com".to_string()],
+        "nothing forged was written"
+    );
     s.stop().await;
 }
