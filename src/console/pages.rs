@@ -296,6 +296,7 @@ pub fn domain(
     let (et, sp, gw) = endpoint(d.domain_name_configurations.first());
     let base = format!("/console/domains/{}", seg(&d.domain_name));
     let open = error.is_some();
+    let new_open = error.is_some_and(|e| e.form == "new-mapping");
     layout(
         &d.domain_name,
         Some(v),
@@ -321,7 +322,7 @@ pub fn domain(
                         }
                     }
                     button #add-mapping type="button" data-toggle="new-mapping" { "Add new mapping" }
-                    form #new-mapping method="post" action={ (base) "/mappings" } hidden[!(error.is_some_and(|e| e.form == "new-mapping"))] {
+                    form #new-mapping method="post" action={ (base) "/mappings" } hidden[!new_open] {
                         (csrf(v))
                         (api_picker(apis, &posted.api_id, &posted.stage))
                         label { "Path (optional) " input type="text" name="api_mapping_key" value=(posted.api_mapping_key); }
