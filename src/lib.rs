@@ -39,6 +39,11 @@
 //!   first-request timeout, back-off when out of file descriptors.
 //! - [`server`]: wires it all together, applies reloads and shuts down gracefully.
 //! - [`error`]: the one error type and its mapping to `tonic::Status` with `ErrorInfo`.
+//! - [`console`]: the web console at `/` on the same port: server-rendered pages over the
+//!   gRPC handlers (as the REST edge), login sessions and CSRF tokens, live updates by
+//!   Server-Sent Events from the change feed.
+//! - [`cfn`]: CloudFormation templates, pure: parsing (YAML short tags, JSON), the four
+//!   supported types, checks, dependency order, change sets; `cli::deploy` applies them.
 //! - [`cli`]: the `mapreg` command line.
 //! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory `State` that resolves
 //!   routes locally with the same `domain::resolve` module as the server.
@@ -47,9 +52,11 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod cfn;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod domain;
 pub mod error;
 pub mod feed;

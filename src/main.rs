@@ -71,6 +71,7 @@ async fn main() -> ExitCode {
         }
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
         Command::Fleet(cmd) => ExitCode::from(mapreg::cli::fleet::run(cmd).await),
+        Command::Stack(cmd) => ExitCode::from(mapreg::cli::deploy::run_stack(cmd).await),
     }
 }
 

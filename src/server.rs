@@ -281,6 +281,7 @@ pub async fn run_with_listeners(
     let mut stopped = stop_rx.clone();
     // Connection limit, first-request timeout, TLS, accept back-off (and TCP_NODELAY: small
     // answers and change sets must not wait for the peer's ACK).
+    let tls_on = tls.is_some();
     let incoming = transport::incoming(listener, transport::Settings::of(&config), tls);
     // One listen address, one router: the gRPC services, and the plain-HTTP edges next to
     // them (HTTP/1.1 is accepted for those; gRPC stays HTTP/2).
@@ -294,7 +295,14 @@ pub async fn run_with_listeners(
         RegistryService::new(registry.clone(), writer.clone()),
         auth.clone(),
     );
-    let app: axum::Router = grpc.into_axum_router().merge(rest);
+    // The web console at `/` (src/console): same handlers, same principals, same TLS.
+    let console = crate::console::router(
+        RegistryService::new(registry.clone(), writer.clone()),
+        hub.clone(),
+        auth.clone(),
+        tls_on,
+    );
+    let app: axum::Router = grpc.into_axum_router().merge(rest).merge(console);
     // TLS, when configured, is under all of it: the transport hands over decrypted streams.
     let serve = Server::builder()
         .accept_http1(true)

@@ -7,6 +7,7 @@
 //! - [`commands`]: connects to a server, runs one client command, maps failures to exit codes.
 //! - [`output`]: AWS-shaped JSON for every resource, `--query`, and the `--output` formats
 //!   ([`text`], [`yaml`], tables).
+//! - [`deploy`]: `deploy`, `delete-stack`, `describe-stack-resources` (CloudFormation).
 //! - [`shorthand`]: parsers for the AWS shorthand syntax (`--tags k=v,k2=v2`, ...).
 //! - [`error`]: client-side failures, their AWS-style messages and exit codes.
 
@@ -19,6 +20,7 @@ use crate::config::Config;
 pub mod args;
 pub mod argv;
 pub mod commands;
+pub mod deploy;
 pub mod error;
 pub mod fleet;
 pub mod output;
@@ -73,6 +75,9 @@ pub enum Command {
     /// get-gateways, wait-for-gateways, get-history.
     #[command(flatten)]
     Fleet(fleet::FleetCommand),
+    /// A CloudFormation stack command (deploy, delete-stack, describe-stack-resources).
+    #[command(flatten)]
+    Stack(deploy::StackCommand),
 }
 
 /// Flags of `mapreg serve`; each overrides the config file.

@@ -1,0 +1,753 @@
+//! The web console, served by `mapreg serve` at `/` on the same port as gRPC (and behind the
+//! same TLS): the AWS console's pages for custom domain names, their API mappings, APIs and
+//! stages, and a route tester.
+//!
+//! Like the REST edge, it is one more edge, not a second registry: every page and form runs
+//! through [`RegistryService`]'s own gRPC handlers as the viewer's caller, so the rules, their
+//! messages, the revisions, the change feed and the access checks are the API's. A refused
+//! form is shown again with the API's message next to it; a write that succeeds redirects
+//! (POST/redirect/GET).
+//!
+//! - [`session`]: dev mode, or login with a token; sessions and CSRF tokens.
+//! - [`pages`]: the HTML (`maud`), with a little JavaScript (`assets/console.js`): the stage
+//!   picker, the "Configure API mappings" / "Add new mapping" toggles, live updates.
+//! - [`live`]: a domain's page follows its mappings by Server-Sent Events, fed by the change
+//!   feed exactly as a Watch is (same filter, so a viewer sees only their own account).
+
+pub mod live;
+pub mod pages;
+pub mod session;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
+use http::{HeaderMap, StatusCode};
+use tonic::Status;
+
+use crate::api::registry::RegistryService;
+use crate::auth::Authenticator;
+use crate::feed::Hub;
+use crate::pb;
+use crate::pb::registry_server::Registry;
+use pages::{FormError, Posted};
+use session::{Sessions, Viewer};
+
+const JS: &str = include_str!("assets/console.js");
+const CSS: &str = include_str!("assets/console.css");
+
+/// What the console serves with.
+pub struct Console {
+    svc: RegistryService,
+    hub: Arc<Hub>,
+    sessions: Sessions,
+}
+
+type Shared = State<Arc<Console>>;
+
+/// The console's routes (`/` and `/console/...`), to merge into the server's router.
+/// `tls`: the server has TLS (session cookies are then `Secure`).
+pub fn router(svc: RegistryService, hub: Arc<Hub>, auth: Authenticator, tls: bool) -> axum::Router {
+    let console = Arc::new(Console {
+        svc,
+        hub,
+        sessions: Sessions::new(auth, tls),
+    });
+    axum::Router::new()
+        .route("/", get(domains_page))
+        .route("/console", get(|| async { Redirect::to("/") }))
+        .route(
+            "/console/static/console.js",
+            get(|| async { asset(JS, "text/javascript") }),
+        )
+        .route(
+            "/console/static/console.css",
+            get(|| async { asset(CSS, "text/css") }),
+        )
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/domains", post(create_domain))
+        .route("/console/domains/{domain}", get(domain_page))
+        .route("/console/domains/{domain}/delete", post(delete_domain))
+        .route("/console/domains/{domain}/mappings", post(create_mapping))
+        .route(
+            "/console/domains/{domain}/mappings/{id}",
+            post(update_mapping),
+        )
+        .route(
+            "/console/domains/{domain}/mappings/{id}/delete",
+            post(delete_mapping),
+        )
+        .route("/console/domains/{domain}/events", get(live::events))
+        .route("/console/apis", get(apis_page).post(create_api))
+        .route("/console/apis/{api}/delete", post(delete_api))
+        .route("/console/apis/{api}/stages", post(create_stage))
+        .route(
+            "/console/apis/{api}/stages/{stage}/delete",
+            post(delete_stage),
+        )
+        .route("/console/resolve", get(resolve_page))
+        .with_state(console)
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [(CONTENT_TYPE, content_type), (CACHE_CONTROL, "no-cache")],
+        body,
+    )
+        .into_response()
+}
+
+/// A gRPC request carrying `msg` as the viewer's caller (as the auth interceptor would).
+fn request<T>(v: &Viewer, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.extensions_mut().insert(v.caller.clone());
+    r
+}
+
+/// The HTTP status of a refused call.
+fn http_status(s: &Status) -> StatusCode {
+    use tonic::Code::*;
+    match s.code() {
+        InvalidArgument | OutOfRange => StatusCode::BAD_REQUEST,
+        NotFound => StatusCode::NOT_FOUND,
+        AlreadyExists | FailedPrecondition | Aborted => StatusCode::CONFLICT,
+        PermissionDenied => StatusCode::FORBIDDEN,
+        Unauthenticated => StatusCode::UNAUTHORIZED,
+        ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn page(status: StatusCode, body: String) -> Response {
+    (status, [(CACHE_CONTROL, "no-store")], Html(body)).into_response()
+}
+
+fn forbidden(v: Option<&Viewer>, message: &str) -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        pages::problem(v, "Forbidden", message),
+    )
+}
+
+/// The viewer of a page: a redirect to the login form when there is none.
+// The refusal is the handler's answer as it is: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn viewer_or_login(c: &Console, headers: &HeaderMap) -> Result<Viewer, Response> {
+    c.sessions
+        .viewer(headers)
+        .ok_or_else(|| Redirect::to("/console/login").into_response())
+}
+
+/// The viewer of a POST: must be signed in, send its CSRF token and be allowed to write.
+// The refusal is the handler's answer as it is: boxing it would buy nothing.
+#[allow(clippy::result_large_err)]
+fn writer(c: &Console, headers: &HeaderMap, csrf: &str) -> Result<Viewer, Response> {
+    let Some(v) = c.sessions.viewer(headers) else {
+        return Err(forbidden(None, "Sign in first."));
+    };
+    if !session::csrf_ok(&v, csrf) {
+        return Err(forbidden(
+            Some(&v),
+            "The form's CSRF token is missing or wrong: reload the page and try again.",
+        ));
+    }
+    if !v.writes() {
+        return Err(forbidden(
+            Some(&v),
+            &format!(
+                "role {} of account {} is read-only: it may not change anything",
+                v.caller.role.as_str(),
+                v.caller.account_id
+            ),
+        ));
+    }
+    Ok(v)
+}
+
+// ---- reads ----------------------------------------------------------------------------------
+
+async fn all_domains(c: &Console, v: &Viewer) -> Result<Vec<pb::DomainName>, Status> {
+    let mut out = Vec::new();
+    let mut next_token = String::new();
+    loop {
+        let r = c
+            .svc
+            .get_domain_names(request(
+                v,
+                pb::GetDomainNamesRequest {
+                    max_results: 1000,
+                    next_token,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        out.extend(r.items);
+        if r.next_token.is_empty() {
+            return Ok(out);
+        }
+        next_token = r.next_token;
+    }
+}
+
+/// Every API of the viewer with its stages.
+async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage>)>, Status> {
+    let mut apis = Vec::new();
+    let mut next_token = String::new();
+    loop {
+        let r = c
+            .svc
+            .get_apis(request(
+                v,
+                pb::GetApisRequest {
+                    max_results: 1000,
+                    next_token,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        apis.extend(r.items);
+        if r.next_token.is_empty() {
+            break;
+        }
+        next_token = r.next_token;
+    }
+    let mut out = Vec::new();
+    for a in apis {
+        let mut stages = Vec::new();
+        let mut next_token = String::new();
+        loop {
+            let r = c
+                .svc
+                .get_stages(request(
+                    v,
+                    pb::GetStagesRequest {
+                        api_id: a.api_id.clone(),
+                        max_results: 1000,
+                        next_token,
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner();
+            stages.extend(r.items);
+            if r.next_token.is_empty() {
+                break;
+            }
+            next_token = r.next_token;
+        }
+        out.push((a, stages));
+    }
+    Ok(out)
+}
+
+/// A domain's mappings (all pages) and the revision of the first page.
+async fn all_mappings(
+    c: &Console,
+    v: &Viewer,
+    domain: &str,
+) -> Result<(Vec<pb::ApiMapping>, u64), Status> {
+    let mut out = Vec::new();
+    let mut next_token = String::new();
+    let mut revision = 0;
+    loop {
+        let r = c
+            .svc
+            .get_api_mappings(request(
+                v,
+                pb::GetApiMappingsRequest {
+                    domain_name: domain.to_string(),
+                    max_results: 1000,
+                    next_token,
+                    ..Default::default()
+                },
+            ))
+            .await?
+            .into_inner();
+        if revision == 0 {
+            revision = r.revision;
+        }
+        out.extend(r.items);
+        if r.next_token.is_empty() {
+            return Ok((out, revision));
+        }
+        next_token = r.next_token;
+    }
+}
+
+fn failed(v: Option<&Viewer>, s: &Status) -> Response {
+    page(http_status(s), pages::problem(v, "Error", s.message()))
+}
+
+// ---- pages ----------------------------------------------------------------------------------
+
+async fn render_domains(
+    c: &Console,
+    v: &Viewer,
+    error: Option<FormError>,
+    posted: &Posted,
+    status: StatusCode,
+) -> Response {
+    match all_domains(c, v).await {
+        Ok(items) => page(status, pages::domains(v, &items, error.as_ref(), posted)),
+        Err(s) => failed(Some(v), &s),
+    }
+}
+
+async fn domains_page(State(c): Shared, headers: HeaderMap) -> Response {
+    let v = match viewer_or_login(&c, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render_domains(&c, &v, None, &Posted::default(), StatusCode::OK).await
+}
+
+async fn render_domain(
+    c: &Console,
+    v: &Viewer,
+    domain: &str,
+    error: Option<FormError>,
+    posted: &Posted,
+    status: StatusCode,
+) -> Response {
+    let d = match c
+        .svc
+        .get_domain_name(request(
+            v,
+            pb::GetDomainNameRequest {
+                domain_name: domain.to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+    {
+        Ok(d) => d.into_inner(),
+        Err(s) => return failed(Some(v), &s),
+    };
+    let (mappings, revision) = match all_mappings(c, v, &d.domain_name).await {
+        Ok(m) => m,
+        Err(s) => return failed(Some(v), &s),
+    };
+    let apis = match all_apis(c, v).await {
+        Ok(a) => a,
+        Err(s) => return failed(Some(v), &s),
+    };
+    page(
+        status,
+        pages::domain(v, &d, &mappings, &apis, revision, error.as_ref(), posted),
+    )
+}
+
+async fn domain_page(State(c): Shared, headers: HeaderMap, Path(domain): Path<String>) -> Response {
+    let v = match viewer_or_login(&c, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render_domain(&c, &v, &domain, None, &Posted::default(), StatusCode::OK).await
+}
+
+async fn render_apis(
+    c: &Console,
+    v: &Viewer,
+    error: Option<FormError>,
+    posted: &Posted,
+    status: StatusCode,
+) -> Response {
+    match all_apis(c, v).await {
+        Ok(apis) => page(status, pages::apis(v, &apis, error.as_ref(), posted)),
+        Err(s) => failed(Some(v), &s),
+    }
+}
+
+async fn apis_page(State(c): Shared, headers: HeaderMap) -> Response {
+    let v = match viewer_or_login(&c, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    render_apis(&c, &v, None, &Posted::default(), StatusCode::OK).await
+}
+
+async fn resolve_page(
+    State(c): Shared,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let v = match viewer_or_login(&c, &headers) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let host = q.get("host").cloned().unwrap_or_default();
+    let path = q.get("path").cloned().unwrap_or_default();
+    let result = if host.is_empty() {
+        None
+    } else {
+        let path = if path.is_empty() {
+            "/".to_string()
+        } else {
+            path.clone()
+        };
+        Some(
+            c.svc
+                .resolve_route(request(
+                    &v,
+                    pb::ResolveRouteRequest {
+                        host: host.clone(),
+                        path,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| s.message().to_string()),
+        )
+    };
+    page(StatusCode::OK, pages::resolve(&v, &host, &path, result))
+}
+
+// ---- login ----------------------------------------------------------------------------------
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct LoginForm {
+    token: String,
+    csrf: String,
+}
+
+async fn login_page(State(c): Shared) -> Response {
+    if !c.sessions.needs_login() {
+        return Redirect::to("/").into_response();
+    }
+    let (cookie, token) = c.sessions.login_csrf();
+    let mut r = page(StatusCode::OK, pages::login(&token, None));
+    if let Ok(v) = cookie.parse() {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login(State(c): Shared, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+    if !c.sessions.needs_login() {
+        return Redirect::to("/").into_response();
+    }
+    if !c.sessions.login_csrf_ok(&headers, &f.csrf) {
+        return forbidden(
+            None,
+            "The login form's CSRF token is missing or wrong: reload the page.",
+        );
+    }
+    match c.sessions.login(&f.token) {
+        Ok(cookie) => {
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = cookie.parse() {
+                r.headers_mut().append(SET_COOKIE, v);
+            }
+            r
+        }
+        Err(message) => {
+            let (cookie, token) = c.sessions.login_csrf();
+            let mut r = page(
+                StatusCode::UNAUTHORIZED,
+                pages::login(&token, Some(&message)),
+            );
+            if let Ok(v) = cookie.parse() {
+                r.headers_mut().append(SET_COOKIE, v);
+            }
+            r
+        }
+    }
+}
+
+async fn logout(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
+    let Some(v) = c.sessions.viewer(&headers) else {
+        return Redirect::to("/console/login").into_response();
+    };
+    if !session::csrf_ok(&v, &f.csrf) {
+        return forbidden(Some(&v), "The form's CSRF token is missing or wrong.");
+    }
+    let cookie = c.sessions.logout(&headers);
+    let mut r = Redirect::to("/console/login").into_response();
+    if let Ok(v) = cookie.parse() {
+        r.headers_mut().append(SET_COOKIE, v);
+    }
+    r
+}
+
+// ---- writes ---------------------------------------------------------------------------------
+
+fn configuration(f: &Posted) -> Vec<pb::DomainNameConfiguration> {
+    let endpoint_type = match f.endpoint_type.as_str() {
+        "EDGE" => pb::EndpointType::Edge,
+        "REGIONAL" => pb::EndpointType::Regional,
+        _ => pb::EndpointType::Unspecified,
+    } as i32;
+    let security_policy = match f.security_policy.as_str() {
+        "TLS_1_0" => pb::SecurityPolicy::Tls10,
+        "TLS_1_2" => pb::SecurityPolicy::Tls12,
+        _ => pb::SecurityPolicy::Unspecified,
+    } as i32;
+    vec![pb::DomainNameConfiguration {
+        endpoint_type,
+        security_policy,
+        certificate_arn: f.certificate_arn.trim().to_string(),
+        ..Default::default()
+    }]
+}
+
+fn form_error(form: &'static str, mapping_id: &str, s: &Status) -> FormError {
+    FormError {
+        form,
+        message: s.message().to_string(),
+        mapping_id: mapping_id.to_string(),
+    }
+}
+
+fn see_other(to: String) -> Response {
+    Redirect::to(&to).into_response()
+}
+
+async fn create_domain(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::CreateDomainNameRequest {
+        domain_name: f.domain_name.trim().to_string(),
+        domain_name_configurations: configuration(&f),
+        ..Default::default()
+    };
+    match c.svc.create_domain_name(request(&v, msg)).await {
+        Ok(d) => see_other(format!(
+            "/console/domains/{}",
+            pages::seg(&d.into_inner().domain_name)
+        )),
+        Err(s) => {
+            let e = form_error("create-domain", "", &s);
+            render_domains(&c, &v, Some(e), &f, http_status(&s)).await
+        }
+    }
+}
+
+async fn delete_domain(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::DeleteDomainNameRequest {
+        domain_name: domain,
+        ..Default::default()
+    };
+    match c.svc.delete_domain_name(request(&v, msg)).await {
+        Ok(_) => see_other("/".into()),
+        Err(s) => {
+            let e = form_error("delete-domain", "", &s);
+            render_domains(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
+        }
+    }
+}
+
+fn domain_url(domain: &str) -> String {
+    format!("/console/domains/{}", pages::seg(domain))
+}
+
+async fn create_mapping(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path(domain): Path<String>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::CreateApiMappingRequest {
+        domain_name: domain.clone(),
+        api_mapping_key: f.api_mapping_key.trim().to_string(),
+        api_id: f.api_id.clone(),
+        stage: f.stage.clone(),
+        ..Default::default()
+    };
+    match c.svc.create_api_mapping(request(&v, msg)).await {
+        Ok(_) => see_other(domain_url(&domain)),
+        Err(s) => {
+            let e = form_error("new-mapping", "", &s);
+            render_domain(&c, &v, &domain, Some(e), &f, http_status(&s)).await
+        }
+    }
+}
+
+async fn update_mapping(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path((domain, id)): Path<(String, String)>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::UpdateApiMappingRequest {
+        domain_name: domain.clone(),
+        api_mapping_id: id.clone(),
+        api_mapping_key: Some(f.api_mapping_key.trim().to_string()),
+        api_id: Some(f.api_id.clone()),
+        stage: Some(f.stage.clone()),
+        ..Default::default()
+    };
+    match c.svc.update_api_mapping(request(&v, msg)).await {
+        Ok(_) => see_other(domain_url(&domain)),
+        Err(s) => {
+            let e = form_error("mapping", &id, &s);
+            render_domain(
+                &c,
+                &v,
+                &domain,
+                Some(e),
+                &Posted::default(),
+                http_status(&s),
+            )
+            .await
+        }
+    }
+}
+
+async fn delete_mapping(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path((domain, id)): Path<(String, String)>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::DeleteApiMappingRequest {
+        domain_name: domain.clone(),
+        api_mapping_id: id.clone(),
+        ..Default::default()
+    };
+    match c.svc.delete_api_mapping(request(&v, msg)).await {
+        Ok(_) => see_other(domain_url(&domain)),
+        Err(s) => {
+            let e = form_error("mapping", &id, &s);
+            render_domain(
+                &c,
+                &v,
+                &domain,
+                Some(e),
+                &Posted::default(),
+                http_status(&s),
+            )
+            .await
+        }
+    }
+}
+
+async fn create_api(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let protocol_type = match f.protocol_type.as_str() {
+        "HTTP" => pb::ProtocolType::Http,
+        "WEBSOCKET" => pb::ProtocolType::Websocket,
+        "REST" => pb::ProtocolType::Rest,
+        _ => pb::ProtocolType::Unspecified,
+    } as i32;
+    let msg = pb::CreateApiRequest {
+        name: f.name.trim().to_string(),
+        protocol_type,
+        description: f.description.clone(),
+        route_selection_expression: f.route_selection_expression.trim().to_string(),
+        ..Default::default()
+    };
+    match c.svc.create_api(request(&v, msg)).await {
+        Ok(_) => see_other("/console/apis".into()),
+        Err(s) => {
+            let e = form_error("create-api", "", &s);
+            render_apis(&c, &v, Some(e), &f, http_status(&s)).await
+        }
+    }
+}
+
+async fn delete_api(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path(api): Path<String>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::DeleteApiRequest {
+        api_id: api.clone(),
+        ..Default::default()
+    };
+    match c.svc.delete_api(request(&v, msg)).await {
+        Ok(_) => see_other("/console/apis".into()),
+        Err(s) => {
+            let e = form_error("delete-api", &api, &s);
+            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
+        }
+    }
+}
+
+async fn create_stage(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path(api): Path<String>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::CreateStageRequest {
+        api_id: api.clone(),
+        stage_name: f.stage_name.trim().to_string(),
+        ..Default::default()
+    };
+    match c.svc.create_stage(request(&v, msg)).await {
+        Ok(_) => see_other("/console/apis".into()),
+        Err(s) => {
+            let e = form_error("create-stage", &api, &s);
+            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
+        }
+    }
+}
+
+async fn delete_stage(
+    State(c): Shared,
+    headers: HeaderMap,
+    Path((api, stage)): Path<(String, String)>,
+    Form(f): Form<Posted>,
+) -> Response {
+    let v = match writer(&c, &headers, &f.csrf) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let msg = pb::DeleteStageRequest {
+        api_id: api.clone(),
+        stage_name: stage,
+        ..Default::default()
+    };
+    match c.svc.delete_stage(request(&v, msg)).await {
+        Ok(_) => see_other("/console/apis".into()),
+        Err(s) => {
+            let e = form_error("delete-stage", &api, &s);
+            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
+        }
+    }
+}
