@@ -146,7 +146,6 @@ fn default_watch_buffer_bytes() -> usize {
 }
 fn default_max_watches_per_principal() -> usize {
     crate::api::change_feed::DEFAULT_MAX_WATCHES_PER_PRINCIPAL
-
 }
 fn default_gateway_expiry_seconds() -> u64 {
     crate::fleet::DEFAULT_EXPIRY.as_secs()

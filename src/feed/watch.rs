@@ -386,7 +386,8 @@ impl Watcher {
             match next {
                 Next::Live(Ok(r)) if r.revision < self.next => {}
                 Next::Live(Ok(r)) if r.revision == self.next => {
-                    self.deliver(r.revision, r.history_hash, &r.events, &r.audit).await?
+                    self.deliver(r.revision, r.history_hash, &r.events, &r.audit)
+                        .await?
                 }
                 // A revision missing between position and ring: read it from the log.
                 Next::Live(Ok(_)) | Next::Live(Err(RecvError::Lagged(_))) => return Ok(()),

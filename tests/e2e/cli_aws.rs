@@ -517,6 +517,7 @@ async fn validate_only_leaves_the_revision_unchanged() {
     let api = api_with_stage(&mut c, ProtocolType::Http).await;
     create_domain(&mut c, "api.example.com").await;
     let m = create_mapping(&mut c, "api.example.com", "v1", &api.api_id, "test").await;
+    create_stage(&mut c, &api.api_id, "spare").await;
     let revision = |c: &mut Client| {
         let mut c = c.clone();
         async move {
@@ -601,7 +602,7 @@ async fn validate_only_leaves_the_revision_unchanged() {
             "--domain-name",
             "api.example.com",
             "--domain-name-configurations",
-            "SecurityPolicy=TLS_1_0",
+            "EndpointType=REGIONAL,SecurityPolicy=TLS_1_2",
         ],
         vec![
             "update-api-mapping",
@@ -625,7 +626,7 @@ async fn validate_only_leaves_the_revision_unchanged() {
             "--api-id",
             &api.api_id,
             "--stage-name",
-            "test",
+            "spare",
         ],
     ] {
         let mut dry = args.clone();
