@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Adds `authorization: Bearer <token>` to every request when a token is set.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
@@ -124,7 +124,9 @@ fn max_response_bytes() -> Result<usize, CliError> {
     }
 }
 
-async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
+/// The connection every client command opens: `--endpoint-url` with its TLS options, and the
+/// `--token` as a bearer interceptor. Connection failures say which endpoint, as the AWS CLI.
+pub(crate) async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer), CliError> {
     use crate::client::connect::{self, ConnectError};
     let url = endpoint_url(&options.endpoint_url);
     let token = match options.token.as_deref() {
@@ -133,11 +135,10 @@ async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> 
             CliError::Usage("--token (or MAPREG_TOKEN) holds characters a header cannot".into())
         })?),
     };
-    let max = max_response_bytes()?;
     if options.debug {
         let _ = writeln!(
             std::io::stderr(),
-            "DEBUG endpoint {url}, token {}, max response {max} bytes",
+            "DEBUG endpoint {url}, token {}",
             if token.is_some() {
                 "set (not shown)"
             } else {
@@ -154,7 +155,15 @@ async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> 
                 reason,
             },
         })?;
-    let bearer = Bearer(token);
+    Ok((channel, Bearer(token)))
+}
+
+async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
+    let max = max_response_bytes()?;
+    if options.debug {
+        let _ = writeln!(std::io::stderr(), "DEBUG max response {max} bytes");
+    }
+    let (channel, bearer) = channel(options).await?;
     Ok((
         RegistryClient::with_interceptor(channel.clone(), bearer.clone())
             .max_decoding_message_size(max),

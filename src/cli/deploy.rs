@@ -22,18 +22,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
+use tonic::Status;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Request, Status};
 use tonic_types::StatusExt;
 
 use super::args::ClientOptions;
-use super::error::{EXIT_OTHER, EXIT_USAGE};
+use super::commands::Bearer;
+use super::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 use crate::cfn::TemplateError;
 use crate::cfn::plan::{Action, Change, Checked, Recorded, change_set};
 use crate::cfn::resources::{Configuration, Desired, Kind, Physical};
@@ -95,18 +93,6 @@ pub struct StackNameArgs {
     /// The stack's name.
     #[arg(long)]
     pub stack_name: String,
-}
-
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
 }
 
 type Client = RegistryClient<InterceptedService<Channel, Bearer>>;
@@ -180,22 +166,13 @@ pub async fn run_stack(cmd: StackCommand) -> u8 {
 }
 
 async fn connect(options: &ClientOptions) -> Result<Client, Failure> {
-    let url = crate::client::connect::endpoint_url(&options.endpoint_url);
-    let token = match options.token.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(
-            MetadataValue::try_from(format!("Bearer {t}"))
-                .map_err(|_| Failure::Usage("--token holds characters a header cannot".into()))?,
-        ),
-    };
-    let channel = crate::client::connect::connect(&url, &options.tls, Duration::from_secs(10))
+    let (channel, bearer) = super::commands::channel(options)
         .await
-        .map_err(|e| {
-            Failure::Other(format!(
-                "Could not connect to the endpoint URL: \"{url}\" ({e})"
-            ))
+        .map_err(|e| match e {
+            CliError::Usage(m) => Failure::Usage(m),
+            e => Failure::Other(e.to_string()),
         })?;
-    Ok(RegistryClient::with_interceptor(channel, Bearer(token)))
+    Ok(RegistryClient::with_interceptor(channel, bearer))
 }
 
 // ---- the stack as the registry holds it ---------------------------------------------------

@@ -13,14 +13,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 use super::args::{ClientOptions, Cmd, OutputFormat};
+use super::commands::{Bearer, channel};
 use super::error::{CliError, EXIT_SERVICE};
 use crate::pb;
 use crate::pb::change_feed_client::ChangeFeedClient;
@@ -28,9 +27,6 @@ use crate::pb::gateways_client::GatewaysClient;
 
 /// How often `wait-for-gateways` asks again.
 const POLL: Duration = Duration::from_millis(250);
-
-/// How long to wait for the TCP connection before giving up (exit 255).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The fleet and history commands.
 #[derive(Debug, Clone, Subcommand)]
@@ -74,19 +70,6 @@ pub struct GetHistoryArgs {
     pub max_items: Option<u64>,
 }
 
-/// Adds `authorization: Bearer <token>` to every request when a token is set.
-#[derive(Clone)]
-struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(v) = &self.0 {
-            req.metadata_mut().insert("authorization", v.clone());
-        }
-        Ok(req)
-    }
-}
-
 type Gateways = GatewaysClient<InterceptedService<Channel, Bearer>>;
 type Feed = ChangeFeedClient<InterceptedService<Channel, Bearer>>;
 
@@ -105,28 +88,6 @@ pub async fn run(cmd: FleetCommand) -> u8 {
             e.exit_code()
         }
     }
-}
-
-async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer), CliError> {
-    use crate::client::connect::{self, ConnectError};
-    let url = connect::endpoint_url(&options.endpoint_url);
-    let token = match options.token.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(
-            MetadataValue::try_from(format!("Bearer {t}"))
-                .map_err(|_| CliError::Usage("--token holds characters a header cannot".into()))?,
-        ),
-    };
-    let channel = connect::connect(&url, &options.tls, CONNECT_TIMEOUT)
-        .await
-        .map_err(|e| match e {
-            ConnectError::Endpoint { .. } | ConnectError::Tls(_) => CliError::Usage(e.to_string()),
-            ConnectError::Transport { reason } => CliError::Connect {
-                endpoint: url.clone(),
-                reason,
-            },
-        })?;
-    Ok((channel, Bearer(token)))
 }
 
 async fn gateways_client(options: &ClientOptions) -> Result<Gateways, CliError> {
