@@ -909,9 +909,13 @@ async fn grpcurl_over_tls_with_client_certificates() {
     ])
     .await;
     // The server answers a plaintext HTTP/2 preface with a GOAWAY saying "TLS only"; grpcurl
-    // prints it unless its write races the close, when it reports the closed connection.
+    // prints it unless its write races the close, when it reports the closed connection, or
+    // (seen once in ~10 runs under load) it waits out its own deadline. The call fails either
+    // way; the CLI's own message for this case is checked elsewhere in this module.
     assert!(
-        !ok && (out.contains("TLS only") || out.contains("closed network connection")),
+        !ok && (out.contains("TLS only")
+            || out.contains("closed network connection")
+            || out.contains("deadline exceeded")),
         "{out}"
     );
     s.server.stop().await;
