@@ -249,6 +249,12 @@ impl Engine for Metered {
             .observe(started.elapsed().as_secs_f64());
         r
     }
+    fn batch_limits(&self) -> crate::store::BatchLimits {
+        self.inner.batch_limits()
+    }
+    fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.inner.follow()
+    }
 }
 
 /// Serves `GET /metrics` from `registry` on `listener` until `shutdown` resolves.

@@ -79,6 +79,26 @@ pub enum CommitError {
     Failed(#[from] Error),
 }
 
+/// How large one [`Batch`] may be for an engine: etcd refuses transactions with more than
+/// `--max-txn-ops` operations (128 by default) or requests over `--max-request-bytes`
+/// (1.5 MiB by default). The writer splits a group into several batches to stay under them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Operations per batch: one per record set or removed, one per log entry, one for the
+    /// revision counter.
+    pub max_ops: usize,
+    /// Bytes per batch: the keys and values of its records and log entries.
+    pub max_bytes: usize,
+}
+
+impl BatchLimits {
+    /// No limit (sled, memory).
+    pub const UNLIMITED: BatchLimits = BatchLimits {
+        max_ops: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+}
+
 /// Records from a scan: (key, value).
 pub type RecordIter = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + Send>;
 
@@ -111,4 +131,15 @@ pub trait Engine: Send + Sync + 'static {
     fn compact_hash(&self) -> Result<history::Hash>;
     /// Makes every committed batch durable.
     fn flush(&self) -> Result<()>;
+    /// How large one batch may be ([`BatchLimits::UNLIMITED`] unless the engine says so).
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits::UNLIMITED
+    }
+    /// For an engine several nodes share (etcd): the newest revision committed to the store by
+    /// anyone, as far as this engine has seen, updated as it moves (an etcd watch). The
+    /// registry follows it: it reads the log up to that revision and applies it. None (the
+    /// default): only this process writes to the store.
+    fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
