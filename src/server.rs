@@ -40,6 +40,9 @@ use crate::store::writer::Writer;
 use crate::store::{Engine, Limits, Registry};
 use crate::transport::{self, ServerTls, TlsFiles};
 
+/// The health service name that reports whether writes can be committed (SPEC.md 8.2).
+pub const WRITES_SERVICE: &str = "mapreg.v1.Registry.writes";
+
 /// Largest request message accepted; larger ones get RESOURCE_EXHAUSTED.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
@@ -199,6 +202,25 @@ pub async fn run_with_listeners(
         .set_serving::<GatewaysServer<GatewaysService>>()
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
+    // Writes alone (SPEC.md 8.2): NOT_SERVING while the store is unreachable (etcd without a
+    // quorum); reads and watches keep serving the last version meanwhile.
+    {
+        let health = health.clone();
+        let mut writable = writer.writable();
+        tokio::spawn(async move {
+            loop {
+                let status = if *writable.borrow_and_update() {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                };
+                health.set_service_status(WRITES_SERVICE, status).await;
+                if writable.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -273,6 +295,9 @@ pub async fn run_with_listeners(
             .await;
         // Watch streams end with UNAVAILABLE so gateways reconnect elsewhere or later.
         hub_on_stop.close();
+        health_on_stop
+            .set_service_status(WRITES_SERVICE, ServingStatus::NotServing)
+            .await;
         health_on_stop
             .set_service_status("", ServingStatus::NotServing)
             .await;

@@ -22,12 +22,24 @@ struct Inner {
 #[derive(Default, Clone)]
 pub struct MemoryEngine {
     inner: Arc<Mutex<Inner>>,
+    /// Set for a store several registries share ([`MemoryEngine::shared`]): told every commit.
+    follow: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
 impl MemoryEngine {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that several registries (nodes) in one process may share, as they
+    /// share an etcd cluster: its [`Engine::follow`] tells each of them every commit. Clones
+    /// are handles on the same store.
+    pub fn shared() -> Self {
+        MemoryEngine {
+            inner: Default::default(),
+            follow: Some(Arc::new(tokio::sync::watch::channel(0).0)),
+        }
     }
 
     /// Another handle on the same contents (a "restart").
@@ -73,6 +85,9 @@ impl Engine for MemoryEngine {
             g.log.insert(*rev, cs.clone());
         }
         g.revision = batch.revision;
+        if let Some(f) = &self.follow {
+            f.send_replace(batch.revision);
+        }
         Ok(())
     }
 
@@ -121,5 +136,9 @@ impl Engine for MemoryEngine {
 
     fn flush(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.follow.as_ref().map(|f| f.subscribe())
     }
 }

@@ -4,8 +4,10 @@
 //! Group commit: the thread takes every write that is waiting (up to [`MAX_GROUP`]) and
 //! applies each to the working version of the state, in order, each seeing the ones before it
 //! (a refused write leaves no trace and gets its error). The accepted ones become ONE engine
-//! [`Batch`]: their records, one change-log entry per revision, the new revision counter. The
-//! thread commits it, flushes once, publishes the new version to readers
+//! [`Batch`]: their records, one change-log entry per revision, the new revision counter —
+//! or, for an engine that limits a batch ([`Engine::batch_limits`](super::Engine), etcd's
+//! operations per transaction), several consecutive batches, each holding whole writes. The
+//! thread commits them, flushes once, publishes the new version to readers
 //! ([`Registry::publish`]) and to the change feed, and only then answers. No storage read
 //! happens on this path.
 //!
@@ -15,25 +17,40 @@
 //! would (revision fields 0). The copy is dropped: a dry run adds nothing to the batch, takes
 //! no revision, publishes nothing, and later writes of the group do not see it.
 //!
+//! Several nodes (an engine with [`Engine::follow`](super::Engine)): another node's commits
+//! reach this one as change-log entries. The writer **catches up** — reads the log from its
+//! working revision to the store's, checks each entry's history hash against its own chain,
+//! applies the events to the working version and publishes them like its own writes — when
+//! the engine says the store moved, and whenever a commit finds the store is no longer at the
+//! batch's base revision (a conflict: another node committed first). After a conflict the
+//! writes not yet committed are validated AGAIN against the caught-up version, never retried
+//! blindly: a write is only ever committed on top of the state it was checked against. After
+//! [`MAX_CONFLICTS`] conflicts in one group its remaining writes fail `UNAVAILABLE`
+//! (`WRITE_CONTENTION`).
+//!
 //! Failures: a batch the engine refused leaves the store as it was, so the working version
-//! goes back to the last committed one and the group's accepted writes fail (refused ones keep
-//! their own error). A batch committed but not flushed may or may not survive a crash: its
-//! writes fail (like a timeout in etcd, their outcome is unknown to the caller), but they stay
-//! in the working version, because the store has them; the next group, even one whose writes
-//! are all refused, flushes again and publishes them. So readers and watchers never see a
-//! revision before it is durable, and never miss one.
+//! goes back to the state the batch was built on and the writer catches up from the store
+//! before its next write (the engine may have applied it after all: an etcd transaction whose
+//! answer was lost; then the catch-up publishes it). The group's writes that were not
+//! committed fail (refused ones keep their own error). A batch committed but not flushed may
+//! or may not survive a crash: its writes fail (like a timeout in etcd, their outcome is
+//! unknown to the caller), but they stay in the working version, because the store has them;
+//! the next group, even one whose writes are all refused, flushes again and publishes them. So
+//! readers and watchers never see a revision before it is durable, and never miss one.
+//! [`Writer::writable`] turns false while the engine is unreachable (`STORE_UNAVAILABLE`) and
+//! true again once a commit or a catch-up reaches it (the follower probes it every second).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use prost::Message;
 use prost_types::Timestamp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::history::{self, Hash};
-use super::{Applied, Batch, CommitError, Registry, WriteOp, WriteResult, codec};
+use super::{Applied, Batch, BatchLimits, CommitError, Registry, WriteOp, WriteResult, codec};
 use crate::domain::apply::apply;
 use crate::domain::state::State;
 use crate::error::{Error, Result};
@@ -41,8 +58,17 @@ use crate::error::{Error, Result};
 /// The most writes committed under one flush.
 pub const MAX_GROUP: usize = 256;
 
+/// How many times one group catches up after a conflict before its writes give up.
+pub const MAX_CONFLICTS: usize = 32;
+
 /// How many writes may wait for the writer before callers are slowed down (back-pressure).
 const QUEUE: usize = 4096;
+
+/// How many log entries one catch-up read asks for.
+const CATCH_UP_CHUNK: usize = 512;
+
+/// How often the follower asks the writer to reach the engine while writes are unavailable.
+const PROBE: Duration = Duration::from_secs(1);
 
 /// Called after each durable group with its accepted writes, in revision order, after the
 /// registry's current version includes them.
@@ -57,6 +83,15 @@ struct Job {
     reply: oneshot::Sender<Result<WriteResult>>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg {
+    /// Apply and commit (or dry-run) a write.
+    Write(Job),
+    /// The store is at this revision (another node committed): catch up to it. None: a probe
+    /// of an engine that was unreachable.
+    CatchUp(Option<u64>),
+}
+
 /// Counters of the writer, reported when the server stops.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -64,27 +99,47 @@ pub struct WriterStats {
     pub writes: AtomicU64,
     /// Flushes done.
     pub flushes: AtomicU64,
+    /// Revisions other nodes committed that this one applied (catch-up).
+    pub followed: AtomicU64,
+    /// Commits that found another node had committed first.
+    pub conflicts: AtomicU64,
 }
 
 /// A cloneable handle that submits writes to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Msg>,
     stats: Arc<WriterStats>,
+    writable: watch::Receiver<bool>,
 }
 
 impl Writer {
     /// Starts the writer thread over `registry`. The thread ends, after a final flush, once
-    /// every `Writer` handle is dropped; join the returned handle to wait for it.
+    /// every `Writer` handle is dropped; join the returned handle to wait for it. With an
+    /// engine several nodes share, also starts the follower task (needs a tokio runtime).
     pub fn spawn(registry: Arc<Registry>, publish: Publish) -> Result<(Writer, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(WriterStats::default());
+        let (writable_tx, writable) = watch::channel(true);
+        if let Some(store) = registry.engine().follow() {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                Error::internal("the writer of a shared store needs a tokio runtime to follow it")
+            })?;
+            runtime.spawn(follow(store, tx.downgrade(), writable.clone()));
+        }
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("mapreg-writer".into())
-            .spawn(move || run(registry, rx, publish, thread_stats))
+            .spawn(move || run(registry, rx, publish, thread_stats, writable_tx))
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
-        Ok((Writer { tx, stats }, handle))
+        Ok((
+            Writer {
+                tx,
+                stats,
+                writable,
+            },
+            handle,
+        ))
     }
 
     /// Commits `op` and returns its result once it is durable.
@@ -103,12 +158,12 @@ impl Writer {
     async fn send(&self, op: WriteOp, dry_run: bool) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Job {
+            .send(Msg::Write(Job {
                 op,
                 dry_run,
                 audit: crate::audit::current(),
                 reply,
-            })
+            }))
             .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())?
@@ -117,6 +172,40 @@ impl Writer {
     /// The writer's counters.
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// Whether writes can reach the engine: false from a commit or catch-up that failed
+    /// `STORE_UNAVAILABLE` until one succeeds. What health reports as
+    /// `mapreg.v1.Registry.writes`.
+    pub fn writable(&self) -> watch::Receiver<bool> {
+        self.writable.clone()
+    }
+}
+
+/// Tells the writer (held weakly: the writer ends when its last handle goes) whenever the
+/// shared store moves, and every [`PROBE`] while writes are unavailable.
+async fn follow(
+    mut store: watch::Receiver<u64>,
+    queue: mpsc::WeakSender<Msg>,
+    mut writable: watch::Receiver<bool>,
+) {
+    loop {
+        let probing = !*writable.borrow_and_update();
+        let msg = tokio::select! {
+            r = store.changed() => match r {
+                Ok(()) => Msg::CatchUp(Some(*store.borrow_and_update())),
+                Err(_) => return,
+            },
+            r = writable.changed() => match r {
+                Ok(()) => continue,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(PROBE), if probing => Msg::CatchUp(None),
+        };
+        let Some(tx) = queue.upgrade() else { return };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -149,6 +238,38 @@ pub fn batch(base: u64, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, H
     (b, hashes)
 }
 
+/// What one write adds to a batch, as [`BatchLimits`] count it (an upper bound: every event
+/// is one record operation plus its share of the log entry).
+fn cost(a: &Applied) -> (usize, usize) {
+    const KEY: usize = 96;
+    let events: usize = a.events.iter().map(|e| e.encoded_len()).sum();
+    (
+        a.events.len() + 1,
+        2 * events + (a.events.len() + 1) * KEY + 128,
+    )
+}
+
+/// The writes of one batch being built: their [`Applied`], and the state it starts from.
+struct Chunk {
+    /// The working version before the chunk's first write (what the store must be at).
+    base: State,
+    /// Index (in the attempt's jobs) of the chunk's first job.
+    first: usize,
+    applied: Vec<Applied>,
+    ops: usize,
+    bytes: usize,
+}
+
+/// How an attempt at committing a group's jobs ended.
+enum End {
+    /// Every job is answered.
+    Done,
+    /// The store was not at a chunk's base: jobs from this index on must be checked again.
+    Conflict(usize),
+    /// The engine failed committing the chunk starting at this index.
+    Failed(usize, Error),
+}
+
 struct Loop {
     registry: Arc<Registry>,
     publish: Publish,
@@ -159,16 +280,23 @@ struct Loop {
     unpublished: Vec<Applied>,
     /// The history hash of the working version's revision.
     head: Hash,
+    /// The working version may not be what the store holds (a commit whose outcome is
+    /// unknown): catch up before the next write.
+    stale: bool,
+    limits: BatchLimits,
+    writable: watch::Sender<bool>,
 }
 
 fn run(
     registry: Arc<Registry>,
-    mut rx: mpsc::Receiver<Job>,
+    mut rx: mpsc::Receiver<Msg>,
     publish: Publish,
     stats: Arc<WriterStats>,
+    writable: watch::Sender<bool>,
 ) {
     let working = (*registry.current()).clone();
     let (_, head) = registry.head_hash();
+    let limits = registry.engine().batch_limits();
     let mut l = Loop {
         registry,
         publish,
@@ -176,13 +304,16 @@ fn run(
         working,
         unpublished: Vec::new(),
         head,
+        stale: false,
+        limits,
+        writable,
     };
-    let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+    let mut group: Vec<Msg> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < MAX_GROUP {
             match rx.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(msg) => group.push(msg),
                 Err(_) => break,
             }
         }
@@ -194,93 +325,295 @@ fn run(
 }
 
 impl Loop {
-    fn group(&mut self, group: &mut Vec<Job>) {
-        let base = self.working.revision();
-        let committed = self.working.clone();
-        let now = Timestamp::from(SystemTime::now());
-        let limits = self.registry.limits().clone();
-        let mut outcomes: Vec<Result<WriteResult>> = Vec::with_capacity(group.len());
-        let mut accepted: Vec<Applied> = Vec::new();
-        for job in group.iter() {
-            if job.dry_run {
-                // The version a real write here would see; the copy is O(1) and dropped.
-                let mut scratch = self.working.clone();
-                outcomes.push(
-                    apply(&mut scratch, &job.op, &limits, now)
-                        .map(|a| a.result.without_revisions())
-                        .map_err(Error::from),
-                );
-                continue;
-            }
-            match apply(&mut self.working, &job.op, &limits, now) {
-                Ok(mut a) => {
-                    a.audit = job.audit.committed_at(now);
-                    outcomes.push(Ok(a.result.clone()));
-                    accepted.push(a);
-                }
-                Err(v) => outcomes.push(Err(v.into())),
+    fn group(&mut self, msgs: &mut Vec<Msg>) {
+        let mut jobs = Vec::with_capacity(msgs.len());
+        let mut catch_up = self.stale;
+        for m in msgs.drain(..) {
+            match m {
+                Msg::Write(j) => jobs.push(j),
+                Msg::CatchUp(Some(r)) => catch_up |= r > self.working.revision(),
+                Msg::CatchUp(None) => catch_up = true,
             }
         }
-        let failed = self
-            .commit(base, committed, accepted)
-            .and_then(|()| self.flush_and_publish());
-        if let Err(e) = failed {
-            // The accepted writes of the group are not known durable: their callers are not
-            // told they worked. Refused ones keep their own error.
-            // Dry runs committed nothing: their answer stands.
-            for (job, r) in group.iter().zip(outcomes.iter_mut()) {
-                if r.is_ok() && !job.dry_run {
-                    *r = Err(e.clone());
-                }
+        let mut refused: Option<Error> = None;
+        if catch_up && let Err(e) = self.catch_up() {
+            tracing::warn!(error = %e, "cannot catch up with the store");
+            self.note(&e);
+            if self.stale {
+                refused = Some(e);
             }
         }
-        for (job, r) in group.drain(..).zip(outcomes) {
+        let mut outcomes: Vec<Option<Result<WriteResult>>> =
+            (0..jobs.len()).map(|_| None).collect();
+        let mut committed: Vec<usize> = Vec::new();
+        if let Some(e) = refused {
+            // The working version is not known to be the store's: nothing can be checked.
+            for o in outcomes.iter_mut() {
+                *o = Some(Err(e.clone()));
+            }
+        } else {
+            self.commit_jobs(&jobs, &mut outcomes, &mut committed);
+        }
+        if let Err(e) = self.flush_and_publish() {
+            // The committed writes of the group are not known durable: their callers are not
+            // told they worked. Refused ones keep their own error; dry runs committed nothing.
+            for i in committed {
+                outcomes[i] = Some(Err(e.clone()));
+            }
+        }
+        for (job, r) in jobs.into_iter().zip(outcomes) {
+            let r = r.unwrap_or_else(|| Err(Error::internal("the writer lost a write's answer")));
             let _ = job.reply.send(r);
         }
     }
 
-    /// Commits the accepted writes (applied on `committed`, at `base`) as one batch.
-    fn commit(&mut self, base: u64, committed: State, accepted: Vec<Applied>) -> Result<()> {
-        if accepted.is_empty() {
+    /// Applies and commits `jobs`, catching up and checking again after each conflict; fills
+    /// every outcome, and `committed` with the jobs whose writes the engine took.
+    fn commit_jobs(
+        &mut self,
+        jobs: &[Job],
+        outcomes: &mut [Option<Result<WriteResult>>],
+        committed: &mut Vec<usize>,
+    ) {
+        let now = Timestamp::from(SystemTime::now());
+        let mut from = 0;
+        let mut conflicts = 0;
+        loop {
+            let mut tentative: Vec<(Result<WriteResult>, bool)> = Vec::new();
+            let end = self.attempt(&jobs[from..], now, &mut tentative);
+            let settled = match &end {
+                End::Done => tentative.len(),
+                End::Conflict(i) | End::Failed(i, _) => *i,
+            };
+            for (k, (r, accepted)) in tentative.into_iter().enumerate() {
+                let i = from + k;
+                if k < settled {
+                    if accepted {
+                        committed.push(i);
+                    }
+                    outcomes[i] = Some(r);
+                } else if let End::Failed(_, e) = &end {
+                    // Not committed: an accepted write fails with the engine's error; a refusal
+                    // or a dry run stands (it was checked against what the store holds).
+                    outcomes[i] = Some(if accepted { Err(e.clone()) } else { r });
+                }
+            }
+            match end {
+                End::Done => return,
+                End::Failed(_, e) => {
+                    self.note(&e);
+                    return;
+                }
+                End::Conflict(i) => {
+                    from += i;
+                    conflicts += 1;
+                    self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                    let stuck = if conflicts > MAX_CONFLICTS {
+                        Some(Error::Unavailable {
+                            reason: "WRITE_CONTENTION",
+                            message: format!(
+                                "other nodes committed first {MAX_CONFLICTS} times in a row; \
+                                 nothing was written, retry"
+                            ),
+                        })
+                    } else {
+                        self.catch_up().err()
+                    };
+                    if let Some(e) = stuck {
+                        self.note(&e);
+                        for o in outcomes[from..].iter_mut() {
+                            *o = Some(Err(e.clone()));
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies `jobs` in order to the working version and commits the accepted ones in
+    /// batches within the engine's limits. `out` gets each job's answer and whether it is an
+    /// accepted write (in job order, as far as the attempt got).
+    fn attempt(
+        &mut self,
+        jobs: &[Job],
+        now: Timestamp,
+        out: &mut Vec<(Result<WriteResult>, bool)>,
+    ) -> End {
+        let limits = self.registry.limits().clone();
+        let max = self.limits;
+        let mut chunk = Chunk {
+            base: self.working.clone(),
+            first: 0,
+            applied: Vec::new(),
+            ops: 1,
+            bytes: 0,
+        };
+        for (i, job) in jobs.iter().enumerate() {
+            if job.dry_run {
+                // The version a real write here would see; the copy is O(1) and dropped.
+                let mut scratch = self.working.clone();
+                out.push((
+                    apply(&mut scratch, &job.op, &limits, now)
+                        .map(|a| a.result.without_revisions())
+                        .map_err(Error::from),
+                    false,
+                ));
+                continue;
+            }
+            let before = self.working.clone();
+            let mut a = match apply(&mut self.working, &job.op, &limits, now) {
+                Ok(a) => a,
+                Err(v) => {
+                    out.push((Err(v.into()), false));
+                    continue;
+                }
+            };
+            a.audit = job.audit.committed_at(now);
+            if max != BatchLimits::UNLIMITED {
+                let (ops, bytes) = cost(&a);
+                if ops + 1 > max.max_ops || bytes > max.max_bytes {
+                    self.working = before;
+                    out.push((Err(too_big(ops, bytes, max)), false));
+                    continue;
+                }
+                if chunk.ops + ops > max.max_ops || chunk.bytes + bytes > max.max_bytes {
+                    // The chunk so far ends before this write: commit it, then start the next
+                    // one on the state it leaves (`before`), with this write first.
+                    if let Err(end) = self.commit_chunk(&mut chunk) {
+                        self.working = chunk.base;
+                        return end;
+                    }
+                    chunk = Chunk {
+                        base: before,
+                        first: i,
+                        applied: Vec::new(),
+                        ops: 1,
+                        bytes: 0,
+                    };
+                }
+                chunk.ops += ops;
+                chunk.bytes += bytes;
+            }
+            out.push((Ok(a.result.clone()), true));
+            chunk.applied.push(a);
+        }
+        match self.commit_chunk(&mut chunk) {
+            Ok(()) => End::Done,
+            Err(end) => {
+                self.working = chunk.base;
+                end
+            }
+        }
+    }
+
+    /// Commits the chunk's writes as one batch. On success they join the unpublished writes;
+    /// on failure nothing changed here (the caller puts the working version back).
+    fn commit_chunk(&mut self, chunk: &mut Chunk) -> std::result::Result<(), End> {
+        if chunk.applied.is_empty() {
             return Ok(());
         }
-        let before = self.head;
-        let (b, hashes) = batch(base, &before, &accepted);
-        let engine = self.registry.engine().clone();
-        let committed_hashes = |l: &mut Loop| {
-            if let Some((_, h)) = hashes.last() {
-                l.head = *h;
-            }
-            // Known before the flush; asked for only up to the durable revision.
-            l.registry.record_hashes(&hashes);
-        };
-        let e = match engine.commit(&b) {
+        let base = chunk.base.revision();
+        let (b, hashes) = batch(base, &self.head, &chunk.applied);
+        match self.registry.engine().commit(&b) {
             Ok(()) => {
-                committed_hashes(self);
-                self.unpublished.extend(accepted);
-                return Ok(());
+                if let Some((_, h)) = hashes.last() {
+                    self.head = *h;
+                }
+                // Known before the flush; asked for only up to the durable revision.
+                self.registry.record_hashes(&hashes);
+                self.unpublished.append(&mut chunk.applied);
+                self.writable
+                    .send_if_modified(|w| !std::mem::replace(w, true));
+                Ok(())
             }
-            Err(e) => e,
-        };
-        let e = match e {
-            CommitError::Failed(e) => e,
-            CommitError::Conflict { current } => Error::internal(format!(
-                "the store moved to revision {current} under the writer (at {base})"
-            )),
-        };
-        tracing::error!(error = %e, "commit failed; failing the group's writes");
-        match engine.revision() {
-            // Applied after all (the error came late): committed, not known durable.
-            Ok(r) if r == b.revision => {
-                committed_hashes(self);
-                self.unpublished.extend(accepted)
+            Err(CommitError::Conflict { current }) => {
+                tracing::debug!(base, current, "another node committed first; catching up");
+                Err(End::Conflict(chunk.first))
             }
-            // Nothing applied: back to the committed version.
-            Ok(r) if r == base => self.working = committed,
-            // Somebody else moved the store: start again from what it holds.
-            _ => self.resync(),
+            Err(CommitError::Failed(e)) => {
+                tracing::error!(error = %e, "commit failed; failing the writes not committed");
+                // The engine may have applied it after all (an answer lost on the way):
+                // catch up from the store before the next write.
+                self.stale = true;
+                Err(End::Failed(chunk.first, e))
+            }
         }
-        Err(e)
+    }
+
+    /// Notes an engine error: writes are unavailable while the engine is unreachable.
+    fn note(&self, e: &Error) {
+        if matches!(
+            e,
+            Error::Unavailable {
+                reason: "STORE_UNAVAILABLE",
+                ..
+            }
+        ) {
+            self.writable
+                .send_if_modified(|w| std::mem::replace(w, false));
+        }
+    }
+
+    /// Brings the working version to the store's revision by applying the change-log entries
+    /// it lacks (committed by other nodes, or by a commit whose answer was lost), checking
+    /// each entry's history hash; they are published with the group. Reloads everything from
+    /// the records when the log no longer holds what is missing, or the store went back.
+    fn catch_up(&mut self) -> Result<()> {
+        let engine = self.registry.engine().clone();
+        let target = engine.revision()?;
+        let mut at = self.working.revision();
+        if target < at {
+            tracing::warn!(
+                store = target,
+                working = at,
+                "the store is behind this node's version; reloading it"
+            );
+            return self.resync();
+        }
+        while at < target {
+            let entries = engine.read_log(at + 1, target, CATCH_UP_CHUNK)?;
+            if entries.first().is_none_or(|(r, _)| *r != at + 1) {
+                tracing::warn!(
+                    from = at + 1,
+                    "the change log no longer holds what this node lacks; reloading the state"
+                );
+                return self.resync();
+            }
+            for (rev, entry) in entries {
+                if rev != at + 1 {
+                    return self.resync();
+                }
+                let (encoded, stored) = history::split(&entry);
+                let hash = history::next(&self.head, encoded);
+                if stored.is_some_and(|s| s != hash) {
+                    return Err(Error::Corrupt(format!(
+                        "revision {rev} in the store does not follow this node's history \
+                         (history hash mismatch)"
+                    )));
+                }
+                let (events, audit) =
+                    crate::audit::Audit::split(codec::decode_change_set(encoded)?);
+                for e in &events {
+                    self.working.apply(e.clone());
+                }
+                self.working.set_revision(rev);
+                self.registry.record_hashes(&[(rev, hash)]);
+                self.head = hash;
+                self.stats.followed.fetch_add(1, Ordering::Relaxed);
+                self.unpublished.push(Applied {
+                    result: WriteResult::Deleted(rev),
+                    revision: rev,
+                    events,
+                    audit: Arc::new(audit),
+                });
+                at = rev;
+            }
+        }
+        self.stale = false;
+        self.writable
+            .send_if_modified(|w| !std::mem::replace(w, true));
+        Ok(())
     }
 
     /// Flushes what is committed but unpublished (this group's writes, and those of earlier
@@ -305,20 +638,34 @@ impl Loop {
     }
 
     /// Reloads the working version from the engine, after the store changed in a way the
-    /// writer did not follow. What was unpublished is dropped: watchers read those revisions
-    /// from the log once a later one is published.
-    fn resync(&mut self) {
-        match super::registry::load(self.registry.engine().as_ref()) {
-            Ok(state) => {
-                self.working = state;
-                self.unpublished.clear();
-                if let Err(e) = self.registry.reload_history() {
-                    tracing::error!(error = %e, "cannot reload the history hashes from the store");
-                }
-                self.head = self.registry.head_hash().1;
-            }
-            Err(e) => tracing::error!(error = %e, "cannot reload the state from the store"),
-        }
+    /// writer cannot follow entry by entry. What was unpublished is dropped: watchers read
+    /// those revisions from the log once a later one is published.
+    fn resync(&mut self) -> Result<()> {
+        let state = super::registry::load_consistent(self.registry.engine().as_ref())?;
+        self.working = state;
+        self.unpublished.clear();
+        self.registry.reload_history()?;
+        self.head = self.registry.head_hash().1;
+        self.stale = false;
+        self.registry.publish(Arc::new(self.working.clone()));
+        self.writable
+            .send_if_modified(|w| !std::mem::replace(w, true));
+        Ok(())
+    }
+}
+
+/// The refusal of a single write larger than one batch may be.
+fn too_big(ops: usize, bytes: usize, max: BatchLimits) -> Error {
+    Error::ResourceExhausted {
+        reason: "WRITE_TOO_LARGE",
+        message: format!(
+            "this write changes {} records ({bytes} bytes), more than the store takes in one \
+             transaction ({} operations, {} bytes; etcd's --max-txn-ops and \
+             --max-request-bytes)",
+            ops.saturating_sub(1),
+            max.max_ops,
+            max.max_bytes
+        ),
     }
 }
 
@@ -331,12 +678,15 @@ mod tests {
     use crate::store::memory::MemoryEngine;
     use crate::store::{Engine, RecordIter};
 
-    /// A memory engine whose next flush or commit can be made to fail.
+    /// A memory engine whose next flush or commit can be made to fail, and whose batches
+    /// may be limited to `max_ops` operations (0: unlimited).
     #[derive(Default)]
     struct Flaky {
         inner: MemoryEngine,
         fail_flush: AtomicBool,
         fail_commit: AtomicBool,
+        max_ops: std::sync::atomic::AtomicUsize,
+        commits: AtomicU64,
     }
 
     impl Engine for Flaky {
@@ -353,6 +703,13 @@ mod tests {
             if self.fail_commit.swap(false, Ordering::SeqCst) {
                 return Err(CommitError::Failed(Error::internal("disk on fire")));
             }
+            let max = self.batch_limits().max_ops;
+            let ops = batch.records.len() + batch.log.len() + 1;
+            assert!(
+                ops <= max,
+                "a batch of {ops} operations over the limit of {max}"
+            );
+            self.commits.fetch_add(1, Ordering::SeqCst);
             self.inner.commit(batch)
         }
         fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
@@ -372,6 +729,15 @@ mod tests {
                 return Err(Error::internal("fsync failed"));
             }
             Ok(())
+        }
+        fn batch_limits(&self) -> BatchLimits {
+            match self.max_ops.load(Ordering::SeqCst) {
+                0 => BatchLimits::UNLIMITED,
+                n => BatchLimits {
+                    max_ops: n,
+                    max_bytes: usize::MAX,
+                },
+            }
         }
     }
 
@@ -460,6 +826,204 @@ mod tests {
         writer.submit(create_domain("b.com")).await.unwrap();
         assert_eq!(registry.current().revision(), 2);
         assert_eq!(*published.lock().unwrap(), vec![1, 2]);
+        drop(writer);
+        thread.join().unwrap();
+    }
+
+    fn account() -> String {
+        "000000000000".into()
+    }
+
+    fn create_api(name: &str) -> WriteOp {
+        WriteOp::CreateApi {
+            account: account(),
+            name: name.into(),
+            protocol: crate::pb::ProtocolType::Http,
+            description: String::new(),
+            tags: Default::default(),
+            selection: Default::default(),
+        }
+    }
+
+    /// One node: its registry, writer, and the revisions it published, in order.
+    struct Node {
+        registry: Arc<Registry>,
+        writer: Writer,
+        thread: JoinHandle<()>,
+        published: Arc<Mutex<Vec<u64>>>,
+    }
+
+    fn node(engine: &MemoryEngine) -> Node {
+        let registry =
+            Arc::new(Registry::open(Arc::new(engine.clone()), Default::default()).unwrap());
+        let published = Arc::new(Mutex::new(Vec::new()));
+        let sink = published.clone();
+        let (writer, thread) = Writer::spawn(
+            registry.clone(),
+            Box::new(move |applied: &[Applied]| {
+                sink.lock()
+                    .unwrap()
+                    .extend(applied.iter().map(|a| a.revision))
+            }),
+        )
+        .unwrap();
+        Node {
+            registry,
+            writer,
+            thread,
+            published,
+        }
+    }
+
+    /// Every domain with its counters, every stage and every mapping of `state`, comparable.
+    fn contents(state: &State) -> Vec<String> {
+        let mut out = Vec::new();
+        for (d, e) in state.domains_from(None) {
+            out.push(format!("{:?} {:?}", e.record, e.counters));
+            for m in state.mappings_on(d) {
+                out.push(format!("{m:?}"));
+            }
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_on_one_store_check_every_write_against_the_other_nodes_writes() {
+        let engine = MemoryEngine::shared();
+        let a = node(&engine);
+        let b = node(&engine);
+
+        // 10 names, each created 4 times through both nodes at once: exactly one wins each.
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let w = if i % 2 == 0 {
+                a.writer.clone()
+            } else {
+                b.writer.clone()
+            };
+            tasks.push(tokio::spawn(async move {
+                w.submit(create_domain(&format!("d{}.example.com", i % 10)))
+                    .await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => won += 1,
+                Err(e) => assert_eq!(e.reason(), "DOMAIN_NAME_EXISTS", "{e}"),
+            }
+        }
+        assert_eq!(won, 10);
+
+        // An API and stage made on A; B maps it while A deletes the stage: never both.
+        let api = match a.writer.submit(create_api("shop")).await.unwrap() {
+            WriteResult::Api(api) => api.api_id,
+            other => panic!("{other:?}"),
+        };
+        for round in 0..30 {
+            let stage = format!("s{round}");
+            let created = a
+                .writer
+                .submit(WriteOp::CreateStage {
+                    account: account(),
+                    api_id: api.clone(),
+                    stage_name: stage.clone(),
+                    description: String::new(),
+                    tags: Default::default(),
+                })
+                .await
+                .unwrap();
+            assert!(
+                b.registry
+                    .at_least(created_revision(&created), Duration::from_secs(5))
+                    .await
+            );
+            let map = b.writer.submit(WriteOp::CreateApiMapping {
+                account: account(),
+                domain_name: format!("d{}.example.com", round % 10),
+                api_mapping_key: format!("k{round}"),
+                api_id: api.clone(),
+                stage: stage.clone(),
+            });
+            let delete = a.writer.submit(WriteOp::DeleteStage {
+                account: account(),
+                api_id: api.clone(),
+                stage_name: stage.clone(),
+                expected_revision: 0,
+            });
+            let (map, delete) = tokio::join!(map, delete);
+            match (&map, &delete) {
+                (Ok(_), Err(e)) => assert_eq!(e.reason(), "STAGE_IN_USE", "{e}"),
+                (Err(e), Ok(_)) => assert_eq!(e.reason(), "STAGE_NOT_FOUND", "{e}"),
+                other => panic!("round {round}: both or neither happened: {other:?}"),
+            }
+        }
+
+        // Both nodes end at the store's revision with the store's contents, having published
+        // every revision once, in order.
+        let head = engine.revision().unwrap();
+        for n in [&a, &b] {
+            assert!(n.registry.at_least(head, Duration::from_secs(5)).await);
+        }
+        let fresh = Registry::open(Arc::new(engine.reopen()), Default::default()).unwrap();
+        let expect = contents(&fresh.current());
+        for n in [&a, &b] {
+            let current = n.registry.current();
+            assert_eq!(current.revision(), head);
+            assert_eq!(contents(&current), expect);
+            for m in current.mappings_on("d0.example.com") {
+                assert!(
+                    current.stage(&m.api_id, &m.stage).is_some(),
+                    "dangling {m:?}"
+                );
+            }
+            assert_eq!(*n.published.lock().unwrap(), (1..=head).collect::<Vec<_>>());
+            assert_eq!(n.registry.head_hash(), fresh.head_hash());
+        }
+        assert!(a.writer.stats().followed.load(Ordering::Relaxed) > 0);
+        assert!(b.writer.stats().followed.load(Ordering::Relaxed) > 0);
+        for n in [a, b] {
+            drop(n.writer);
+            n.thread.join().unwrap();
+        }
+    }
+
+    fn created_revision(r: &WriteResult) -> u64 {
+        match r {
+            WriteResult::Stage(s) => s.mod_revision,
+            WriteResult::Api(a) => a.mod_revision,
+            WriteResult::DomainName(d) => d.mod_revision,
+            WriteResult::ApiMapping(m) => m.mod_revision,
+            WriteResult::Deleted(r) => *r,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_over_the_engines_batch_limit_commits_in_several_whole_batches() {
+        let engine = Arc::new(Flaky::default());
+        engine.max_ops.store(7, Ordering::SeqCst);
+        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
+        let (writer, thread) =
+            Writer::spawn(registry.clone(), Box::new(|_: &[Applied]| {})).unwrap();
+        // 20 writes queued at once: one group, batches of at most 3 writes (2 ops each + 1).
+        let writes: Vec<_> = (0..20)
+            .map(|i| writer.submit(create_domain(&format!("d{i}.com"))))
+            .collect();
+        let results = futures::future::join_all(writes).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(engine.revision().unwrap(), 20);
+        assert!(engine.commits.load(Ordering::SeqCst) >= 7);
+        // A single write bigger than a batch is refused, cleanly.
+        engine.max_ops.store(1, Ordering::SeqCst);
+        drop(writer);
+        thread.join().unwrap();
+        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
+        let (writer, thread) =
+            Writer::spawn(registry.clone(), Box::new(|_: &[Applied]| {})).unwrap();
+        let e = writer.submit(create_domain("big.com")).await.unwrap_err();
+        assert_eq!(e.reason(), "WRITE_TOO_LARGE", "{e}");
+        assert!(registry.current().domain("big.com").is_none());
+        assert_eq!(engine.revision().unwrap(), 20);
         drop(writer);
         thread.join().unwrap();
     }
