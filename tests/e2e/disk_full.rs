@@ -29,8 +29,12 @@ impl Drop for Mounted {
     }
 }
 
-/// Mounts a `mib` MiB tmpfs on `dir`; None if this machine does not allow it.
+/// Mounts a `mib` MiB tmpfs on `dir`; None if this machine does not allow it (or
+/// `MAPREG_TEST_NO_MOUNT=1` asks for the failpoint path).
 fn mount_tmpfs(dir: &Path, mib: u32) -> Option<Mounted> {
+    if std::env::var_os("MAPREG_TEST_NO_MOUNT").is_some_and(|v| v == "1") {
+        return None;
+    }
     std::fs::create_dir_all(dir).ok()?;
     let ok = Command::new("mount")
         .args(["-t", "tmpfs", "-o", &format!("size={mib}M"), "tmpfs"])
@@ -126,7 +130,10 @@ async fn a_full_disk_refuses_writes_cleanly_and_they_resume_by_themselves() {
             )
         }
         None => {
-            eprintln!("disk_full: mounting refused; using the sled engine's failpoint instead");
+            eprintln!(
+                "disk_full: no tmpfs (mounting refused, or MAPREG_TEST_NO_MOUNT=1); using the sled \
+                 engine's failpoint instead"
+            );
             let data_dir = tmp.path().join("data");
             std::fs::create_dir_all(&data_dir).expect("data dir");
             std::fs::write(data_dir.join(FAILPOINTS), b"").expect("failpoints");
