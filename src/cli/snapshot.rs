@@ -28,6 +28,8 @@ use crate::pb::watch_response::Kind;
 use crate::store::snapshot::{self, Footer, SnapshotError};
 
 /// `mapreg snapshot ...`.
+// Parsed once per process: the size of `Save`'s client options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum SnapshotCommand {
     /// Save the state of a running server at one revision into FILE (a Watch snapshot: any
