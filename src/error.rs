@@ -136,6 +136,14 @@ pub enum Error {
         /// Human-readable explanation.
         message: String,
     },
+    /// The disk holding the data dir is full (ENOSPC) or over its quota (EDQUOT): the write
+    /// was not acknowledged. Writes work again by themselves once space is freed; reads and
+    /// watches keep answering meanwhile (SPEC.md 8.7).
+    #[error(
+        "the disk holding the data dir is full ({0}); the write was not acknowledged. Writes \
+         resume by themselves once space is freed on it"
+    )]
+    StorageFull(String),
     /// Storage failed. Nothing of the request was applied.
     #[error("internal error: {0}")]
     Internal(String),
@@ -180,7 +188,7 @@ impl Error {
             Error::AlreadyExists { .. } => Code::AlreadyExists,
             Error::FailedPrecondition { .. } | Error::InUse { .. } => Code::FailedPrecondition,
             Error::Aborted { .. } => Code::Aborted,
-            Error::ResourceExhausted { .. } => Code::ResourceExhausted,
+            Error::ResourceExhausted { .. } | Error::StorageFull(_) => Code::ResourceExhausted,
             Error::OutOfRange { .. } => Code::OutOfRange,
             Error::Unauthenticated { .. } => Code::Unauthenticated,
             Error::PermissionDenied { .. } => Code::PermissionDenied,
@@ -205,6 +213,7 @@ impl Error {
             | Error::PermissionDenied { reason, .. }
             | Error::Unavailable { reason, .. } => reason,
             Error::Unimplemented { .. } => "UNIMPLEMENTED",
+            Error::StorageFull(_) => "STORAGE_FULL",
             Error::Internal(_) => "INTERNAL",
             Error::Corrupt(_) => "DATA_CORRUPT",
         }
@@ -215,9 +224,19 @@ impl From<sled::Error> for Error {
     fn from(e: sled::Error) -> Self {
         match e {
             sled::Error::Corruption { .. } => Error::Corrupt(format!("storage: {e}")),
+            sled::Error::Io(io) if is_storage_full(&io) => Error::StorageFull(io.to_string()),
             e => Error::Internal(format!("storage: {e}")),
         }
     }
+}
+
+/// ENOSPC or EDQUOT. sled hands on its sticky I/O error as a copy that keeps only the kind
+/// and the text, so both are looked at, not just the OS error number.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || e.to_string().contains("No space left on device")
 }
 
 impl From<prost::DecodeError> for Error {
@@ -283,6 +302,31 @@ mod tests {
             info.metadata.get("domain_count").map(String::as_str),
             Some("12")
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_storage_full_whatever_sled_made_of_the_error() {
+        for io in [
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+            std::io::Error::from_raw_os_error(libc::EDQUOT),
+            // sled's copy of its sticky error: the kind and the Debug text only.
+            std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "Os { code: 28, kind: StorageFull }",
+            ),
+        ] {
+            let e = Error::from(sled::Error::Io(io));
+            assert_eq!(e.reason(), "STORAGE_FULL", "{e}");
+            let status: Status = e.into();
+            assert_eq!(status.code(), Code::ResourceExhausted);
+            assert!(status.message().contains("resume"), "{}", status.message());
+            let info = status.get_details_error_info().expect("error info");
+            assert_eq!(info.reason, "STORAGE_FULL");
+        }
+        let other = Error::from(sled::Error::Io(std::io::Error::from_raw_os_error(
+            libc::EIO,
+        )));
+        assert_eq!(other.reason(), "INTERNAL");
     }
 
     #[test]

@@ -69,6 +69,7 @@ async fn main() -> ExitCode {
                 Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
             }
         }
+        Command::Snapshot(cmd) => ExitCode::from(mapreg::cli::snapshot::run(cmd).await),
         Command::Client(cmd) => ExitCode::from(mapreg::cli::run_client(cmd).await),
         Command::Fleet(cmd) => ExitCode::from(mapreg::cli::fleet::run(cmd).await),
         Command::Stack(cmd) => ExitCode::from(mapreg::cli::deploy::run_stack(cmd).await),

@@ -36,7 +36,14 @@ pub enum Prepared {
 }
 
 /// Subcommands that are not client commands: their arguments are left alone.
-const NOT_CLIENT: &[&str] = &["serve", "hash-token", "check", "completion", "help"];
+const NOT_CLIENT: &[&str] = &[
+    "serve",
+    "hash-token",
+    "check",
+    "completion",
+    "snapshot",
+    "help",
+];
 
 /// Rewrites `args` (with the program name first) as described in the module doc.
 pub fn prepare(args: Vec<OsString>) -> Result<Prepared, CliError> {

@@ -9,6 +9,7 @@
 //!   ([`text`], [`yaml`], tables).
 //! - [`deploy`]: `deploy`, `delete-stack`, `describe-stack-resources` (CloudFormation).
 //! - [`shorthand`]: parsers for the AWS shorthand syntax (`--tags k=v,k2=v2`, ...).
+//! - [`snapshot`]: `snapshot save` (from a running server) and `snapshot restore` (offline).
 //! - [`error`]: client-side failures, their AWS-style messages and exit codes.
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub mod error;
 pub mod fleet;
 pub mod output;
 pub mod shorthand;
+pub mod snapshot;
 pub mod text;
 pub mod yaml;
 
@@ -69,6 +71,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Save a running server's state into a file, or restore one into a new data dir.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
     /// A client command (create-api, get-api-mappings, watch, ...).
     #[command(flatten)]
     Client(ClientCommand),

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod memory;
 pub mod registry;
 pub mod sled;
+pub mod snapshot;
 pub mod writer;
 
 use crate::error::{Error, Result};
