@@ -333,7 +333,8 @@ mod etcd_shared {
         let e = open(&url);
         assert_eq!(e.batch_limits().max_ops, 128);
         let keys: Vec<String> = (0..200).map(|i| format!("a\0{i}")).collect();
-        let many: Vec<(&str, Option<&str>)> = keys.iter().map(|k| (k.as_str(), Some("v"))).collect();
+        let many: Vec<(&str, Option<&str>)> =
+            keys.iter().map(|k| (k.as_str(), Some("v"))).collect();
         let big = "x".repeat(1100 * 1024);
         for b in [batch(0, 1, &many), batch(0, 1, &[("a\0big", Some(&big))])] {
             match e.commit(&b) {
@@ -366,7 +367,10 @@ mod etcd_shared {
         assert_eq!(removed, 15);
         assert_eq!(a.compact_revision().unwrap(), 15);
         assert_eq!(b.compact_hash().unwrap(), [15; 32]);
-        assert_eq!(a.read_log(1, 20, 100).unwrap().first().map(|e| e.0), Some(16));
+        assert_eq!(
+            a.read_log(1, 20, 100).unwrap().first().map(|e| e.0),
+            Some(16)
+        );
         // The same point from both: the entries go once.
         let removed = std::thread::scope(|s| {
             let ha = s.spawn(|| a.compact(18, &[18; 32]).unwrap());
@@ -392,10 +396,17 @@ mod etcd_shared {
         }
         let mut scan = e.scan_records();
         let first = scan.next().unwrap().unwrap();
-        assert_eq!(first, (b"a\0\x30\x30\x30\x30\x30".to_vec(), b"old".to_vec()));
+        assert_eq!(
+            first,
+            (b"a\0\x30\x30\x30\x30\x30".to_vec(), b"old".to_vec())
+        );
         // Written after the first page: not in this scan.
-        e.commit(&batch(base, 1, &[("a\x0002499", Some("new")), ("z", Some("new"))]))
-            .unwrap();
+        e.commit(&batch(
+            base,
+            1,
+            &[("a\x0002499", Some("new")), ("z", Some("new"))],
+        ))
+        .unwrap();
         let rest: Vec<_> = scan.map(|kv| kv.unwrap()).collect();
         assert_eq!(rest.len(), 2_499);
         assert!(rest.iter().all(|(_, v)| v == b"old"));
@@ -418,8 +429,14 @@ mod etcd_shared {
         match e.commit(&batch(1, 1, &[])) {
             Err(CommitError::Failed(Error::Unavailable { reason, message })) => {
                 assert_eq!(reason, "STORE_UNAVAILABLE");
-                assert!(message.contains("etcd is unreachable at 127.0.0.1:"), "{message}");
-                eprintln!("commit with etcd down: {message} after {:?}", started.elapsed());
+                assert!(
+                    message.contains("etcd is unreachable at 127.0.0.1:"),
+                    "{message}"
+                );
+                eprintln!(
+                    "commit with etcd down: {message} after {:?}",
+                    started.elapsed()
+                );
             }
             other => panic!("expected STORE_UNAVAILABLE, got {other:?}"),
         }

@@ -77,7 +77,9 @@ pub struct EtcdUrl {
 
 /// Why a store URL is not a usable `etcd://` URL; the message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid etcd store URL {url:?}: {why} (expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX])")]
+#[error(
+    "invalid etcd store URL {url:?}: {why} (expected etcd://HOST:PORT[,HOST:PORT...][/PREFIX])"
+)]
 pub struct EtcdUrlError {
     /// The URL as given.
     pub url: String,
@@ -313,21 +315,14 @@ impl Inner {
                 }
                 etcd_client::Error::TransportError(_)
                 | etcd_client::Error::IoError(_)
-                | etcd_client::Error::WatchError(_) => {
-                    self.unavailable(format!("{what}: {e}"))
-                }
+                | etcd_client::Error::WatchError(_) => self.unavailable(format!("{what}: {e}")),
                 _ => Error::internal(format!("etcd {what}: {e}")),
             },
         }
     }
 
     /// Runs `call` on the engine's runtime with a `timeout`, waiting for it on this thread.
-    fn run<T, F>(
-        &self,
-        what: &str,
-        timeout: Duration,
-        call: impl FnOnce(Client) -> F,
-    ) -> Result<T>
+    fn run<T, F>(&self, what: &str, timeout: Duration, call: impl FnOnce(Client) -> F) -> Result<T>
     where
         T: Send + 'static,
         F: Future<Output = std::result::Result<T, CallError>> + Send + 'static,
@@ -353,7 +348,10 @@ impl Inner {
     fn get(&self, what: &str, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         self.run(what, READ_TIMEOUT, |mut c| async move {
             let mut r = c.get(key, None).await?;
-            Ok(r.take_kvs().into_iter().next().map(|kv| kv.into_key_value().1))
+            Ok(r.take_kvs()
+                .into_iter()
+                .next()
+                .map(|kv| kv.into_key_value().1))
         })
     }
 
@@ -448,7 +446,10 @@ impl EtcdEngine {
 
     /// The store id if one was set (None: nothing was ever written under this prefix).
     pub fn existing_store_id(&self) -> Result<Option<String>> {
-        match self.inner.get("reading the store id", self.inner.keys.store_id())? {
+        match self
+            .inner
+            .get("reading the store id", self.inner.keys.store_id())?
+        {
             Some(v) => String::from_utf8(v)
                 .map(Some)
                 .map_err(|_| corrupt("meta/store_id is not UTF-8")),
@@ -478,27 +479,29 @@ impl Engine for EtcdEngine {
         let key = self.inner.keys.store_id();
         let id = fresh();
         let mine = id.clone();
-        let stored = self
-            .inner
-            .run("setting the store id", COMMIT_TIMEOUT, |mut c| async move {
-                let txn = Txn::new()
-                    .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key.clone(), mine.clone(), None)])
-                    .or_else([TxnOp::get(key, None)]);
-                let r = c.txn(txn).await?;
-                if r.succeeded() {
-                    return Ok(mine.into_bytes());
-                }
-                // Someone set it first: theirs stands.
-                for op in r.op_responses() {
-                    if let TxnOpResponse::Get(mut g) = op
-                        && let Some(kv) = g.take_kvs().into_iter().next()
-                    {
-                        return Ok(kv.into_key_value().1);
+        let stored =
+            self.inner
+                .run("setting the store id", COMMIT_TIMEOUT, |mut c| async move {
+                    let txn = Txn::new()
+                        .when([Compare::version(key.clone(), CompareOp::Equal, 0)])
+                        .and_then([TxnOp::put(key.clone(), mine.clone(), None)])
+                        .or_else([TxnOp::get(key, None)]);
+                    let r = c.txn(txn).await?;
+                    if r.succeeded() {
+                        return Ok(mine.into_bytes());
                     }
-                }
-                Err(CallError::Mapreg(corrupt("meta/store_id vanished while being set")))
-            })?;
+                    // Someone set it first: theirs stands.
+                    for op in r.op_responses() {
+                        if let TxnOpResponse::Get(mut g) = op
+                            && let Some(kv) = g.take_kvs().into_iter().next()
+                        {
+                            return Ok(kv.into_key_value().1);
+                        }
+                    }
+                    Err(CallError::Mapreg(corrupt(
+                        "meta/store_id vanished while being set",
+                    )))
+                })?;
         String::from_utf8(stored).map_err(|_| corrupt("meta/store_id is not UTF-8"))
     }
 
@@ -549,7 +552,11 @@ impl Engine for EtcdEngine {
         for (rev, entry) in &batch.log {
             then.push(TxnOp::put(keys.log(*rev), entry.clone(), None));
         }
-        then.push(TxnOp::put(rev_key.clone(), batch.revision.to_string(), None));
+        then.push(TxnOp::put(
+            rev_key.clone(),
+            batch.revision.to_string(),
+            None,
+        ));
         let txn = Txn::new()
             .when([condition])
             .and_then(then)
@@ -639,8 +646,10 @@ impl Engine for EtcdEngine {
             .when([Compare::version(key, CompareOp::Equal, 0)])
             .and_then(apply)
             .or_else([TxnOp::txn(raise)]);
-        self.inner
-            .run("compacting the change log", READ_TIMEOUT, |mut c| async move {
+        self.inner.run(
+            "compacting the change log",
+            READ_TIMEOUT,
+            |mut c| async move {
                 let r = c.txn(txn).await?;
                 let mut deleted = 0i64;
                 let mut responses = r.op_responses();
@@ -652,7 +661,8 @@ impl Engine for EtcdEngine {
                     }
                 }
                 Ok(usize::try_from(deleted).unwrap_or(0))
-            })
+            },
+        )
     }
 
     fn flush(&self) -> Result<()> {
@@ -800,8 +810,7 @@ async fn follow_revision(inner: Arc<Inner>, tx: tokio::sync::watch::Sender<u64>)
             .with_start_revision(from)
             .with_progress_notify();
         let mut stream =
-            match tokio::time::timeout(READ_TIMEOUT, client.watch(key.clone(), Some(opts))).await
-            {
+            match tokio::time::timeout(READ_TIMEOUT, client.watch(key.clone(), Some(opts))).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "etcd: cannot watch the revision; retrying");
