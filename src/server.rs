@@ -54,9 +54,9 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The store (the data dir, or the etcd URL) could not be opened.
-    #[error("cannot open data dir {dir}: {source}")]
+    #[error("cannot open {dir}: {source}")]
     Store {
-        /// The data dir, or the etcd store URL.
+        /// `data dir DIR`, or `store etcd://...`.
         dir: String,
         /// What failed.
         source: crate::error::Error,
@@ -122,8 +122,8 @@ pub async fn run_with_listeners(
 
     let store_err = |source| ServeError::Store {
         dir: match &config.store {
-            crate::config::Store::Sled => config.data_dir.display().to_string(),
-            crate::config::Store::Etcd(url) => url.to_string(),
+            crate::config::Store::Sled => format!("data dir {}", config.data_dir.display()),
+            crate::config::Store::Etcd(url) => format!("store {url}"),
         },
         source,
     };

@@ -25,6 +25,7 @@ mod console;
 mod continuity;
 mod crash;
 mod dry_run;
+mod etcd;
 mod external;
 mod feed;
 mod gateway;
