@@ -464,4 +464,51 @@ mod etcd_shared {
         wait_for(&rx, 2, Duration::from_secs(10));
         e.commit(&batch(2, 1, &[])).unwrap();
     }
+
+    #[test]
+    fn losing_the_quorum_is_store_unavailable_and_recovers() {
+        if !testkit::available("losing_the_quorum_is_store_unavailable_and_recovers") {
+            return;
+        }
+        let mut cluster = EtcdCluster::start(3).expect("start etcd");
+        let url = cluster.fresh_url();
+        let e = open(&url);
+        let rx = e.follow().expect("follows");
+        e.commit(&batch(0, 1, &[])).unwrap();
+        cluster.stop(1);
+        cluster.stop(2);
+        let started = Instant::now();
+        match e.commit(&batch(1, 1, &[])) {
+            Err(CommitError::Failed(Error::Unavailable { reason, message })) => {
+                assert_eq!(reason, "STORE_UNAVAILABLE");
+                eprintln!(
+                    "commit without quorum: {message} after {:?}",
+                    started.elapsed()
+                );
+            }
+            other => panic!("expected STORE_UNAVAILABLE, got {other:?}"),
+        }
+        assert!(started.elapsed() < super::super::etcd::COMMIT_TIMEOUT + Duration::from_secs(2));
+        cluster.restart(1).expect("restart");
+        cluster.restart(2).expect("restart");
+        cluster
+            .wait_healthy(Duration::from_secs(30))
+            .expect("etcd back");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match e.commit(&batch(1, 1, &[])) {
+                Ok(()) => break,
+                // The unanswered commit may have been applied after all.
+                Err(CommitError::Conflict { current: 2 }) => break,
+                Err(err) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "commits did not recover: {err:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        wait_for(&rx, 2, Duration::from_secs(10));
+    }
 }

@@ -27,6 +27,11 @@
 //!   goes back.
 //! - Every call has a timeout; an etcd that cannot be reached (or has no quorum) is
 //!   `UNAVAILABLE`, reason `STORE_UNAVAILABLE`, never a hang and never a panic.
+//! - A commit whose answer is lost (timeout, connection cut while in flight) may still have
+//!   been applied by etcd: the engine then asks etcd whether the batch's last log entry is
+//!   there, and reports success if it is. Only when etcd cannot be asked either is the commit
+//!   reported failed without being known not applied; a follower sees the revision move if
+//!   it was.
 //!
 //! etcd-client is async while [`Engine`] is not: the engine owns a small tokio runtime (one
 //! worker); each call spawns its future there and waits for the answer on a std channel, so it
@@ -458,6 +463,33 @@ impl EtcdEngine {
     }
 }
 
+impl EtcdEngine {
+    /// After a commit that got no answer (a timeout, a connection lost while it was in flight),
+    /// whether etcd applied it all the same: the store is at or past the batch's revision and
+    /// holds the batch's own last log entry there (it carries the history hash, so no other
+    /// batch has the same bytes). None: etcd still cannot be asked, and the commit stays
+    /// unknown; it is then reported as failed, and a node that follows the store sees the
+    /// revision move if it did apply.
+    fn applied_anyway(&self, batch: &Batch) -> Option<bool> {
+        let (rev, entry) = batch.log.last()?;
+        let revision = self.inner.revision().ok()?;
+        if revision < *rev {
+            return Some(false);
+        }
+        let stored = self
+            .inner
+            .get("checking an unanswered commit", self.inner.keys.log(*rev));
+        let applied = stored.ok()?.is_some_and(|v| &v == entry);
+        if applied {
+            tracing::info!(
+                revision = rev,
+                "etcd applied a commit whose answer was lost; it stands"
+            );
+        }
+        Some(applied)
+    }
+}
+
 /// The batch's records with only the last entry for each key kept (etcd refuses a
 /// transaction that writes one key twice), in their order.
 fn last_per_key(records: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<&(Vec<u8>, Option<Vec<u8>>)> {
@@ -575,8 +607,17 @@ impl Engine for EtcdEngine {
                     }
                 }
                 Ok(Some(current))
-            })
-            .map_err(CommitError::Failed)?;
+            });
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e @ Error::Unavailable { .. }) => {
+                return match self.applied_anyway(batch) {
+                    Some(true) => Ok(()),
+                    _ => Err(CommitError::Failed(e)),
+                };
+            }
+            Err(e) => return Err(CommitError::Failed(e)),
+        };
         match answer {
             None => Ok(()),
             Some(Some(Some(v))) => Err(CommitError::Conflict {
