@@ -439,6 +439,26 @@ mod tests {
     use crate::auth::Role;
 
     #[test]
+    fn store_is_sled_or_an_etcd_url() {
+        assert_eq!(Config::default().store, Store::Sled);
+        assert_eq!("sled".parse::<Store>().unwrap(), Store::Sled);
+        let Store::Etcd(url) = "etcd://a:1,b:2/p".parse::<Store>().unwrap() else {
+            panic!("not etcd");
+        };
+        assert_eq!(url.prefix, "/p/");
+        let e = "file:///x".parse::<Store>().unwrap_err().to_string();
+        assert!(e.contains("expected sled or etcd://"), "{e}");
+        let e = "etcd://a".parse::<Store>().unwrap_err().to_string();
+        assert!(e.contains("has no :PORT"), "{e}");
+        let c: Config = toml::from_str("store = \"etcd://127.0.0.1:2379\"").unwrap();
+        assert_eq!(c.store.to_string(), "etcd://127.0.0.1:2379/mapreg/");
+        let e = toml::from_str::<Config>("store = \"etcd://x:y\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
+
+    #[test]
     fn parses_tokens_and_refuses_bad_ones() {
         let ok: Config = toml::from_str(
             r#"
