@@ -173,9 +173,47 @@ impl EtcdCluster {
     pub fn shared() -> Result<&'static EtcdCluster, String> {
         static SHARED: OnceLock<Result<EtcdCluster, String>> = OnceLock::new();
         SHARED
-            .get_or_init(|| EtcdCluster::start(1))
+            .get_or_init(|| {
+                let cluster = EtcdCluster::start(1)?;
+                cluster.clean_up_at_exit();
+                Ok(cluster)
+            })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// A static is never dropped: at exit, kill the members and remove their data here.
+    fn clean_up_at_exit(&self) {
+        static AT_EXIT: Mutex<Vec<(Vec<u32>, PathBuf)>> = Mutex::new(Vec::new());
+        extern "C" fn clean_up() {
+            let Ok(mut all) = AT_EXIT.lock() else {
+                return;
+            };
+            for (pids, dir) in all.drain(..) {
+                for pid in pids {
+                    // SAFETY: signalling and reaping our own children.
+                    unsafe {
+                        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+                        libc::waitpid(pid as libc::pid_t, std::ptr::null_mut(), 0);
+                    }
+                }
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        let pids = self
+            .members
+            .iter()
+            .filter_map(|m| m.child.as_ref().map(Child::id))
+            .collect();
+        if let Ok(mut all) = AT_EXIT.lock() {
+            if all.is_empty() {
+                // SAFETY: registers a plain function with no captured state.
+                unsafe {
+                    libc::atexit(clean_up);
+                }
+            }
+            all.push((pids, self.dir.clone()));
+        }
     }
 
     fn launch(&mut self, i: usize) -> Result<(), String> {
