@@ -3,6 +3,7 @@
 //! ```toml
 //! listen = "127.0.0.1:50051"
 //! data_dir = "./mapreg-data"
+//! store = "sled"            # or "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (SPEC.md 8.2)
 //! max_multi_level_mappings_per_domain = 200
 //! watch_history = 100000
 //!
@@ -77,6 +78,57 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// Which storage engine a server runs on (`--store`, `MAPREG_STORE`, `store =`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum Store {
+    /// The embedded sled engine in the data dir.
+    #[default]
+    Sled,
+    /// An etcd cluster under a key prefix; no data dir is used.
+    Etcd(crate::store::etcd::EtcdUrl),
+}
+
+/// Why a `--store` value is neither `sled` nor a valid `etcd://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreParseError {
+    /// Neither `sled` nor an `etcd://` URL.
+    #[error("invalid store {0:?}: expected sled or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")]
+    Unknown(String),
+    /// An `etcd://` URL that does not parse; says what is wrong.
+    #[error(transparent)]
+    Etcd(#[from] crate::store::etcd::EtcdUrlError),
+}
+
+impl std::str::FromStr for Store {
+    type Err = StoreParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "sled" {
+            Ok(Store::Sled)
+        } else if s.starts_with("etcd://") {
+            Ok(Store::Etcd(crate::store::etcd::EtcdUrl::parse(s)?))
+        } else {
+            Err(StoreParseError::Unknown(s.to_string()))
+        }
+    }
+}
+
+impl TryFrom<String> for Store {
+    type Error = StoreParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Sled => f.write_str("sled"),
+            Store::Etcd(url) => url.fmt(f),
+        }
+    }
+}
+
 /// The whole configuration of a server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +139,10 @@ pub struct Config {
     /// Directory of the sled database.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the registry is stored: sled in `data_dir` (the default), or an etcd cluster
+    /// several nodes share.
+    #[serde(default)]
+    pub store: Store,
     /// Rule 4's per-domain quota of multi-level mappings.
     #[serde(default = "default_multi_level")]
     pub max_multi_level_mappings_per_domain: u64,
@@ -175,6 +231,7 @@ impl Default for Config {
         Config {
             listen: default_listen(),
             data_dir: default_data_dir(),
+            store: Store::default(),
             max_multi_level_mappings_per_domain: default_multi_level(),
             watch_history: default_watch_history(),
             tokens: Vec::new(),
@@ -380,6 +437,26 @@ fn check_access_keys(keys: &[AccessKeyConfig]) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
     use crate::auth::Role;
+
+    #[test]
+    fn store_is_sled_or_an_etcd_url() {
+        assert_eq!(Config::default().store, Store::Sled);
+        assert_eq!("sled".parse::<Store>().unwrap(), Store::Sled);
+        let Store::Etcd(url) = "etcd://a:1,b:2/p".parse::<Store>().unwrap() else {
+            panic!("not etcd");
+        };
+        assert_eq!(url.prefix, "/p/");
+        let e = "file:///x".parse::<Store>().unwrap_err().to_string();
+        assert!(e.contains("expected sled or etcd://"), "{e}");
+        let e = "etcd://a".parse::<Store>().unwrap_err().to_string();
+        assert!(e.contains("has no :PORT"), "{e}");
+        let c: Config = toml::from_str("store = \"etcd://127.0.0.1:2379\"").unwrap();
+        assert_eq!(c.store.to_string(), "etcd://127.0.0.1:2379/mapreg/");
+        let e = toml::from_str::<Config>("store = \"etcd://x:y\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a number"), "{e}");
+    }
 
     #[test]
     fn parses_tokens_and_refuses_bad_ones() {

@@ -62,7 +62,10 @@ async fn main() -> ExitCode {
                 Err(_) => ExitCode::from(mapreg::cli::EXIT_OTHER),
             }
         }
-        Command::Check { data_dir } => ExitCode::from(mapreg::cli::run_check(&data_dir)),
+        Command::Check { data_dir, store } => ExitCode::from(mapreg::cli::run_check_store(
+            &store.unwrap_or_default(),
+            &data_dir,
+        )),
         Command::Completion { shell } => {
             match std::io::stdout().write_all(&mapreg::cli::completion_script(shell)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -35,6 +35,7 @@ use crate::feed::Hub;
 use crate::pb::change_feed_server::ChangeFeedServer;
 use crate::pb::gateways_server::GatewaysServer;
 use crate::pb::registry_server::RegistryServer;
+use crate::store::etcd::EtcdEngine;
 use crate::store::sled::SledEngine;
 use crate::store::writer::Writer;
 use crate::store::{Engine, Limits, Registry};
@@ -55,10 +56,10 @@ pub enum ServeError {
     /// The configuration is unusable (e.g. dev mode on a non-loopback address).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    /// The data dir could not be opened.
-    #[error("cannot open data dir {dir}: {source}")]
+    /// The store (the data dir, or the etcd URL) could not be opened.
+    #[error("cannot open {dir}: {source}")]
     Store {
-        /// The data dir.
+        /// `data dir DIR`, or `store etcd://...`.
         dir: String,
         /// What failed.
         source: crate::error::Error,
@@ -123,13 +124,22 @@ pub async fn run_with_listeners(
         .transpose()?;
 
     let store_err = |source| ServeError::Store {
-        dir: config.data_dir.display().to_string(),
+        dir: match &config.store {
+            crate::config::Store::Sled => format!("data dir {}", config.data_dir.display()),
+            crate::config::Store::Etcd(url) => format!("store {url}"),
+        },
         source,
     };
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| store_err(crate::error::Error::internal(e)))?;
     let opening = std::time::Instant::now();
-    let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&config.data_dir).map_err(store_err)?);
+    let engine: Arc<dyn Engine> = match &config.store {
+        crate::config::Store::Sled => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| store_err(crate::error::Error::internal(e)))?;
+            Arc::new(SledEngine::open(&config.data_dir).map_err(store_err)?)
+        }
+        // No data dir: etcd is the store, shared with the other nodes.
+        crate::config::Store::Etcd(url) => Arc::new(EtcdEngine::open(url).map_err(store_err)?),
+    };
     let engine: Arc<dyn Engine> = match &metrics {
         Some(m) => Arc::new(crate::metrics::Metered::new(engine, m.clone())),
         None => engine,
@@ -142,12 +152,16 @@ pub async fn run_with_listeners(
         crate::store::catch_corruption("loading the store", || Registry::open(engine, limits))
             .map_err(store_err)?,
     );
-    registry
-        .keep_high_water(
-            crate::store::highwater::path(&config.data_dir),
-            config.accept_rollback,
-        )
-        .map_err(store_err)?;
+    // The high-water mark guards a data dir against being restored behind what it
+    // acknowledged; with etcd, the quorum is the durable truth and no node keeps a file.
+    if config.store == crate::config::Store::Sled {
+        registry
+            .keep_high_water(
+                crate::store::highwater::path(&config.data_dir),
+                config.accept_rollback,
+            )
+            .map_err(store_err)?;
+    }
     let hub = Hub::new(registry.clone());
     let publish = {
         let hub = hub.clone();

@@ -60,10 +60,14 @@ pub enum Command {
     /// Check a data dir offline (the server must be stopped): indexes agree with the records,
     /// every mapping's domain, API and stage exist, no domain mixes WebSocket with HTTP/REST,
     /// the change log has no gap or duplicate. Exit 0 when consistent, 1 with a report if not.
+    /// With --store etcd://..., checks that store (best with its writers stopped).
     Check {
         /// The data dir to check.
         #[arg(long, env = "MAPREG_DATA_DIR", default_value = crate::config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        /// The store to check: sled (the data dir, default) or etcd://HOST:PORT[,...][/PREFIX].
+        #[arg(long, env = "MAPREG_STORE", value_name = "STORE")]
+        store: Option<crate::config::Store>,
     },
     /// Print a shell completion script: `source <(mapreg completion bash)`.
     Completion {
@@ -91,6 +95,10 @@ pub struct ServeArgs {
     /// Data directory (default ./mapreg-data).
     #[arg(long, env = "MAPREG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Storage: sled (in --data-dir, the default) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX],
+    /// shared by any number of nodes.
+    #[arg(long, env = "MAPREG_STORE", value_name = "STORE")]
+    pub store: Option<crate::config::Store>,
     /// Address to listen on (default 127.0.0.1:50051).
     #[arg(long, env = "MAPREG_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
@@ -157,6 +165,9 @@ impl ServeArgs {
         if let Some(d) = &self.data_dir {
             config.data_dir = d.clone();
         }
+        if let Some(s) = &self.store {
+            config.store = s.clone();
+        }
         if let Some(l) = self.listen {
             config.listen = l;
         }
@@ -205,6 +216,34 @@ pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
     out
 }
 
+/// `mapreg check --store ...`: [`run_check`] for a data dir (sled), or the same checks on an
+/// etcd store (no high-water mark there: etcd is the durable truth). Exit codes as
+/// [`run_check`]; an etcd prefix with nothing under it, or an etcd that cannot be reached,
+/// is 2.
+pub fn run_check_store(store: &crate::config::Store, data_dir: &std::path::Path) -> u8 {
+    use std::sync::Arc;
+    let url = match store {
+        crate::config::Store::Sled => return run_check(data_dir),
+        crate::config::Store::Etcd(url) => url,
+    };
+    let opened = crate::store::etcd::EtcdEngine::open(url).and_then(|e| {
+        let id = e.existing_store_id()?;
+        let engine: Arc<dyn crate::store::Engine> = Arc::new(e);
+        Ok((engine, id))
+    });
+    match opened {
+        Ok((engine, Some(store_id))) => report(&url.to_string(), engine, &store_id, None),
+        Ok((_, None)) => {
+            eprintln!("{url} is not a mapreg store (nothing under its prefix)");
+            2
+        }
+        Err(e) => {
+            eprintln!("cannot open {url}: {e}");
+            2
+        }
+    }
+}
+
 /// `mapreg check`: prints a report and returns the exit code (0 consistent, 1 violations,
 /// 2 the data dir cannot be opened).
 pub fn run_check(data_dir: &std::path::Path) -> u8 {
@@ -229,15 +268,34 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
             return 2;
         }
     };
+    report(
+        &data_dir.display().to_string(),
+        engine,
+        &store_id,
+        Some(data_dir),
+    )
+}
+
+/// Checks the store `engine` (named `name` in the report) and prints the report; with a data
+/// dir, also checks the store is not behind its high-water mark.
+fn report(
+    name: &str,
+    engine: std::sync::Arc<dyn crate::store::Engine>,
+    store_id: &str,
+    data_dir: Option<&std::path::Path>,
+) -> u8 {
     let checked = crate::store::catch_corruption("reading the store", || {
         let mut report = crate::store::check::check(engine.as_ref())?;
         // The high-water mark: the store must not be behind what was acknowledged.
-        let mark = crate::store::highwater::read(&crate::store::highwater::path(data_dir));
+        let mark = match data_dir {
+            Some(dir) => crate::store::highwater::read(&crate::store::highwater::path(dir)),
+            None => Ok(None),
+        };
         match mark {
             Ok(Some(mark)) => {
                 let hashes = crate::store::registry::load_history(engine.as_ref(), report.revision);
                 let why =
-                    crate::store::highwater::refusal(&mark, &store_id, report.revision, |r| {
+                    crate::store::highwater::refusal(&mark, store_id, report.revision, |r| {
                         Ok(hashes.as_ref().ok().and_then(|h| h.get(r)))
                     })?;
                 if let Some(why) = why {
@@ -255,11 +313,7 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
             println!(
                 "{}: store {} at revision {} (log {} entries after compaction point {}); \
                  {apis} APIs, {stages} stages, {domains} domain names, {mappings} API mappings",
-                data_dir.display(),
-                store_id,
-                report.revision,
-                report.log_entries,
-                report.compact_revision
+                name, store_id, report.revision, report.log_entries, report.compact_revision
             );
             if report.ok() {
                 println!("consistent");
@@ -273,11 +327,11 @@ pub fn run_check(data_dir: &std::path::Path) -> u8 {
             }
         }
         Err(e @ crate::error::Error::Corrupt(_)) => {
-            eprintln!("{} is corrupt: {e}", data_dir.display());
+            eprintln!("{} is corrupt: {e}", name);
             2
         }
         Err(e) => {
-            eprintln!("cannot read {}: {e}", data_dir.display());
+            eprintln!("cannot read {}: {e}", name);
             2
         }
     }

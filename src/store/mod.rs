@@ -1,7 +1,7 @@
 //! Storage: the [`Engine`] trait every storage engine implements, its adapters ([`sled`], the
-//! embedded default, and [`memory`], for tests), the [`Registry`] that loads the state from an
-//! engine and holds the current durable version, and the single [`writer`] that commits one
-//! batch per group.
+//! embedded default, [`etcd`], shared by several nodes, and [`memory`], for tests), the
+//! [`Registry`] that loads the state from an engine and holds the current durable version, and
+//! the single [`writer`] that commits one batch per group.
 //!
 //! An engine is deliberately small (the shape of garage's `db` crate): it stores opaque record
 //! values by key, one change-log entry per revision and the revision counter, and commits a
@@ -15,6 +15,7 @@ pub mod check;
 pub mod codec;
 #[cfg(test)]
 mod conformance;
+pub mod etcd;
 pub mod highwater;
 pub mod history;
 pub mod keys;

@@ -26,6 +26,7 @@ mod continuity;
 mod crash;
 mod disk_full;
 mod dry_run;
+mod etcd;
 mod external;
 mod feed;
 mod gateway;
