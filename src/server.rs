@@ -283,7 +283,10 @@ pub async fn run_with_listeners(
     tracing::warn!(
         listen = %local,
         metrics = %metrics_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
-        data_dir = %config.data_dir.display(),
+        store = %match &config.store {
+            crate::config::Store::Sled => format!("sled:{}", config.data_dir.display()),
+            etcd => etcd.to_string(),
+        },
         store_id = registry.store_id(),
         revision = registry.revision(),
         dev_mode = auth.dev_mode(),
