@@ -26,6 +26,7 @@ mod continuity;
 mod crash;
 mod dry_run;
 mod external;
+mod failover;
 mod feed;
 mod gateway;
 mod gateways;
