@@ -34,6 +34,7 @@ mod history;
 mod limits;
 mod lists;
 mod metrics;
+mod prop_requests;
 mod races;
 mod read_revision;
 mod resolve;
