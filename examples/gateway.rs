@@ -14,7 +14,7 @@
 //!
 //! Every response carries `x-mapreg-revision`, the registry revision the cache reflects.
 //! `GET /__mapreg/status` answers the cache's own state instead:
-//! `{"revision", "in_sync", "last_error"}` (`last_error` null until an error happened).
+//! `{"revision", "in_sync", "endpoint", "last_error"}` (`endpoint`: the registry node followed) (`last_error` null until an error happened).
 //!
 //! The cache reports to the registry as `--gateway-id` (default host name and pid), so
 //! `mapreg get-gateways` lists this gateway. Every change of the sync state, and every error
@@ -27,7 +27,9 @@
 //! curl -i -H 'Host: api.example.com' 'http://127.0.0.1:8080/v1/orders/7?expand=items'
 //! ```
 //!
-//! Flags: `--listen` (default `127.0.0.1:8080`), `--endpoint` (or `MAPREG_ENDPOINT`), `--token`
+//! Flags: `--listen` (default `127.0.0.1:8080`), `--endpoint` (or `MAPREG_ENDPOINT`; several
+//! as `a,b,c`, tried in order: the cache fails over to the next and resumes its watch there,
+//! see `mapreg::client::failover`), `--token`
 //! (or `MAPREG_TOKEN`; a `gateway` token routes for every account), and for an `https://`
 //! endpoint `--ca-bundle` (or `MAPREG_CA_BUNDLE`), `--no-verify-ssl`, `--client-cert` and
 //! `--client-key` (a certificate listed in the registry's `[[clients]]` needs no token).
@@ -56,7 +58,7 @@ struct Args {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
-    /// The mapreg server to follow.
+    /// The mapreg server(s) to follow: `URL[,URL...]`, tried in order (failover).
     #[arg(
         long,
         env = "MAPREG_ENDPOINT",
@@ -89,7 +91,11 @@ async fn main() -> anyhow::Result<()> {
     if let Some(id) = args.gateway_id {
         options.gateway_id = id;
     }
-    tracing::info!(gateway_id = %options.gateway_id, endpoint = %options.endpoint, "gateway starting");
+    anyhow::ensure!(
+        !options.endpoints.is_empty(),
+        "--endpoint names no endpoint"
+    );
+    tracing::info!(gateway_id = %options.gateway_id, endpoints = ?options.endpoints, "gateway starting");
     let cache = Arc::new(MappingCache::start(options));
     tokio::spawn(log_changes(cache.subscribe()));
 
@@ -143,6 +149,9 @@ async fn log_changes(mut rx: tokio::sync::watch::Receiver<CacheStatus>) {
         if s.last_error != last.last_error && !s.last_error.is_empty() {
             tracing::warn!(error = %s.last_error, revision = s.revision, "registry error");
         }
+        if s.endpoint != last.endpoint && !s.endpoint.is_empty() {
+            tracing::info!(endpoint = %s.endpoint, revision = s.revision, "registry endpoint");
+        }
         if s.in_sync != last.in_sync {
             tracing::info!(in_sync = s.in_sync, revision = s.revision, store_id = %s.store_id, "sync state changed");
         }
@@ -159,12 +168,13 @@ async fn log_changes(mut rx: tokio::sync::watch::Receiver<CacheStatus>) {
     }
 }
 
-/// `GET /__mapreg/status`: the cache's revision, sync state and last error.
+/// `GET /__mapreg/status`: the cache's revision, sync state, endpoint and last error.
 fn status_reply(cache: &MappingCache) -> Response<Full<Bytes>> {
     let s = cache.status();
     let body = json!({
         "revision": s.revision,
         "in_sync": s.in_sync,
+        "endpoint": s.endpoint,
         "last_error": (!s.last_error.is_empty()).then_some(s.last_error.as_str()),
     });
     reply(StatusCode::OK, s.revision, body.to_string())

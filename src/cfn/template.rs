@@ -465,3 +465,99 @@ Resources:
         assert!(e.message.contains("not valid JSON"), "{e}");
     }
 }
+
+/// Property tests (proptest) of the template parser: arbitrary text, arbitrary JSON and YAML
+/// documents (intrinsics and CloudFormation's short-form tags included) and cut-off templates
+/// never panic: the parser answers a template or a `TemplateError`. Cases: `PROPTEST_CASES`
+/// (default 256); a long run: `PROPTEST_CASES=100000 cargo test --release prop_`.
+#[cfg(test)]
+mod prop_tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A JSON value whose keys are often those a template has.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let key = prop_oneof![
+            Just("Resources".to_string()),
+            Just("Type".to_string()),
+            Just("Properties".to_string()),
+            Just("Parameters".to_string()),
+            Just("Outputs".to_string()),
+            Just("Value".to_string()),
+            Just("Ref".to_string()),
+            Just("Fn::GetAtt".to_string()),
+            Just("Fn::Sub".to_string()),
+            Just("Fn::Join".to_string()),
+            Just("DependsOn".to_string()),
+            Just("AWS::ApiGatewayV2::ApiMapping".to_string()),
+            "\\PC{0,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            key.clone().prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map(key.clone(), inner, 0..6)
+                    .prop_map(|m| { serde_json::Value::Object(m.into_iter().collect()) }),
+            ]
+        })
+    }
+
+    const VALID: &str = r#"
+Parameters:
+  Domain: {Type: String, Default: api.example.com}
+Resources:
+  Api:
+    Type: 'AWS::ApiGatewayV2::Api'
+    Properties: {Name: pets, ProtocolType: HTTP}
+  Stage:
+    Type: 'AWS::ApiGatewayV2::Stage'
+    Properties: {ApiId: !Ref Api, StageName: test}
+  M:
+    Type: 'AWS::ApiGatewayV2::ApiMapping'
+    DependsOn: Stage
+    Properties:
+      DomainName: !Sub '${Domain}'
+      ApiId: !GetAtt Api.ApiId
+      Stage: !Join ['', [te, st]]
+Outputs:
+  Id: {Value: !Ref Api}
+"#;
+
+    proptest! {
+        #[test]
+        fn prop_template_parser_never_panics_on_text(text in "\\PC{0,400}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn prop_template_parser_never_panics_on_documents(v in json(), tag in 0u8..8) {
+            let text = v.to_string();
+            let _ = parse(&text);
+            // The same document as YAML, and with a short-form tag put before a value.
+            if let Ok(yaml) = serde_yaml_ng::to_string(&v) {
+                let _ = parse(&yaml);
+                let tags = ["!Ref", "!GetAtt", "!Sub", "!Join", "!Select", "!If", "!Base64", "!Nope"];
+                let tagged = yaml.replacen(": ", &format!(": {} ", tags[usize::from(tag)]), 1);
+                let _ = parse(&tagged);
+            }
+        }
+
+        #[test]
+        fn prop_cut_or_changed_templates_never_panic(at in 0usize..VALID.len(), c in any::<char>()) {
+            prop_assert!(parse(VALID).is_ok());
+            let mut cut = VALID.as_bytes()[..at].to_vec();
+            let _ = parse(&String::from_utf8_lossy(&cut));
+            let mut buf = [0u8; 4];
+            cut.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            cut.extend_from_slice(&VALID.as_bytes()[at..]);
+            let _ = parse(&String::from_utf8_lossy(&cut));
+        }
+    }
+}

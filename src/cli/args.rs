@@ -16,13 +16,15 @@ use crate::pb;
 /// global options.
 #[derive(Debug, Clone, Args)]
 pub struct ClientOptions {
-    /// gRPC endpoint of the mapreg server (`--endpoint` is an alias).
+    /// gRPC endpoint of the mapreg server (`--endpoint` is an alias); several as `a,b,c`, tried
+    /// in that order: the next is used when one cannot be connected to, and by reads also when
+    /// one answers UNAVAILABLE (a write is never sent twice).
     #[arg(
         long,
         alias = "endpoint",
         env = "MAPREG_ENDPOINT",
         default_value = "http://127.0.0.1:50051",
-        value_name = "URL"
+        value_name = "URL[,URL...]"
     )]
     pub endpoint_url: String,
     /// Bearer token (not needed by a dev-mode server).

@@ -1,5 +1,13 @@
 //! Runs one client command: connects to the server, sends the request(s), prints the result and
 //! returns the process exit code (0, or as [`CliError::exit_code`]).
+//!
+//! `--endpoint-url a,b,c` (or `MAPREG_ENDPOINT=a,b,c`) names several endpoints; they are tried
+//! in the order given ([`crate::client::failover`]): an endpoint that cannot be connected to is
+//! skipped by every command (nothing was sent), and one that answers `UNAVAILABLE` (or breaks
+//! the connection during the call) is skipped by reads only (a write may have been applied;
+//! it is never sent twice). A paginated listing is re-run whole on the next endpoint. `watch`
+//! moves on only while it has printed nothing. When every endpoint failed, the error names
+//! each with its failure.
 
 use std::future::Future;
 use std::io::Write;
@@ -15,6 +23,7 @@ use tonic::{Request, Status};
 use super::args::*;
 use super::error::CliError;
 use super::output::{self, Detail, Shape};
+use crate::client::failover::{Failure, RequestKind, may_retry};
 use crate::pb;
 use crate::pb::change_feed_client::ChangeFeedClient;
 use crate::pb::registry_client::RegistryClient;
@@ -124,11 +133,20 @@ fn max_response_bytes() -> Result<usize, CliError> {
     }
 }
 
-/// The connection every client command opens: `--endpoint-url` with its TLS options, and the
-/// `--token` as a bearer interceptor. Connection failures say which endpoint, as the AWS CLI.
-pub(crate) async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer), CliError> {
-    use crate::client::connect::{self, ConnectError};
-    let url = endpoint_url(&options.endpoint_url);
+/// The endpoints of `--endpoint-url` (`URL[,URL...]`, or `MAPREG_ENDPOINT`), each with its
+/// scheme ([`endpoint_url`]), in the order given; never empty.
+fn endpoints(options: &ClientOptions) -> Result<Vec<String>, CliError> {
+    let list = crate::client::failover::parse_endpoints(&options.endpoint_url);
+    if list.is_empty() {
+        return Err(CliError::Usage(
+            "--endpoint-url (or MAPREG_ENDPOINT) names no endpoint".into(),
+        ));
+    }
+    Ok(list.iter().map(|e| endpoint_url(e)).collect())
+}
+
+/// The `--token` as a bearer interceptor.
+fn bearer(options: &ClientOptions) -> Result<Bearer, CliError> {
     let token = match options.token.as_deref() {
         None | Some("") => None,
         Some(t) => Some(MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| {
@@ -138,7 +156,7 @@ pub(crate) async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer)
     if options.debug {
         let _ = writeln!(
             std::io::stderr(),
-            "DEBUG endpoint {url}, token {}",
+            "DEBUG token {}",
             if token.is_some() {
                 "set (not shown)"
             } else {
@@ -146,29 +164,90 @@ pub(crate) async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer)
             }
         );
     }
-    let channel = connect::connect(&url, &options.tls, CONNECT_TIMEOUT)
+    Ok(Bearer(token))
+}
+
+/// A connection to the one endpoint `url`, with its TLS options. A connection that could not be
+/// made is [`CliError::Connect`] naming the endpoint, as the AWS CLI says it; a URL or TLS file
+/// that cannot be used is [`CliError::Usage`].
+async fn connect_to(url: &str, options: &ClientOptions) -> Result<Channel, CliError> {
+    use crate::client::connect::{self, ConnectError};
+    if options.debug {
+        let _ = writeln!(std::io::stderr(), "DEBUG endpoint {url}");
+    }
+    connect::connect(url, &options.tls, CONNECT_TIMEOUT)
         .await
         .map_err(|e| match e {
             ConnectError::Endpoint { .. } | ConnectError::Tls(_) => CliError::Usage(e.to_string()),
             ConnectError::Transport { reason } => CliError::Connect {
-                endpoint: url.clone(),
+                endpoint: url.to_string(),
                 reason,
             },
-        })?;
-    Ok((channel, Bearer(token)))
+        })
 }
 
-async fn connect(options: &ClientOptions) -> Result<(Registry, Feed), CliError> {
-    let max = max_response_bytes()?;
-    if options.debug {
-        let _ = writeln!(std::io::stderr(), "DEBUG max response {max} bytes");
+/// `--debug`: why the next endpoint is tried.
+fn trace_failover(debug: bool, url: &str, e: &CliError) {
+    if debug {
+        let _ = writeln!(
+            std::io::stderr(),
+            "DEBUG {url} failed, trying the next endpoint: {e}"
+        );
     }
-    let (channel, bearer) = channel(options).await?;
-    Ok((
-        RegistryClient::with_interceptor(channel.clone(), bearer.clone())
-            .max_decoding_message_size(max),
-        ChangeFeedClient::with_interceptor(channel, bearer).max_decoding_message_size(max),
-    ))
+}
+
+/// The connection every client command opens: the first endpoint of `--endpoint-url` (in the
+/// order given) that accepts a connection, with its TLS options, and the `--token` as a bearer
+/// interceptor. Moving on is safe for every command, writes included: nothing was sent
+/// ([`crate::client::failover`]). When none connects, the error names each endpoint.
+pub(crate) async fn channel(options: &ClientOptions) -> Result<(Channel, Bearer), CliError> {
+    let bearer = bearer(options)?;
+    let mut failed = Vec::new();
+    for url in endpoints(options)? {
+        match connect_to(&url, options).await {
+            Ok(channel) => return Ok((channel, bearer)),
+            Err(e @ CliError::Connect { .. }) => {
+                trace_failover(options.debug, &url, &e);
+                failed.push((url, e));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(CliError::endpoints(failed))
+}
+
+/// Whether `cmd` may change the store (a write that is not a `--dry-run`).
+fn request_kind(cmd: &ClientCommand) -> RequestKind {
+    use ClientCommand as C;
+    let dry_run = match cmd {
+        C::CreateApi(c) => c.args.dry_run,
+        C::UpdateApi(c) => c.args.dry_run,
+        C::DeleteApi(c) => c.args.dry_run,
+        C::CreateStage(c) => c.args.dry_run,
+        C::UpdateStage(c) => c.args.dry_run,
+        C::DeleteStage(c) => c.args.dry_run,
+        C::CreateDomainName(c) => c.args.dry_run,
+        C::UpdateDomainName(c) => c.args.dry_run,
+        C::DeleteDomainName(c) => c.args.dry_run,
+        C::CreateApiMapping(c) => c.args.dry_run,
+        C::UpdateApiMapping(c) => c.args.dry_run,
+        C::DeleteApiMapping(c) => c.args.dry_run,
+        C::GetApi(_)
+        | C::GetApis(_)
+        | C::GetStage(_)
+        | C::GetStages(_)
+        | C::GetDomainName(_)
+        | C::GetDomainNames(_)
+        | C::GetApiMapping(_)
+        | C::GetApiMappings(_)
+        | C::ResolveRoute(_)
+        | C::Watch(_) => return RequestKind::Read,
+    };
+    if dry_run.validate_only {
+        RequestKind::Read
+    } else {
+        RequestKind::Write
+    }
 }
 
 /// Prints `text` to stdout (a closed pipe is reported as [`CliError::Output`]).
@@ -201,28 +280,81 @@ async fn run(cmd: ClientCommand) -> Result<(), CliError> {
         ));
     }
     let token_set = options.token.as_deref().is_some_and(|t| !t.is_empty());
-    let (registry, feed) = connect(&options).await?;
-    let outcome = if let ClientCommand::Watch(c) = cmd {
-        watch(feed, c.args, &options)
-            .await
-            .map(|()| Outcome::Nothing)
-    } else {
-        execute(registry, cmd, options.debug).await
-    };
-    // A TLS server refusing a plaintext client is a connection problem, not the service's.
-    let outcome = outcome.map_err(|e| match &e {
-        CliError::Service { status, .. } => {
-            match crate::client::connect::explain_status(&options.endpoint_url, status) {
-                Some(reason) => CliError::Connect {
-                    endpoint: endpoint_url(&options.endpoint_url),
-                    reason,
-                },
-                None => e,
+    let max = max_response_bytes()?;
+    if options.debug {
+        let _ = writeln!(std::io::stderr(), "DEBUG max response {max} bytes");
+    }
+    let bearer = bearer(&options)?;
+    let kind = request_kind(&cmd);
+    let mut failed = Vec::new();
+    let mut outcome = None;
+    for url in endpoints(&options)? {
+        let channel = match connect_to(&url, &options).await {
+            Ok(channel) => channel,
+            Err(e @ CliError::Connect { .. }) => {
+                // Never sent: every command may move on.
+                trace_failover(options.debug, &url, &e);
+                failed.push((url, e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut printed = false;
+        let result = if let ClientCommand::Watch(c) = &cmd {
+            let feed = ChangeFeedClient::with_interceptor(channel, bearer.clone())
+                .max_decoding_message_size(max);
+            watch(feed, c.args.clone(), &options, &mut printed)
+                .await
+                .map(|()| Outcome::Nothing)
+        } else {
+            let registry = RegistryClient::with_interceptor(channel, bearer.clone())
+                .max_decoding_message_size(max);
+            execute(registry, cmd.clone(), options.debug).await
+        };
+        // A TLS server refusing a plaintext client is a connection problem, not the service's.
+        let result = result.map_err(|e| match &e {
+            CliError::Service { status, .. } => {
+                match crate::client::connect::explain_status(&url, status) {
+                    Some(reason) => CliError::Connect {
+                        endpoint: url.clone(),
+                        reason,
+                    },
+                    None => e,
+                }
+            }
+            _ => e,
+        });
+        match result.map_err(|e| super::error::explain(e, token_set)) {
+            Ok(o) => {
+                outcome = Some(o);
+                break;
+            }
+            Err(e) => {
+                // The call was made: its request may have reached the server.
+                let code = match &e {
+                    CliError::Service { status, .. } => Some(status.code()),
+                    CliError::Connect { .. } => Some(tonic::Code::Unavailable),
+                    _ => None,
+                };
+                let moves_on = code.is_some_and(|c| may_retry(kind, Failure::Call(c))) && !printed;
+                if !moves_on {
+                    if options.debug && code == Some(tonic::Code::Unavailable) {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "DEBUG not sending the write to another endpoint: {url} may have \
+                             applied it"
+                        );
+                    }
+                    return Err(e);
+                }
+                trace_failover(options.debug, &url, &e);
+                failed.push((url, e));
             }
         }
-        _ => e,
-    });
-    let outcome = outcome.map_err(|e| super::error::explain(e, token_set))?;
+    }
+    let Some(outcome) = outcome else {
+        return Err(CliError::endpoints(failed));
+    };
     match outcome {
         Outcome::Nothing => Ok(()),
         Outcome::Show(value, operation, shape) => print(&output::render(
@@ -753,7 +885,15 @@ where
 /// or Ctrl-C (exit 130): one line of JSON per message (`--output json`), the message's text
 /// layout (`text`), or one YAML list element per message (`yaml-stream`); `--query` applies to
 /// each message.
-async fn watch(mut feed: Feed, a: WatchArgs, options: &ClientOptions) -> Result<(), CliError> {
+///
+/// `printed` is set once anything was printed (after that the stream cannot move to another
+/// endpoint without showing messages twice).
+async fn watch(
+    mut feed: Feed,
+    a: WatchArgs,
+    options: &ClientOptions,
+    printed: &mut bool,
+) -> Result<(), CliError> {
     let op = "Watch";
     let request = pb::WatchRequest {
         start_revision: a.start_revision,
@@ -791,6 +931,7 @@ async fn watch(mut feed: Feed, a: WatchArgs, options: &ClientOptions) -> Result<
             OutputFormat::YamlStream => super::yaml::render_stream_item(&value),
             _ => format!("{value}\n"),
         };
+        *printed = true;
         print(&text)?;
     }
 }

@@ -53,6 +53,29 @@ pub enum CliError {
     /// Ctrl-C.
     #[error("interrupted")]
     Interrupted,
+    /// Every endpoint of `--endpoint-url a,b,c` was tried, in order, and each failed in a way
+    /// that let the request move on to the next ([`crate::client::failover`]).
+    #[error("{}", endpoints_text(attempts))]
+    Endpoints {
+        /// Each endpoint tried (its URL) and how it failed, in the order tried.
+        attempts: Vec<(String, CliError)>,
+    },
+}
+
+/// The message of [`CliError::Endpoints`]: one line per endpoint, naming it.
+fn endpoints_text(attempts: &[(String, CliError)]) -> String {
+    let mut text = format!(
+        "Could not complete the request with any of the {} endpoints (tried in this order):",
+        attempts.len()
+    );
+    for (url, e) in attempts {
+        let why = match e {
+            CliError::Connect { reason, .. } => format!("could not connect ({reason})"),
+            e => e.to_string(),
+        };
+        text.push_str(&format!("\n  {url}: {why}"));
+    }
+    text
 }
 
 impl CliError {
@@ -61,9 +84,27 @@ impl CliError {
         CliError::Service { operation, status }
     }
 
-    /// The process exit code for this failure.
+    /// The failure of a request after `attempts` (endpoint, error), in the order tried: the
+    /// error itself when there was one attempt, else [`CliError::Endpoints`] naming each.
+    pub fn endpoints(mut attempts: Vec<(String, CliError)>) -> CliError {
+        if attempts.len() == 1 {
+            if let Some((_, e)) = attempts.pop() {
+                return e;
+            }
+        }
+        if attempts.is_empty() {
+            return CliError::Usage("no endpoint to send the request to".into());
+        }
+        CliError::Endpoints { attempts }
+    }
+
+    /// The process exit code for this failure (for [`CliError::Endpoints`], the last
+    /// endpoint's).
     pub fn exit_code(&self) -> u8 {
         match self {
+            CliError::Endpoints { attempts } => {
+                attempts.last().map_or(EXIT_OTHER, |(_, e)| e.exit_code())
+            }
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Interrupted => EXIT_INTERRUPTED,
@@ -314,6 +355,33 @@ mod tests {
             true,
         );
         assert!(e.to_string().contains("did not accept"), "{e}");
+    }
+
+    #[test]
+    fn every_endpoint_is_named() {
+        let refused = |url: &str| {
+            (
+                url.to_string(),
+                CliError::Connect {
+                    endpoint: url.to_string(),
+                    reason: "connection refused".into(),
+                },
+            )
+        };
+        let one = CliError::endpoints(vec![refused("http://a:1")]);
+        assert!(matches!(one, CliError::Connect { .. }), "{one:?}");
+        let e = CliError::endpoints(vec![
+            refused("http://a:1"),
+            (
+                "http://b:2".into(),
+                CliError::service("GetApi", tonic::Status::unavailable("shutting down")),
+            ),
+        ]);
+        let text = e.to_string();
+        assert!(text.contains("any of the 2 endpoints"), "{text}");
+        assert!(text.contains("http://a:1: could not connect (connection refused)"));
+        assert!(text.contains("http://b:2: An error occurred (ServiceUnavailableException)"));
+        assert_eq!(e.exit_code(), EXIT_SERVICE, "the last endpoint's");
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //!
 //! - **Exact**: the replica is a snapshot at revision R plus every change set after R, so it is
 //!   always the registry's state at some revision ([`CacheStatus::revision`]).
-//! - **Resilient**: on a broken stream it reconnects with jittered exponential backoff and
-//!   resumes from its last revision with its `store_id` and history hash; on `OUT_OF_RANGE` (the log was
-//!   compacted past it, or the data dir was replaced) it takes a fresh snapshot. Until the new
-//!   snapshot is complete the old replica keeps answering; then it is swapped in atomically.
+//! - **Resilient**: on a broken stream or `UNAVAILABLE` it reconnects and resumes from its last
+//!   revision with its `store_id` and history hash (`start_revision` = last applied + 1,
+//!   `resume_history_hash`), so nothing is skipped and nothing applied twice. Given several
+//!   endpoints ([`CacheOptions::endpoints`]), it moves on to the next one at once and resumes
+//!   there ([`super::failover`]): any node of the same store serves the resume. Once every
+//!   endpoint failed in a row it waits, with jittered exponential backoff, before the next
+//!   round. On `OUT_OF_RANGE` (the log was compacted past it, or the data dir was replaced) it
+//!   takes a fresh snapshot. Until the new snapshot is complete the old replica keeps
+//!   answering; then it is swapped in atomically.
 //! - **Observable**: [`MappingCache::status`] says which revision it reflects and whether it is
 //!   connected and in sync; [`MappingCache::subscribe`] tells of every change; and the
 //!   registry is told too ([`super::report`]: `get-gateways`, `wait-for-gateways`).
@@ -31,9 +36,10 @@ use crate::pb::{Resource, WatchRequest, resource};
 /// How a [`MappingCache`] connects.
 #[derive(Debug, Clone)]
 pub struct CacheOptions {
-    /// The server, e.g. `http://127.0.0.1:50051` or `https://registry:50051` (TLS, never
-    /// plaintext; see [`connect`](super::connect)).
-    pub endpoint: String,
+    /// The servers, tried in this order, e.g. `http://127.0.0.1:50051` or
+    /// `https://registry:50051` (TLS, never plaintext; see [`connect`](super::connect)); several
+    /// nodes of one store, or one server under several names ([`super::failover`]).
+    pub endpoints: Vec<String>,
     /// CA bundle, client certificate, `no_verify_ssl`, for an `https://` endpoint.
     pub tls: super::connect::TlsOptions,
     /// Bearer token (a `gateway` token sees every account).
@@ -55,10 +61,12 @@ pub struct CacheOptions {
 }
 
 impl CacheOptions {
-    /// Options for `endpoint` with defaults: no token, all domains, backoff 50 ms .. 5 s.
-    pub fn new(endpoint: impl Into<String>) -> Self {
+    /// Options with defaults (no token, all domains, backoff 50 ms .. 5 s) for the endpoint
+    /// list `endpoints`: one endpoint, or several separated by commas (`a,b,c`, as
+    /// `--endpoint` and `MAPREG_ENDPOINT` take them), tried in that order.
+    pub fn new(endpoints: impl AsRef<str>) -> Self {
         CacheOptions {
-            endpoint: endpoint.into(),
+            endpoints: super::failover::parse_endpoints(endpoints.as_ref()),
             tls: Default::default(),
             token: None,
             domain_names: Vec::new(),
@@ -68,6 +76,16 @@ impl CacheOptions {
             gateway_id: super::report::default_gateway_id(),
             report_interval: Some(Duration::from_secs(30)),
         }
+    }
+
+    /// These options, following `endpoints` (tried in this order) instead.
+    pub fn with_endpoints<I, S>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
     }
 
     /// These options, reporting under `gateway_id`.
@@ -90,6 +108,8 @@ pub struct CacheStatus {
     pub resnapshots: u64,
     /// Reconnects after a broken stream.
     pub reconnects: u64,
+    /// The endpoint the cache follows now, or tried last (empty: none tried yet).
+    pub endpoint: String,
     /// The most recent error (refused credentials, unreachable server, the reason for a
     /// re-snapshot); kept after the cache recovers; empty: none yet.
     pub last_error: String,
@@ -116,7 +136,7 @@ impl Drop for MappingCache {
 }
 
 impl MappingCache {
-    /// Starts following the server at `options.endpoint` in a background task (on the current
+    /// Starts following the servers of `options.endpoints` in a background task (on the current
     /// tokio runtime). Returns at once; see [`MappingCache::wait_in_sync`].
     pub fn start(options: CacheOptions) -> MappingCache {
         let (status, _) = watch::channel(CacheStatus::default());
@@ -218,9 +238,21 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
         history_hash: Vec::new(),
         snapshot: true,
     };
+    // Consecutive failed attempts (reset by any message); the endpoint to try next.
     let mut failures: u32 = 0;
+    let mut next: usize = 0;
     loop {
-        match stream_once(&shared, &options, &mut pos, &mut failures).await {
+        let Some(endpoint) = options.endpoints.get(next % options.endpoints.len().max(1)) else {
+            tracing::error!("mapping cache has no endpoint to follow");
+            set_status(&shared, |s| s.last_error = "no endpoint given".into());
+            return;
+        };
+        set_status(&shared, |s| {
+            if s.endpoint != *endpoint {
+                s.endpoint = endpoint.clone();
+            }
+        });
+        match stream_once(&shared, endpoint, &options, &mut pos, &mut failures).await {
             Ok(()) => {}
             Err(status) if status.code() == Code::OutOfRange => {
                 tracing::info!(error = %status.message(), "mapping cache must re-snapshot");
@@ -237,14 +269,14 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
                 continue;
             }
             Err(status) => {
-                let why = match super::connect::explain_status(&options.endpoint, &status) {
+                let why = match super::connect::explain_status(endpoint, &status) {
                     Some(why) => {
                         tracing::warn!("mapping cache cannot connect: {why}");
                         why
                     }
                     None => {
-                        tracing::debug!(code = ?status.code(), error = %status.message(), "mapping cache stream broke");
-                        format!("{:?}: {}", status.code(), status.message())
+                        tracing::debug!(%endpoint, code = ?status.code(), error = %status.message(), "mapping cache stream broke");
+                        format!("{endpoint}: {:?}: {}", status.code(), status.message())
                     }
                 };
                 set_status(&shared, |s| s.last_error = why);
@@ -255,23 +287,43 @@ async fn follow(shared: Arc<Shared>, options: CacheOptions) {
             s.reconnects += 1;
         });
         failures = failures.saturating_add(1);
-        let exp = options
-            .min_backoff
-            .saturating_mul(1u32 << failures.min(16))
-            .min(options.max_backoff);
-        let jittered = rand::thread_rng().gen_range(Duration::ZERO..=exp);
-        tokio::time::sleep(jittered.max(options.min_backoff / 2)).await;
+        // The next endpoint; with one endpoint, the same one again. Whatever failed (a refused
+        // connection, UNAVAILABLE, a broken stream), the resume position is the same: any node
+        // of the store serves it (SPEC.md 8.2).
+        next = (next + 1) % options.endpoints.len();
+        if let Some(delay) = backoff(&options, failures) {
+            tokio::time::sleep(delay).await;
+        }
     }
+}
+
+/// How long to wait before the next attempt after `failures` failed attempts in a row: none
+/// while endpoints not yet tried in this round remain (failover is immediate); after each full
+/// round, full jitter over `min_backoff` × 2^rounds (capped at `max_backoff`), at least half
+/// of `min_backoff`.
+fn backoff(options: &CacheOptions, failures: u32) -> Option<Duration> {
+    let n = u32::try_from(options.endpoints.len().max(1)).unwrap_or(u32::MAX);
+    if n > 1 && failures % n != 0 {
+        return None;
+    }
+    let rounds = failures / n;
+    let exp = options
+        .min_backoff
+        .saturating_mul(1u32 << rounds.min(16))
+        .min(options.max_backoff);
+    let jittered = rand::thread_rng().gen_range(Duration::ZERO..=exp);
+    Some(jittered.max(options.min_backoff / 2))
 }
 
 /// One Watch stream, until it breaks. Returns the error that ended it.
 async fn stream_once(
     shared: &Shared,
+    endpoint: &str,
     options: &CacheOptions,
     pos: &mut Position,
     failures: &mut u32,
 ) -> Result<(), tonic::Status> {
-    let channel = super::connect::endpoint(&options.endpoint, &options.tls)
+    let channel = super::connect::endpoint(endpoint, &options.tls)
         .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         // Pings find a server that vanished without closing the connection.
@@ -378,4 +430,29 @@ pub fn identity(r: &Resource) -> Option<String> {
             format!("mapping/{}/{}", m.domain_name, m.api_mapping_id)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_lists_and_failover_backoff() {
+        let o = CacheOptions::new("http://a:1, https://b:2");
+        assert_eq!(o.endpoints, vec!["http://a:1", "https://b:2"]);
+        // Two endpoints: the second is tried at once, a full round of failures waits.
+        assert_eq!(backoff(&o, 1), None);
+        assert!(backoff(&o, 2).is_some());
+        assert_eq!(backoff(&o, 3), None);
+        let long = backoff(&o, 40).expect("a full round");
+        assert!(long <= o.max_backoff, "{long:?}");
+        // One endpoint: every failure waits.
+        let one = CacheOptions::new("http://a:1");
+        assert!(backoff(&one, 1).is_some());
+        assert!(backoff(&one, 2).is_some());
+        let o = one.with_endpoints(["x:1", "y:2", "z:3"]);
+        assert_eq!(o.endpoints.len(), 3);
+        assert_eq!(backoff(&o, 2), None);
+        assert!(backoff(&o, 3).is_some());
+    }
 }

@@ -5,9 +5,11 @@
 //! A reporter task follows the cache's status: it reports at once when the cache becomes in
 //! sync, after new revisions at most once per [`MIN_GAP`], and otherwise every
 //! `report_interval` (a heartbeat, so that a quiet but live gateway does not expire). It uses a
-//! connection of its own to the same endpoint, with the same credentials. A failed report is
-//! logged and retried at the next occasion; a refused one (the token's role may not report)
-//! is logged once at warn.
+//! connection of its own to the cache's endpoints, with the same credentials. A failed report is
+//! logged and retried at the next occasion; one that failed with `UNAVAILABLE` or a broken
+//! connection is retried on the next endpoint (a report is idempotent: the last one wins,
+//! [`super::failover`]); a refused one (the token's role may not report) is logged once at
+//! warn.
 
 use std::time::Duration;
 
@@ -50,13 +52,23 @@ pub(crate) async fn run(mut status: watch::Receiver<CacheStatus>, options: Cache
     let Some(heartbeat) = options.report_interval else {
         return;
     };
-    let channel = match super::connect::endpoint(&options.endpoint, &options.tls) {
-        Ok(e) => e.connect_timeout(REPORT_TIMEOUT).connect_lazy(),
-        Err(e) => {
-            tracing::warn!(error = %e, "mapping cache cannot report its status");
-            return;
+    // One lazily connected channel per endpoint (each checked now); `at` is the one in use.
+    let mut clients = Vec::with_capacity(options.endpoints.len());
+    for endpoint in &options.endpoints {
+        match super::connect::endpoint(endpoint, &options.tls) {
+            Ok(e) => clients.push(GatewaysClient::new(
+                e.connect_timeout(REPORT_TIMEOUT).connect_lazy(),
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "mapping cache cannot report its status");
+                return;
+            }
         }
-    };
+    }
+    if clients.is_empty() {
+        return;
+    }
+    let mut at = 0usize;
     let auth = match options.token.as_deref() {
         Some(t) => match MetadataValue::try_from(format!("Bearer {t}")) {
             Ok(v) => Some(v),
@@ -64,7 +76,6 @@ pub(crate) async fn run(mut status: watch::Receiver<CacheStatus>, options: Cache
         },
         None => None,
     };
-    let mut client = GatewaysClient::new(channel);
     let mut sent: Option<(Instant, CacheStatus)> = None;
     let mut refused_logged = false;
     loop {
@@ -98,7 +109,7 @@ pub(crate) async fn run(mut status: watch::Receiver<CacheStatus>, options: Cache
             if let Some(v) = &auth {
                 req.metadata_mut().insert("authorization", v.clone());
             }
-            match client.report_status(req).await {
+            match clients[at].report_status(req).await {
                 Ok(_) => {
                     sent = Some((now, now_status));
                     wait
@@ -110,6 +121,9 @@ pub(crate) async fn run(mut status: watch::Receiver<CacheStatus>, options: Cache
                 }
                 Err(s) => {
                     tracing::debug!(code = ?s.code(), error = %s.message(), "status report failed");
+                    if s.code() == Code::Unavailable {
+                        at = (at + 1) % clients.len();
+                    }
                     MIN_GAP
                 }
             }

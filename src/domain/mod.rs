@@ -12,4 +12,7 @@ pub mod selection;
 pub mod state;
 pub mod validate;
 
+#[cfg(test)]
+mod prop_tests;
+
 pub use rules::{DomainCounters, Family};

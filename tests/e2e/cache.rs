@@ -90,7 +90,7 @@ async fn wait_status(cache: &MappingCache, f: impl Fn(&mapreg::client::CacheStat
     );
 }
 
-fn options(endpoint: String) -> CacheOptions {
+pub(crate) fn options(endpoint: String) -> CacheOptions {
     let mut o = CacheOptions::new(endpoint);
     o.min_backoff = Duration::from_millis(20);
     o.max_backoff = Duration::from_millis(200);
@@ -112,7 +112,7 @@ async fn server_revision(c: &mut Client) -> u64 {
 }
 
 /// Asserts the cache's replica equals the server's mappings and domains, and resolves alike.
-async fn assert_converged(cache: &MappingCache, c: &mut Client) {
+pub(crate) async fn assert_converged(cache: &MappingCache, c: &mut Client) {
     let rev = server_revision(c).await;
     assert!(
         cache.wait_for_revision(rev, Duration::from_secs(20)).await,
@@ -158,7 +158,7 @@ async fn assert_converged(cache: &MappingCache, c: &mut Client) {
     }
 }
 
-async fn populate(c: &mut Client, domain: &str, n: usize) -> Api {
+pub(crate) async fn populate(c: &mut Client, domain: &str, n: usize) -> Api {
     let api = api_with_stage(c, ProtocolType::Http).await;
     create_domain(c, domain).await;
     for i in 0..n {

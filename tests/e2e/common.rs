@@ -98,6 +98,12 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
+        Self::start_on(config, listener)
+    }
+
+    /// A server with `config` on `listener` (bound beforehand, so its address can be handed out
+    /// before the server runs).
+    pub fn start_on(config: Config, listener: tokio::net::TcpListener) -> TestServer {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let data_dir = config.data_dir.clone();
@@ -129,6 +135,15 @@ impl TestServer {
                 .expect("server ran cleanly");
         }
         self._tmp.take()
+    }
+
+    /// Restarts on the same data dir (and config) on `listener`.
+    pub async fn restart_on(self, listener: tokio::net::TcpListener) -> TestServer {
+        let config = self.config.clone();
+        let tmp = self.stop().await;
+        let mut s = Self::start_on(config, listener);
+        s._tmp = tmp;
+        s
     }
 
     /// Restarts on the same data dir (and config); the new server gets a new port.
