@@ -90,6 +90,10 @@ impl From<Error> for Stop {
     }
 }
 
+/// How long a resume on a node of a shared store waits for the node to reach the revision
+/// the client resumes after.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The error that ends streams at shutdown.
 pub fn shutting_down() -> Error {
     Error::Unavailable {
@@ -189,7 +193,15 @@ impl Watcher {
 
     /// Refuses a resume after `before` when the client's hash there is not this store's.
     async fn check_resume(&self, before: u64, held: Hash) -> std::result::Result<(), Stop> {
-        let durable = self.hub.durable();
+        let mut durable = self.hub.durable();
+        if before > durable && self.hub.registry().engine().follow().is_some() {
+            // Several nodes: this one may only be behind the node the client came from (it
+            // follows the shared store a few milliseconds late). Wait for it before deciding
+            // that the client followed another history.
+            let mut updates = self.hub.durable_updates();
+            let _ = tokio::time::timeout(CATCH_UP_WAIT, updates.wait_for(|d| *d >= before)).await;
+            durable = self.hub.durable();
+        }
         if before > durable {
             return Err(store_changed(
                 before,
