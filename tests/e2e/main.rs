@@ -35,6 +35,7 @@ mod history;
 mod limits;
 mod lists;
 mod metrics;
+mod nodes;
 mod races;
 mod read_revision;
 mod resolve;
