@@ -59,6 +59,17 @@ for p in 50992 50993 50994; do
   sleep 1.1 # loadgen names its keys after the second it started: keep the three apart
 done
 for l in "${lgs[@]}"; do wait "$l"; done
+if [ "${WATCH:-0}" = 1 ]; then
+  echo "== watch fan-out: 1000 watchers per node x 3 nodes, each loadgen writing 200/s through its node"
+  lgs=()
+  for p in 50992 50993 50994; do
+    "$lg" mapreg --endpoint http://127.0.0.1:$p --scenario watch --watchers 1000 --watch-rate 200 \
+      --watch-duration 10 --json "$out/watch-3nodes-$p.json" >"$out/watch-3nodes-$p.txt" & lgs+=($!)
+    sleep 1.1
+  done
+  for l in "${lgs[@]}"; do wait "$l"; done
+  cat "$out"/watch-3nodes-*.txt
+fi
 python3 - "$out" <<'PY'
 import json, sys, glob
 out = sys.argv[1]

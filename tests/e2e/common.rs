@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mapreg::auth::Role;
-use mapreg::config::{Config, TokenConfig};
+use mapreg::config::{Config, Store, TokenConfig};
 use mapreg::pb::registry_client::RegistryClient;
 use mapreg::pb::*;
+use mapreg::store::etcd::testkit::{self, EtcdCluster};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::MetadataValue;
@@ -44,6 +45,34 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), mapreg::server::ServeError>>>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// True when `MAPREG_TEST_STORE=etcd`: servers started by the harness run on a fresh prefix of
+/// a shared 3-member etcd cluster instead of a sled data dir (SPEC.md 8.2). Panics on any other
+/// value but `sled`, so a typo does not silently test sled.
+pub fn test_store_is_etcd() -> bool {
+    match std::env::var("MAPREG_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sled") => false,
+        Ok("etcd") => {
+            assert!(
+                testkit::etcd_binary().is_some(),
+                "MAPREG_TEST_STORE=etcd but {} is missing",
+                testkit::ETCD_BIN
+            );
+            true
+        }
+        Ok(other) => panic!("MAPREG_TEST_STORE={other}: expected sled or etcd"),
+    }
+}
+
+/// Skips a test that inspects or edits sled files when the harness runs on etcd: prints why
+/// and returns true.
+pub fn skip_under_etcd(test: &str, why: &str) -> bool {
+    if test_store_is_etcd() {
+        eprintln!("skipping {test} under MAPREG_TEST_STORE=etcd: {why}");
+        return true;
+    }
+    false
 }
 
 /// Tokens used by auth tests: (token, account, role).
@@ -93,8 +122,18 @@ impl TestServer {
         s
     }
 
-    /// A server with `config` (its `listen` is replaced by 127.0.0.1:0).
-    pub async fn start_with(config: Config) -> TestServer {
+    /// A server with `config` (its `listen` is replaced by 127.0.0.1:0). Under
+    /// `MAPREG_TEST_STORE=etcd` a sled config gets a fresh prefix on the shared 3-member etcd
+    /// cluster instead (kept in `config`, so a restart keeps the prefix).
+    pub async fn start_with(mut config: Config) -> TestServer {
+        if config.store == Store::Sled && test_store_is_etcd() {
+            let url =
+                tokio::task::spawn_blocking(|| EtcdCluster::shared_three().map(|c| c.fresh_url()))
+                    .await
+                    .expect("join")
+                    .expect("MAPREG_TEST_STORE=etcd: start the shared 3-member etcd cluster");
+            config.store = Store::Etcd(url);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -540,6 +579,8 @@ impl TestServer {
         let _old = self.stop().await;
         let tmp = tempfile::tempdir().expect("tempdir");
         config.data_dir = tmp.path().join("data");
+        // Under MAPREG_TEST_STORE=etcd: a new prefix, the new store.
+        config.store = Store::Sled;
         let mut s = Self::start_with(config).await;
         s._tmp = Some(tmp);
         s

@@ -36,6 +36,7 @@ mod history;
 mod limits;
 mod lists;
 mod metrics;
+mod nodes;
 mod prop_requests;
 mod races;
 mod read_revision;

@@ -182,6 +182,21 @@ impl EtcdCluster {
             .map_err(Clone::clone)
     }
 
+    /// One 3-member cluster per test binary, started on first use and killed at exit: the
+    /// multi-node tests and the e2e suites run with `MAPREG_TEST_STORE=etcd` share it, each
+    /// on a fresh prefix. Tests that stop members start a cluster of their own.
+    pub fn shared_three() -> Result<&'static EtcdCluster, String> {
+        static SHARED: OnceLock<Result<EtcdCluster, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let cluster = EtcdCluster::start(3)?;
+                cluster.clean_up_at_exit();
+                Ok(cluster)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// A static is never dropped: at exit, kill the members and remove their data here.
     fn clean_up_at_exit(&self) {
         static AT_EXIT: Mutex<Vec<(Vec<u32>, PathBuf)>> = Mutex::new(Vec::new());
