@@ -17,6 +17,7 @@
 //! cargo run --release --bin mapreg-bench -- snapshot --mappings 100000
 //! cargo run --release --bin mapreg-bench -- resolve
 //! cargo run --release --bin mapreg-bench -- silent --connections 3000 --seconds 15
+//! cargo run --release --bin mapreg-bench -- stalled --mappings 30000 --watchers 100
 //! cargo run --release --bin mapreg-bench -- scale --mappings 100000 --per-domain 10 --watchers 1000
 //! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m
 //! cargo run --release --bin mapreg-bench -- scale --mappings 1000000 --data-dir /tmp/store-1m --skip-populate
@@ -30,6 +31,7 @@ mod fixture;
 mod harness;
 mod scale;
 mod silent;
+mod stalled;
 mod unary;
 
 use std::net::SocketAddr;
@@ -81,6 +83,10 @@ enum Scenario {
     /// Durable writes and health checks while N silent connections are held open (reopened
     /// whenever the server closes them), next to the same load without them. Not part of `all`.
     Silent(silent::SilentArgs),
+    /// N Watch streams from revision 0 whose client never reads: the server's memory until it
+    /// stops growing (bounded by `watch_buffer_bytes` per stream), and durable writes while
+    /// they stay open, next to the same writes without them. Not part of `all`.
+    Stalled(stalled::StalledArgs),
     /// Every scenario with its defaults, one table.
     All,
     /// (internal) Runs a dev-mode mapreg server: the child process of every scenario.
@@ -115,6 +121,7 @@ fn main() -> Result<()> {
             Scenario::Resolve(a) => unary::resolve(&opts, &a).await?,
             Scenario::Scale(a) => scale::scale(&opts, &a).await?,
             Scenario::Silent(a) => silent::silent(&opts, &a).await?,
+            Scenario::Stalled(a) => stalled::stalled(&opts, &a).await?,
             Scenario::All => {
                 let mut rows = unary::unary(&opts, &Default::default()).await?;
                 rows.extend(unary::resolve(&opts, &Default::default()).await?);

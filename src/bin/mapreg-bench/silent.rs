@@ -81,25 +81,27 @@ async fn hold_silent(addr: SocketAddr, until: Instant, reopened: Arc<AtomicU64>)
     }
 }
 
-/// One phase: `writers` writers and one health checker for `seconds`.
+/// One phase: `writers` writers and one health checker for `seconds`. `prefix` starts the
+/// mapping keys written (a valid, phase-unique key prefix); `label` names the rows.
 async fn phase(
     m: &Arc<Mapreg>,
     fx: &Arc<Fixture>,
     args: &SilentArgs,
+    prefix: &str,
     label: &str,
 ) -> Result<(Row, Row)> {
     let until = Instant::now() + Duration::from_secs(args.seconds);
     let mut writers = Vec::new();
     for w in 0..args.writers {
         let ch = m.channel().await?;
-        let (m, fx, label) = (m.clone(), fx.clone(), label.to_string());
+        let (m, fx, prefix) = (m.clone(), fx.clone(), prefix.to_string());
         writers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut i = 0u64;
             while Instant::now() < until {
                 let t = Instant::now();
                 RegistryClient::new(ch.clone())
-                    .create_api_mapping(m.req(fx.mapping(format!("{label}-{w}-{i}"))))
+                    .create_api_mapping(m.req(fx.mapping(format!("{prefix}{w}-{i}"))))
                     .await?;
                 lat.push(t.elapsed());
                 i += 1;
@@ -161,7 +163,7 @@ pub async fn silent(opts: &Opts, args: &SilentArgs) -> Result<Vec<Row>> {
         .parse()
         .context("silent needs an http://host:port endpoint")?;
 
-    let (quiet_writes, quiet_health) = phase(&m, &fx, args, "no silent connections").await?;
+    let (quiet_writes, quiet_health) = phase(&m, &fx, args, "q", "no silent connections").await?;
 
     let reopened = Arc::new(AtomicU64::new(0));
     let hold_until = Instant::now() + Duration::from_secs(args.seconds + 30);
@@ -177,7 +179,7 @@ pub async fn silent(opts: &Opts, args: &SilentArgs) -> Result<Vec<Row>> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let label = format!("{} silent connections", args.connections);
     let before = m.cpu_secs();
-    let (busy_writes, busy_health) = phase(&m, &fx, args, &label).await?;
+    let (busy_writes, busy_health) = phase(&m, &fx, args, "s", &label).await?;
     let after = m.cpu_secs();
     let rss = m.rss_kib();
     for h in &holders {
