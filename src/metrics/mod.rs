@@ -235,6 +235,9 @@ impl Engine for Metered {
     fn scan_records(&self) -> RecordIter {
         self.inner.scan_records()
     }
+    fn scan_snapshot(&self) -> Result<(u64, RecordIter)> {
+        self.inner.scan_snapshot()
+    }
     fn compact(&self, upto: u64, hash: &crate::store::history::Hash) -> Result<usize> {
         self.inner.compact(upto, hash)
     }

@@ -349,15 +349,68 @@ impl Inner {
         r.map_err(|e| self.map_err(what, e, timeout))
     }
 
+    /// Runs the read `call` like [`run`](Inner::run), again while it fails `STORE_UNAVAILABLE`
+    /// (a member that is gone, a leader change: the client picks another member), with short
+    /// pauses, until `budget` is spent. A read is safe to repeat; this is what keeps watchers
+    /// and catch-ups going while one member of a healthy cluster dies.
+    fn read<T, F>(&self, what: &str, budget: Duration, call: impl Fn(Client) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = std::result::Result<T, CallError>> + Send + 'static,
+    {
+        let deadline = std::time::Instant::now() + budget;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.run(what, left.max(Duration::from_millis(200)), &call) {
+                Err(e @ Error::Unavailable { .. }) => {
+                    if std::time::Instant::now() + pause >= deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "etcd read failed; trying again");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(400));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// The value of `key`, if any.
     fn get(&self, what: &str, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
-        self.run(what, READ_TIMEOUT, |mut c| async move {
-            let mut r = c.get(key, None).await?;
-            Ok(r.take_kvs()
-                .into_iter()
-                .next()
-                .map(|kv| kv.into_key_value().1))
+        self.read(what, READ_TIMEOUT, |mut c| {
+            let key = key.clone();
+            async move {
+                let mut r = c.get(key, None).await?;
+                Ok(r.take_kvs()
+                    .into_iter()
+                    .next()
+                    .map(|kv| kv.into_key_value().1))
+            }
         })
+    }
+
+    /// The revision, and the etcd revision it was read at (for a scan at the same moment).
+    fn revision_at(&self) -> Result<(u64, i64)> {
+        let key = self.keys.revision();
+        let (value, at) = self.read("reading the revision", READ_TIMEOUT, |mut c| {
+            let key = key.clone();
+            async move {
+                let mut r = c.get(key, None).await?;
+                let at = r.header().map_or(0, |h| h.revision());
+                let value = r
+                    .take_kvs()
+                    .into_iter()
+                    .next()
+                    .map(|kv| kv.into_key_value().1);
+                Ok((value, at))
+            }
+        })?;
+        let revision = match value {
+            Some(v) => parse_revision(&v, "meta/revision")?,
+            None => 0,
+        };
+        Ok((revision, at))
     }
 
     fn revision(&self) -> Result<u64> {
@@ -593,30 +646,43 @@ impl Engine for EtcdEngine {
             .when([condition])
             .and_then(then)
             .or_else([TxnOp::get(rev_key, None)]);
-        let answer = self
-            .inner
-            .run("committing", COMMIT_TIMEOUT, |mut c| async move {
-                let r = c.txn(txn).await?;
-                if r.succeeded() {
-                    return Ok(None);
-                }
-                let mut current = None;
-                for op in r.op_responses() {
-                    if let TxnOpResponse::Get(g) = op {
-                        current = Some(g.kvs().first().map(|kv| kv.value().to_vec()));
+        // The transaction is conditioned on the revision, so sending it again is safe: if an
+        // earlier attempt applied, a later one conflicts (and `applied_anyway` tells which).
+        let deadline = std::time::Instant::now() + COMMIT_TIMEOUT;
+        let mut pause = Duration::from_millis(20);
+        let answer = loop {
+            let txn = txn.clone();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let answer = self.inner.run(
+                "committing",
+                left.max(Duration::from_millis(200)),
+                |mut c| async move {
+                    let r = c.txn(txn).await?;
+                    if r.succeeded() {
+                        return Ok(None);
                     }
-                }
-                Ok(Some(current))
-            });
-        let answer = match answer {
-            Ok(a) => a,
-            Err(e @ Error::Unavailable { .. }) => {
-                return match self.applied_anyway(batch) {
-                    Some(true) => Ok(()),
-                    _ => Err(CommitError::Failed(e)),
-                };
+                    let mut current = None;
+                    for op in r.op_responses() {
+                        if let TxnOpResponse::Get(g) = op {
+                            current = Some(g.kvs().first().map(|kv| kv.value().to_vec()));
+                        }
+                    }
+                    Ok(Some(current))
+                },
+            );
+            match answer {
+                Ok(a) => break a,
+                Err(e @ Error::Unavailable { .. }) => match self.applied_anyway(batch) {
+                    Some(true) => return Ok(()),
+                    Some(false) if std::time::Instant::now() + pause < deadline => {
+                        tracing::debug!(error = %e, "etcd commit failed, not applied; sending again");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(400));
+                    }
+                    _ => return Err(CommitError::Failed(e)),
+                },
+                Err(e) => return Err(CommitError::Failed(e)),
             }
-            Err(e) => return Err(CommitError::Failed(e)),
         };
         match answer {
             None => Ok(()),
@@ -640,10 +706,13 @@ impl Engine for EtcdEngine {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         let kvs = self
             .inner
-            .run("reading the change log", READ_TIMEOUT, |c| async move {
-                let mut kv = c.kv_client().max_decoding_message_size(MAX_DECODING_BYTES);
-                let opts = GetOptions::new().with_range(end).with_limit(limit);
-                Ok(kv.get(start, Some(opts)).await?.take_kvs())
+            .read("reading the change log", READ_TIMEOUT, |c| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    let mut kv = c.kv_client().max_decoding_message_size(MAX_DECODING_BYTES);
+                    let opts = GetOptions::new().with_range(end).with_limit(limit);
+                    Ok(kv.get(start, Some(opts)).await?.take_kvs())
+                }
             })?;
         kvs.into_iter()
             .map(|kv| {
@@ -661,6 +730,22 @@ impl Engine for EtcdEngine {
             page: Vec::new().into_iter(),
             failed: false,
         })
+    }
+
+    fn scan_snapshot(&self) -> Result<(u64, RecordIter)> {
+        // The revision key and every page of records at one etcd revision: one moment of the
+        // store, however fast other nodes write.
+        let (revision, at) = self.inner.revision_at()?;
+        Ok((
+            revision,
+            Box::new(Scan {
+                inner: self.inner.clone(),
+                next: Some(self.inner.keys.rec_prefix()),
+                at: Some(at),
+                page: Vec::new().into_iter(),
+                failed: false,
+            }),
+        ))
     }
 
     fn compact(&self, upto: u64, hash: &history::Hash) -> Result<usize> {
@@ -739,30 +824,33 @@ impl Scan {
         let end = prefix_end(&self.inner.keys.rec_prefix());
         let at = self.at;
         self.inner
-            .run("scanning the records", READ_TIMEOUT * 2, |c| async move {
-                let mut kv = c.kv_client().max_decoding_message_size(MAX_DECODING_BYTES);
-                let mut opts = GetOptions::new().with_range(end).with_limit(SCAN_PAGE);
-                if let Some(at) = at {
-                    opts = opts.with_revision(at);
-                }
-                let mut r = kv.get(start, Some(opts)).await.map_err(|e| match &e {
-                    etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
-                        CallError::Mapreg(Error::internal(format!(
-                            "etcd compacted its own history while the records were read \
-                             (revision {at:?}): {}; open the store again",
-                            s.message()
-                        )))
+            .read("scanning the records", READ_TIMEOUT * 2, |c| {
+                let (start, end) = (start.clone(), end.clone());
+                async move {
+                    let mut kv = c.kv_client().max_decoding_message_size(MAX_DECODING_BYTES);
+                    let mut opts = GetOptions::new().with_range(end).with_limit(SCAN_PAGE);
+                    if let Some(at) = at {
+                        opts = opts.with_revision(at);
                     }
-                    _ => CallError::Etcd(e),
-                })?;
-                let revision = r.header().map_or(0, |h| h.revision());
-                let more = r.more();
-                let kvs = r
-                    .take_kvs()
-                    .into_iter()
-                    .map(|kv| kv.into_key_value())
-                    .collect();
-                Ok((kvs, revision, more))
+                    let mut r = kv.get(start, Some(opts)).await.map_err(|e| match &e {
+                        etcd_client::Error::GRpcStatus(s) if s.message().contains("compacted") => {
+                            CallError::Mapreg(Error::internal(format!(
+                                "etcd compacted its own history while the records were read \
+                             (revision {at:?}): {}; open the store again",
+                                s.message()
+                            )))
+                        }
+                        _ => CallError::Etcd(e),
+                    })?;
+                    let revision = r.header().map_or(0, |h| h.revision());
+                    let more = r.more();
+                    let kvs = r
+                        .take_kvs()
+                        .into_iter()
+                        .map(|kv| kv.into_key_value())
+                        .collect();
+                    Ok((kvs, revision, more))
+                }
             })
     }
 }

@@ -126,6 +126,13 @@ pub trait Engine: Send + Sync + 'static {
     fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>>;
     /// Every record, in key order.
     fn scan_records(&self) -> RecordIter;
+    /// The store's revision and every record at exactly that revision (one consistent
+    /// snapshot, even while other nodes commit). The default reads the revision, then scans:
+    /// right for an engine only this process writes to, since the registry loads before the
+    /// writer starts and the writer reloads only from its own thread.
+    fn scan_snapshot(&self) -> Result<(u64, RecordIter)> {
+        Ok((self.revision()?, self.scan_records()))
+    }
     /// Drops the log entries up to and including `upto` (raising the compaction point first,
     /// durably, with `hash`, the history hash at `upto`); returns how many went.
     fn compact(&self, upto: u64, hash: &history::Hash) -> Result<usize>;

@@ -73,8 +73,7 @@ pub fn mod_revision(r: &resource::Resource) -> u64 {
 /// calling one builds the state, in batches.
 pub fn load(engine: &dyn Engine) -> Result<State> {
     const BATCH: usize = 4096;
-    let revision = engine.revision()?;
-    let records = engine.scan_records();
+    let (revision, records) = engine.scan_snapshot()?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<resource::Resource>>>(8);
     let mut loader = State::loader();
     std::thread::scope(|scope| -> Result<()> {
@@ -130,41 +129,6 @@ pub fn load(engine: &dyn Engine) -> Result<State> {
     );
     check_tail(engine, &state)?;
     Ok(state)
-}
-
-/// [`load`], made consistent for a store other nodes write to at the same time: the records
-/// are read while the revision may move, so a load is kept only if the store's revision is the
-/// same after it as before (every commit moves the revision together with its records, so
-/// then nothing changed in between); otherwise it is done again, up to 20 times. On a store
-/// only this process writes, this is [`load`].
-pub fn load_consistent(engine: &dyn Engine) -> Result<State> {
-    if engine.follow().is_none() {
-        return load(engine);
-    }
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let before = engine.revision()?;
-        let loaded = load(engine);
-        let after = engine.revision()?;
-        match loaded {
-            Ok(state) if state.revision() == before && after == before => return Ok(state),
-            Err(e) if after == before || tries >= 20 => return Err(e),
-            Ok(_) if tries >= 20 => {
-                return Err(Error::Unavailable {
-                    reason: "STORE_UNAVAILABLE",
-                    message: "the store kept moving while its records were read (20 tries); \
-                              retry when writes are fewer"
-                        .into(),
-                });
-            }
-            _ => tracing::debug!(
-                before,
-                after,
-                "the store moved while loading; loading again"
-            ),
-        }
-    }
 }
 
 /// The last revision's change set must be what the records show.
@@ -226,7 +190,7 @@ impl Registry {
     pub fn open(engine: Arc<dyn Engine>, limits: Limits) -> Result<Registry> {
         let store_id = engine.store_id(&ids::store_id)?;
         let started = std::time::Instant::now();
-        let state = load_consistent(engine.as_ref())?;
+        let state = load(engine.as_ref())?;
         let hashes = load_history(engine.as_ref(), state.revision())?;
         let (apis, stages, domains, mappings) = state.counts();
         tracing::info!(

@@ -641,7 +641,7 @@ impl Loop {
     /// writer cannot follow entry by entry. What was unpublished is dropped: watchers read
     /// those revisions from the log once a later one is published.
     fn resync(&mut self) -> Result<()> {
-        let state = super::registry::load_consistent(self.registry.engine().as_ref())?;
+        let state = super::registry::load(self.registry.engine().as_ref())?;
         self.working = state;
         self.unpublished.clear();
         self.registry.reload_history()?;
