@@ -19,10 +19,11 @@
 //!   - `resolve`: route resolution, shared by `ResolveRoute` and `MappingCache`;
 //!   - `arn`: API Gateway resource ARNs (the tagged resource of TagResource / UntagResource).
 //! - [`store`]: the `Engine` trait (commit a batch if still at revision R, read a log range,
-//!   scan records, compact, flush) with its `sled` (default) and `memory` adapters and one
-//!   conformance suite; the `Registry` that loads the state at startup and holds the current
-//!   durable version; the single `writer` that applies writes in memory and commits one batch
-//!   per group; `check` for `mapreg check`.
+//!   scan records, compact, flush, follow a shared store) with its `sled` (default), `etcd`
+//!   (several nodes) and `memory` adapters and one conformance suite; the `Registry` that
+//!   loads the state at startup and holds the current durable version; the single `writer`
+//!   that applies writes in memory, commits one batch per group and catches up with other
+//!   nodes' commits; `check` for `mapreg check`; `snapshot` files; the high-water mark.
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
 //! - [`fleet`]: the gateways that report what they applied (`mapreg.v1.Gateways`), kept in
@@ -46,7 +47,8 @@
 //!   supported types, checks, dependency order, change sets; `cli::deploy` applies them.
 //! - [`cli`]: the `mapreg` command line.
 //! - [`client`]: what gateways embed: `MappingCache`, a watched in-memory `State` that resolves
-//!   routes locally with the same `domain::resolve` module as the server.
+//!   routes locally with the same `domain::resolve` module as the server; `failover`: the
+//!   rules by which the CLI and the cache move between several endpoints.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod api;
