@@ -27,13 +27,37 @@ pub mod writer;
 
 use crate::error::{Error, Result};
 
+/// How many [`catch_corruption`] calls are running: while any is, panics raised inside sled's
+/// own sources are not reported by the panic hook (they become [`Error::Corrupt`]).
+static CATCHING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Installs, once, a panic hook that stays quiet about panics inside sled's sources while a
+/// [`catch_corruption`] runs and reports every other panic as the previous hook did. The hook
+/// is process-wide and never swapped back and forth, so concurrent callers cannot leave the
+/// process with a silenced hook.
+fn quiet_sled_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_sled = info
+                .location()
+                .is_some_and(|l| l.file().contains("/sled-") || l.file().contains("\\sled-"));
+            if in_sled && CATCHING.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return;
+            }
+            previous(info)
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic inside it (sled panics on some truncated or garbled files) into
-/// [`Error::Corrupt`] naming `what`; the panic's own report is not printed.
+/// [`Error::Corrupt`] naming `what`; sled's own panic report is not printed.
 pub fn catch_corruption<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    quiet_sled_panics();
+    CATCHING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    CATCHING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     match r {
         Ok(r) => r,
         Err(panic) => {
