@@ -20,6 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto"],
         )?;
+    // Between the nodes of one store: internal, not in the descriptors reflection serves.
+    tonic_prost_build::configure()
+        .extern_path(".mapreg.v1", "crate::pb")
+        .compile_protos(&["src/cluster/peer.proto"], &["src/cluster", "proto"])?;
     // The baseline service of `mapreg-bench`: not served by mapreg, not in its descriptors.
     tonic_prost_build::configure().compile_protos(
         &["src/bin/mapreg-bench/echo.proto"],
@@ -27,5 +31,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=src/bin/mapreg-bench/echo.proto");
+    println!("cargo:rerun-if-changed=src/cluster/peer.proto");
     Ok(())
 }

@@ -195,6 +195,11 @@ pub struct Config {
     /// A gateway not heard from for this many seconds leaves `GetGateways` (default 300).
     #[serde(default = "default_gateway_expiry_seconds")]
     pub gateway_expiry_seconds: u64,
+    /// The URL the other nodes of a shared store reach this one at, when it is their elected
+    /// writer (`http://HOST:PORT` or `https://...`). None: the listen address (none when
+    /// listening on every interface: the node then never becomes the writer).
+    #[serde(default)]
+    pub advertise_url: Option<String>,
 }
 
 fn default_watch_buffer_bytes() -> usize {
@@ -248,6 +253,7 @@ impl Default for Config {
             access_keys: Vec::new(),
             metrics_listen: None,
             gateway_expiry_seconds: default_gateway_expiry_seconds(),
+            advertise_url: None,
         }
     }
 }
@@ -365,6 +371,20 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "watch_history must be at least 1".into(),
             ));
+        }
+        if let Some(url) = &self.advertise_url {
+            let host = url
+                .strip_prefix("http://")
+                .or_else(|| url.strip_prefix("https://"))
+                .unwrap_or_default();
+            if host.trim_end_matches('/').is_empty()
+                || url.parse::<http::Uri>().is_err()
+                || host.trim_end_matches('/').contains('/')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "advertise_url must be http://HOST:PORT or https://HOST:PORT, got {url:?}"
+                )));
+            }
         }
         Ok(())
     }

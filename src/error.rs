@@ -144,6 +144,19 @@ pub enum Error {
          resume by themselves once space is freed on it"
     )]
     StorageFull(String),
+    /// What the store's writer node answered a write this node forwarded to it: passed on as
+    /// it came (code, message, and the details: ErrorInfo, BadRequest).
+    #[error("{message}")]
+    Forwarded {
+        /// The writer node's gRPC code.
+        code: Code,
+        /// Its ErrorInfo reason.
+        reason: String,
+        /// Its message.
+        message: String,
+        /// Its encoded `google.rpc.Status` details.
+        details: Vec<u8>,
+    },
     /// Storage failed. Nothing of the request was applied.
     #[error("internal error: {0}")]
     Internal(String),
@@ -195,6 +208,7 @@ impl Error {
             Error::Unavailable { .. } => Code::Unavailable,
             Error::Unimplemented { .. } => Code::Unimplemented,
             Error::Internal(_) | Error::Corrupt(_) => Code::Internal,
+            Error::Forwarded { code, .. } => *code,
         }
     }
 
@@ -216,6 +230,7 @@ impl Error {
             Error::StorageFull(_) => "STORAGE_FULL",
             Error::Internal(_) => "INTERNAL",
             Error::Corrupt(_) => "DATA_CORRUPT",
+            Error::Forwarded { reason, .. } => reason,
         }
     }
 }
@@ -247,6 +262,15 @@ impl From<prost::DecodeError> for Error {
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
+        if let Error::Forwarded {
+            code,
+            message,
+            details,
+            ..
+        } = e
+        {
+            return Status::with_details(code, message, details.into());
+        }
         let code = e.code();
         let message = e.to_string();
         let metadata: HashMap<String, String> = match &e {

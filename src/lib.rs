@@ -24,6 +24,9 @@
 //!   loads the state at startup and holds the current durable version; the single `writer`
 //!   that applies writes in memory, commits one batch per group and catches up with other
 //!   nodes' commits; `check` for `mapreg check`; `snapshot` files; the high-water mark.
+//! - [`cluster`]: several nodes, one writer: the writes of a node that is not its shared
+//!   store's elected writer go to the one that is (`mapreg.peer.v1.Peer`); the election itself
+//!   is the engine's (`store::etcd`'s lease on `meta/writer`).
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
 //! - [`fleet`]: the gateways that report what they applied (`mapreg.v1.Gateways`), kept in
@@ -57,6 +60,7 @@ pub mod auth;
 pub mod cfn;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod domain;

@@ -168,6 +168,23 @@ pub async fn run_with_listeners(
         Box::new(move |committed: &[crate::store::Applied]| hub.publish(committed))
     };
     let (writer, writer_thread) = Writer::spawn(registry.clone(), publish).map_err(store_err)?;
+    // Several nodes: elect the one that commits every node's writes; the others forward.
+    let me = crate::cluster::advertised(config.advertise_url.as_deref(), local, tls.is_some());
+    let elected = registry.engine().elect(me.clone());
+    let (writer, peer) = match &elected {
+        Some(elected) => {
+            if me.is_none() {
+                tracing::warn!(
+                    "listening on every interface without --advertise-url: this node never \
+                     becomes the store's writer node (it forwards its writes to the one that is)"
+                );
+            }
+            let forwarder = crate::cluster::Forwarder::new(elected.clone(), registry.clone());
+            let peer = crate::cluster::PeerService::new(writer.clone(), elected.clone());
+            (writer.forwarding(Arc::new(forwarder)), Some(peer))
+        }
+        None => (writer, None),
+    };
     let compactor = tokio::spawn(crate::feed::compaction::run(
         hub.clone(),
         config.watch_history,
@@ -265,6 +282,8 @@ pub async fn run_with_listeners(
                 registry: registry.clone(),
                 hub: hub.clone(),
                 fleet: fleet.clone(),
+                writer: writer.shared_stats(),
+                elected: elected.clone(),
             });
             let mut stopped = stop_rx_for_metrics.clone();
             tokio::spawn(async move {
@@ -333,6 +352,10 @@ pub async fn run_with_listeners(
         .add_service(registry_service)
         .add_service(change_feed)
         .add_service(gateways);
+    let grpc = match peer {
+        Some(peer) => grpc.add_service(peer.server()),
+        None => grpc,
+    };
     let rest = crate::rest::router(
         RegistryService::new(registry.clone(), writer.clone()),
         auth.clone(),

@@ -141,6 +141,9 @@ pub struct ServeArgs {
     /// Drop a gateway from get-gateways after this many seconds without a report (default 300).
     #[arg(long, value_name = "S")]
     pub gateway_expiry_seconds: Option<u64>,
+    /// The URL other nodes of a shared store reach this one at (default: the listen address).
+    #[arg(long, env = "MAPREG_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
     /// Log format on stderr: text (default) or json (one object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -202,6 +205,9 @@ impl ServeArgs {
         }
         if let Some(s) = self.gateway_expiry_seconds {
             config.gateway_expiry_seconds = s;
+        }
+        if let Some(u) = &self.advertise_url {
+            config.advertise_url = Some(u.clone());
         }
         config.check()?;
         Ok(config)

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// A taggable resource, named by its identity. Domain names are lower-cased.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Tagged {
     /// An API.
     Api {

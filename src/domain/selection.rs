@@ -35,7 +35,7 @@ const API_KEY: (&str, &str) = (
 );
 
 /// An API's two selection expressions, as stored ("" where the protocol has none).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Selection {
     /// `route_selection_expression`.
     pub route: String,

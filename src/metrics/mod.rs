@@ -108,6 +108,10 @@ pub struct State {
     pub hub: Arc<Hub>,
     /// The reporting gateways.
     pub fleet: Arc<Fleet>,
+    /// The writer's counters.
+    pub writer: Arc<crate::store::writer::WriterStats>,
+    /// Who the store's writer node is, on a store several nodes share.
+    pub elected: Option<tokio::sync::watch::Receiver<Option<crate::store::Elected>>>,
 }
 
 impl std::fmt::Debug for State {
@@ -181,6 +185,38 @@ impl Collector for State {
             c.metric_type(),
         )?;
         c.encode(m)?;
+        for (name, help, value) in [
+            (
+                "mapreg_writes_forwarded",
+                "Writes this node handed to the store's elected writer node, which answered them",
+                &self.writer.forwarded,
+            ),
+            (
+                "mapreg_write_conflicts",
+                "Commits that found another node had committed first (then caught up and \
+                 validated again)",
+                &self.writer.conflicts,
+            ),
+        ] {
+            let c = ConstCounter::new(value.load(std::sync::atomic::Ordering::Relaxed));
+            let m = e.encode_descriptor(name, help, None, c.metric_type())?;
+            c.encode(m)?;
+        }
+        if let Some(elected) = &self.elected {
+            let g = ConstGauge::new(0i64);
+            let mut m = e.encode_descriptor(
+                "mapreg_writer_elected",
+                "The elected writer node of the shared store, by URL: 1 if it is this node, \
+                 0 if another (no sample while none is known)",
+                None,
+                g.metric_type(),
+            )?;
+            let writer = elected.borrow().clone();
+            if let Some(w) = writer {
+                let labels = [("writer", w.url.as_str())];
+                ConstGauge::new(i64::from(w.me)).encode(m.encode_family(&labels)?)?;
+            }
+        }
         let (gateways, max_lag) = self.fleet.summary(revision);
         gauge(
             &mut e,
@@ -257,6 +293,12 @@ impl Engine for Metered {
     }
     fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.inner.follow()
+    }
+    fn elect(
+        &self,
+        me: Option<String>,
+    ) -> Option<tokio::sync::watch::Receiver<Option<crate::store::Elected>>> {
+        self.inner.elect(me)
     }
 }
 

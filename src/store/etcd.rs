@@ -50,8 +50,11 @@ use etcd_client::{
 use super::{Batch, BatchLimits, CommitError, Engine, RecordIter, history};
 use crate::error::{Error, Result};
 
+mod election;
 #[doc(hidden)]
 pub mod testkit;
+
+pub use election::LEASE_TTL;
 
 /// The prefix used when the store URL names none.
 pub const DEFAULT_PREFIX: &str = "/mapreg/";
@@ -438,10 +441,23 @@ pub struct EtcdEngine {
     /// plain drop) is allowed inside another runtime's task.
     runtime: Option<tokio::runtime::Runtime>,
     follow: tokio::sync::watch::Receiver<u64>,
+    /// The lease of this node's writer election, revoked when the engine is dropped so that
+    /// another node takes over at once.
+    lease: Arc<std::sync::Mutex<Option<i64>>>,
 }
 
 impl Drop for EtcdEngine {
     fn drop(&mut self) {
+        let lease = self.lease.lock().map(|mut l| l.take()).unwrap_or_default();
+        if let Some(id) = lease {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let inner = self.inner.clone();
+            self.inner.runtime.spawn(async move {
+                election::revoke(&inner, id).await;
+                let _ = tx.send(());
+            });
+            let _ = rx.recv_timeout(Duration::from_millis(600));
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -494,6 +510,7 @@ impl EtcdEngine {
             inner,
             runtime: Some(runtime),
             follow,
+            lease: Arc::default(),
         })
     }
 
@@ -809,6 +826,20 @@ impl Engine for EtcdEngine {
 
     fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.follow.clone())
+    }
+
+    fn elect(
+        &self,
+        me: Option<String>,
+    ) -> Option<tokio::sync::watch::Receiver<Option<super::Elected>>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        self.inner.runtime.spawn(election::run(
+            self.inner.clone(),
+            me,
+            self.lease.clone(),
+            tx,
+        ));
+        Some(rx)
     }
 }
 

@@ -175,4 +175,26 @@ pub trait Engine: Send + Sync + 'static {
     fn follow(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
     }
+    /// For an engine several nodes share: takes part in choosing the one node that commits
+    /// every node's writes (the others forward theirs to it; see [`writer`]). `me` is this
+    /// node's advertised URL (None: it never becomes the writer, but still forwards). The
+    /// receiver says who the writer is as it changes (None while nobody is, or while the
+    /// engine cannot tell). Safety never depends on it: every commit stays conditional.
+    /// None (the default): one process, nothing to elect.
+    fn elect(&self, me: Option<String>) -> Option<tokio::sync::watch::Receiver<Option<Elected>>> {
+        let _ = me;
+        None
+    }
+}
+
+/// The node elected to commit every node's writes, as this node sees it ([`Engine::elect`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Elected {
+    /// The writer's advertised URL, where the other nodes forward their writes.
+    pub url: String,
+    /// Whether the writer is this node.
+    pub me: bool,
+    /// What every node of the store shares and a forwarded write carries: proof that it comes
+    /// from a node of this store.
+    pub secret: std::sync::Arc<str>,
 }

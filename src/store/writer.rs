@@ -103,6 +103,21 @@ pub struct WriterStats {
     pub followed: AtomicU64,
     /// Commits that found another node had committed first.
     pub conflicts: AtomicU64,
+    /// Writes handed to the store's elected writer node and answered by it.
+    pub forwarded: AtomicU64,
+}
+
+/// Where a node that is not its store's elected writer sends its writes
+/// ([`crate::cluster::Forwarder`]).
+pub trait Forward: Send + Sync {
+    /// Hands `op` to the writer node. Some(its answer) once it answered, or when the outcome
+    /// is unknown (the request may have reached it); None when it was not sent (no writer
+    /// elected, this node is the writer, the writer unreachable): this node commits it.
+    fn forward<'a>(
+        &'a self,
+        op: &'a WriteOp,
+        audit: &'a crate::audit::Audit,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Result<WriteResult>>> + Send + 'a>>;
 }
 
 /// A cloneable handle that submits writes to the writer thread.
@@ -111,6 +126,7 @@ pub struct Writer {
     tx: mpsc::Sender<Msg>,
     stats: Arc<WriterStats>,
     writable: watch::Receiver<bool>,
+    forward: Option<Arc<dyn Forward>>,
 }
 
 impl Writer {
@@ -137,6 +153,7 @@ impl Writer {
                 tx,
                 stats,
                 writable,
+                forward: None,
             },
             handle,
         ))
@@ -155,13 +172,47 @@ impl Writer {
         self.send(op, true).await
     }
 
+    /// This writer, handing its writes (not its dry runs) to `forward` whenever that takes
+    /// them (see [`Forward`]); the others it commits itself.
+    pub fn forwarding(mut self, forward: Arc<dyn Forward>) -> Writer {
+        self.forward = Some(forward);
+        self
+    }
+
+    /// Commits `op` on THIS node's writer thread, never forwarding it, recording `audit` as
+    /// who made it: the writes other nodes forward to this one.
+    pub async fn submit_as(
+        &self,
+        op: WriteOp,
+        audit: Arc<crate::audit::Audit>,
+    ) -> Result<WriteResult> {
+        self.queue(op, false, audit).await
+    }
+
     async fn send(&self, op: WriteOp, dry_run: bool) -> Result<WriteResult> {
+        let audit = crate::audit::current();
+        if !dry_run
+            && let Some(forward) = &self.forward
+            && let Some(answer) = forward.forward(&op, &audit).await
+        {
+            self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+            return answer;
+        }
+        self.queue(op, dry_run, audit).await
+    }
+
+    async fn queue(
+        &self,
+        op: WriteOp,
+        dry_run: bool,
+        audit: Arc<crate::audit::Audit>,
+    ) -> Result<WriteResult> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Msg::Write(Job {
                 op,
                 dry_run,
-                audit: crate::audit::current(),
+                audit,
                 reply,
             }))
             .await
@@ -172,6 +223,11 @@ impl Writer {
     /// The writer's counters.
     pub fn stats(&self) -> &WriterStats {
         &self.stats
+    }
+
+    /// The writer's counters, to keep.
+    pub fn shared_stats(&self) -> Arc<WriterStats> {
+        self.stats.clone()
     }
 
     /// Whether writes can reach the engine: false from a commit or catch-up that failed
@@ -285,6 +341,8 @@ struct Loop {
     stale: bool,
     limits: BatchLimits,
     writable: watch::Sender<bool>,
+    /// Other nodes write to the store too ([`Engine::follow`](super::Engine::follow)).
+    shared: bool,
 }
 
 fn run(
@@ -297,7 +355,9 @@ fn run(
     let working = (*registry.current()).clone();
     let (_, head) = registry.head_hash();
     let limits = registry.engine().batch_limits();
+    let shared = registry.engine().follow().is_some();
     let mut l = Loop {
+        shared,
         registry,
         publish,
         stats,
@@ -498,6 +558,13 @@ impl Loop {
             out.push((Ok(a.result.clone()), true));
             chunk.applied.push(a);
         }
+        if chunk.applied.is_empty() && !jobs.is_empty() {
+            // Only refusals and dry runs (a chunk after a split always holds a write).
+            return match self.confirm_unchanged(&chunk) {
+                Ok(()) => End::Done,
+                Err(end) => end,
+            };
+        }
         match self.commit_chunk(&mut chunk) {
             Ok(()) => End::Done,
             Err(end) => {
@@ -537,6 +604,34 @@ impl Loop {
                 // catch up from the store before the next write.
                 self.stale = true;
                 Err(End::Failed(chunk.first, e))
+            }
+        }
+    }
+
+    /// An attempt that commits nothing holds only refusals and dry runs. On a store other nodes
+    /// write, they were checked against this node's version, which may be behind: no
+    /// conditional commit confirms it, so the store's revision is read instead, and if it
+    /// moved, the chunk is checked again after catching up (a conflict). Otherwise a write
+    /// sent here right after another node acknowledged a create could be refused NOT_FOUND.
+    /// A store that cannot be asked leaves them standing: they are answers from the last
+    /// version, as reads are.
+    fn confirm_unchanged(&mut self, chunk: &Chunk) -> std::result::Result<(), End> {
+        if !self.shared {
+            return Ok(());
+        }
+        match self.registry.engine().revision() {
+            Ok(current) if current > chunk.base.revision() => {
+                tracing::debug!(
+                    base = chunk.base.revision(),
+                    current,
+                    "refusals checked against an old version; catching up"
+                );
+                Err(End::Conflict(chunk.first))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot confirm the store's revision for refusals");
+                Ok(())
             }
         }
     }

@@ -46,3 +46,4 @@ mod rules;
 mod snapshot;
 mod tls;
 mod watch_bounds;
+mod writer_node;

@@ -14,6 +14,7 @@ mod domain_name;
 mod mapping;
 mod stage;
 mod tags;
+pub mod wire;
 
 use std::collections::HashMap;
 
@@ -43,12 +44,15 @@ impl Default for Limits {
 
 /// A validated write. Fields are already syntax-checked and normalised (lower-cased domain
 /// names, defaults applied); [`apply`] checks every rule that depends on the state.
-#[derive(Debug, Clone)]
+///
+/// Serializable ([`wire`]): a node that is not the store's writer hands it to the one that is.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum WriteOp {
     CreateApi {
         account: String,
         name: String,
+        #[serde(with = "wire::protocol")]
         protocol: ProtocolType,
         description: String,
         tags: HashMap<String, String>,
@@ -93,12 +97,14 @@ pub enum WriteOp {
     CreateDomainName {
         account: String,
         domain_name: String,
+        #[serde(with = "wire::message")]
         configuration: DomainNameConfiguration,
         tags: HashMap<String, String>,
     },
     UpdateDomainName {
         account: String,
         domain_name: String,
+        #[serde(with = "wire::optional_message")]
         configuration: Option<DomainNameConfiguration>,
         expected_revision: u64,
     },
