@@ -35,6 +35,7 @@ use super::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 use crate::cfn::TemplateError;
 use crate::cfn::plan::{Action, Change, Checked, Recorded, change_set};
 use crate::cfn::resources::{Configuration, Desired, Kind, Physical};
+use crate::client::every_page;
 use crate::domain::arn::{self, DEFAULT_REGION};
 use crate::pb;
 use crate::pb::registry_client::RegistryClient;
@@ -261,10 +262,7 @@ fn domain_physical(d: &pb::DomainName) -> Physical {
             ("RegionalDomainName".to_string(), regional),
             // mapreg has no Route 53: a fixed zone id stands in.
             ("RegionalHostedZoneId".to_string(), "ZMAPREG".to_string()),
-            (
-                "DomainNameArn".to_string(),
-                arn::arn(DEFAULT_REGION, &format!("/domainnames/{}", d.domain_name)),
-            ),
+            ("DomainNameArn".to_string(), domain_arn(&d.domain_name)),
         ]),
     }
 }
@@ -326,67 +324,81 @@ fn membership(tags: &HashMap<String, String>, stack: &str) -> Option<(String, St
     ))
 }
 
-async fn all_apis(c: &mut Client) -> Result<Vec<pb::Api>, Failure> {
-    let mut out = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let r = c
-            .get_apis(pb::GetApisRequest {
-                max_results: 1000,
-                next_token,
-                ..Default::default()
-            })
-            .await
-            .map_err(call("GetApis"))?
-            .into_inner();
-        out.extend(r.items);
-        if r.next_token.is_empty() {
-            return Ok(out);
-        }
-        next_token = r.next_token;
-    }
+// The clients are cloned per page: a call borrows its client for as long as it runs.
+
+async fn all_apis(c: &Client) -> Result<Vec<pb::Api>, Failure> {
+    let page = |next_token| {
+        let mut c = c.clone();
+        let msg = pb::GetApisRequest {
+            max_results: 1000,
+            next_token,
+            ..Default::default()
+        };
+        async move { c.get_apis(msg).await.map_err(call("GetApis")) }
+    };
+    every_page(page, |r| {
+        let r = r.into_inner();
+        (r.items, r.next_token)
+    })
+    .await
 }
 
-async fn all_stages(c: &mut Client, api_id: &str) -> Result<Vec<pb::Stage>, Failure> {
-    let mut out = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let r = c
-            .get_stages(pb::GetStagesRequest {
-                api_id: api_id.to_string(),
-                max_results: 1000,
-                next_token,
-                ..Default::default()
-            })
-            .await
-            .map_err(call("GetStages"))?
-            .into_inner();
-        out.extend(r.items);
-        if r.next_token.is_empty() {
-            return Ok(out);
-        }
-        next_token = r.next_token;
-    }
+async fn all_stages(c: &Client, api_id: &str) -> Result<Vec<pb::Stage>, Failure> {
+    let page = |next_token| {
+        let mut c = c.clone();
+        let msg = pb::GetStagesRequest {
+            api_id: api_id.to_string(),
+            max_results: 1000,
+            next_token,
+            ..Default::default()
+        };
+        async move { c.get_stages(msg).await.map_err(call("GetStages")) }
+    };
+    every_page(page, |r| {
+        let r = r.into_inner();
+        (r.items, r.next_token)
+    })
+    .await
 }
 
-async fn all_domains(c: &mut Client) -> Result<Vec<pb::DomainName>, Failure> {
-    let mut out = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let r = c
-            .get_domain_names(pb::GetDomainNamesRequest {
-                max_results: 1000,
-                next_token,
-                ..Default::default()
-            })
-            .await
-            .map_err(call("GetDomainNames"))?
-            .into_inner();
-        out.extend(r.items);
-        if r.next_token.is_empty() {
-            return Ok(out);
+async fn all_domains(c: &Client) -> Result<Vec<pb::DomainName>, Failure> {
+    let page = |next_token| {
+        let mut c = c.clone();
+        let msg = pb::GetDomainNamesRequest {
+            max_results: 1000,
+            next_token,
+            ..Default::default()
+        };
+        async move {
+            c.get_domain_names(msg)
+                .await
+                .map_err(call("GetDomainNames"))
         }
-        next_token = r.next_token;
+    };
+    every_page(page, |r| {
+        let r = r.into_inner();
+        (r.items, r.next_token)
+    })
+    .await
+}
+
+/// An API, stage or domain name of the stack, as the registry holds it.
+fn tagged(
+    kind: Kind,
+    physical: Physical,
+    live: Desired,
+    checksum: String,
+    tags: &HashMap<String, String>,
+) -> Held {
+    Held {
+        recorded: Recorded {
+            kind,
+            physical,
+            checksum,
+            live,
+        },
+        tags: tags.clone(),
+        mapping: None,
     }
 }
 
@@ -404,36 +416,18 @@ async fn load(c: &mut Client, stack: &str) -> Result<BTreeMap<String, Held>, Fai
     };
     for a in all_apis(c).await? {
         if let Some((id, checksum)) = membership(&a.tags, stack) {
-            let recorded = Recorded {
-                kind: Kind::Api,
-                physical: api_physical(&a),
-                checksum,
-                live: api_live(&a),
-            };
+            let live = api_live(&a);
             add(
                 id,
-                Held {
-                    recorded,
-                    tags: a.tags.clone(),
-                    mapping: None,
-                },
+                tagged(Kind::Api, api_physical(&a), live, checksum, &a.tags),
             )?;
         }
         for s in all_stages(c, &a.api_id).await? {
             if let Some((id, checksum)) = membership(&s.tags, stack) {
-                let recorded = Recorded {
-                    kind: Kind::Stage,
-                    physical: stage_physical(&s),
-                    checksum,
-                    live: stage_live(&s),
-                };
+                let live = stage_live(&s);
                 add(
                     id,
-                    Held {
-                        recorded,
-                        tags: s.tags.clone(),
-                        mapping: None,
-                    },
+                    tagged(Kind::Stage, stage_physical(&s), live, checksum, &s.tags),
                 )?;
             }
         }
@@ -441,19 +435,10 @@ async fn load(c: &mut Client, stack: &str) -> Result<BTreeMap<String, Held>, Fai
     let mapping_prefix = format!("{PREFIX}{stack}:");
     for d in all_domains(c).await? {
         if let Some((id, checksum)) = membership(&d.tags, stack) {
-            let recorded = Recorded {
-                kind: Kind::DomainName,
-                physical: domain_physical(&d),
-                checksum,
-                live: domain_live(&d),
-            };
+            let (physical, live) = (domain_physical(&d), domain_live(&d));
             add(
                 id,
-                Held {
-                    recorded,
-                    tags: d.tags.clone(),
-                    mapping: None,
-                },
+                tagged(Kind::DomainName, physical, live, checksum, &d.tags),
             )?;
         }
         for (key, value) in &d.tags {
@@ -555,6 +540,11 @@ fn stack_tags(
     t.insert(LOGICAL_TAG.into(), id.into());
     t.insert(CHECKSUM_TAG.into(), checksum.into());
     t
+}
+
+/// The ARN of domain name `domain`: what its tags (and the stack's mapping tags) are set on.
+fn domain_arn(domain: &str) -> String {
+    arn::arn(DEFAULT_REGION, &format!("/domainnames/{domain}"))
 }
 
 fn resource_arn(kind: Kind, p: &Physical, d: &Desired) -> String {
@@ -664,10 +654,7 @@ impl Writer<'_> {
                     let value = format!("{} {checksum}", m.api_mapping_id);
                     domain_tags = c
                         .tag_resource(pb::TagResourceRequest {
-                            resource_arn: arn::arn(
-                                DEFAULT_REGION,
-                                &format!("/domainnames/{}", m.domain_name),
-                            ),
+                            resource_arn: domain_arn(&m.domain_name),
                             tags: HashMap::from([(key, value)]),
                             expected_revision: 0,
                         })
@@ -803,10 +790,7 @@ impl Writer<'_> {
                         );
                         t
                     };
-                    (
-                        arn::arn(DEFAULT_REGION, &format!("/domainnames/{domain}")),
-                        t,
-                    )
+                    (domain_arn(domain), t)
                 }
                 None => (resource_arn(kind, p, d), want),
             };
@@ -842,10 +826,7 @@ impl Writer<'_> {
                 if !dry_run {
                     let untag = c
                         .untag_resource(pb::UntagResourceRequest {
-                            resource_arn: arn::arn(
-                                DEFAULT_REGION,
-                                &format!("/domainnames/{domain}"),
-                            ),
+                            resource_arn: domain_arn(domain),
                             tag_keys: vec![mapping_tag(&self.stack, id)],
                             expected_revision: 0,
                         })

@@ -3,6 +3,8 @@
 
 use tonic::Code;
 
+pub use crate::client::connect::error_chain;
+
 /// Exit code of a bad command line (unknown flag, missing or malformed value), as the AWS CLI's.
 pub const EXIT_USAGE: u8 = 252;
 /// Exit code of an error answered by the service, as the AWS CLI's.
@@ -252,22 +254,6 @@ fn service_message(status: &tonic::Status) -> String {
     } else {
         status.message().to_string()
     }
-}
-
-/// An error and its sources, joined by ": " (tonic's transport errors hide the useful part in
-/// their sources).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

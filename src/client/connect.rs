@@ -258,19 +258,20 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// An error and its sources, joined by ": ".
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
+/// An error and its sources, joined by ": " (tonic's transport errors hide the useful part in
+/// their sources); a source whose text the message already holds is not repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
         }
         source = s.source();
     }
-    out
+    text
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ use tonic::Status;
 
 use crate::api::registry::RegistryService;
 use crate::auth::Authenticator;
+use crate::client::every_page;
 use crate::feed::Hub;
 use crate::pb;
 use crate::pb::registry_server::Registry;
@@ -172,77 +173,56 @@ fn writer(c: &Console, headers: &HeaderMap, csrf: &str) -> Result<Viewer, Respon
 
 // ---- reads ----------------------------------------------------------------------------------
 
+/// How many items the console asks for a page of a list (it reads every page).
+const PAGE: i32 = 1000;
+
 async fn all_domains(c: &Console, v: &Viewer) -> Result<Vec<pb::DomainName>, Status> {
-    let mut out = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let r = c
-            .svc
-            .get_domain_names(request(
-                v,
-                pb::GetDomainNamesRequest {
-                    max_results: 1000,
-                    next_token,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner();
-        out.extend(r.items);
-        if r.next_token.is_empty() {
-            return Ok(out);
-        }
-        next_token = r.next_token;
-    }
+    let call = |next_token| {
+        let msg = pb::GetDomainNamesRequest {
+            max_results: PAGE,
+            next_token,
+            ..Default::default()
+        };
+        c.svc.get_domain_names(request(v, msg))
+    };
+    every_page(call, |r| {
+        let r = r.into_inner();
+        (r.items, r.next_token)
+    })
+    .await
 }
 
 /// Every API of the viewer with its stages.
 async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage>)>, Status> {
-    let mut apis = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let r = c
-            .svc
-            .get_apis(request(
-                v,
-                pb::GetApisRequest {
-                    max_results: 1000,
-                    next_token,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner();
-        apis.extend(r.items);
-        if r.next_token.is_empty() {
-            break;
-        }
-        next_token = r.next_token;
-    }
+    let call = |next_token| {
+        let msg = pb::GetApisRequest {
+            max_results: PAGE,
+            next_token,
+            ..Default::default()
+        };
+        c.svc.get_apis(request(v, msg))
+    };
+    let apis = every_page(call, |r| {
+        let r = r.into_inner();
+        (r.items, r.next_token)
+    })
+    .await?;
     let mut out = Vec::new();
     for a in apis {
-        let mut stages = Vec::new();
-        let mut next_token = String::new();
-        loop {
-            let r = c
-                .svc
-                .get_stages(request(
-                    v,
-                    pb::GetStagesRequest {
-                        api_id: a.api_id.clone(),
-                        max_results: 1000,
-                        next_token,
-                        ..Default::default()
-                    },
-                ))
-                .await?
-                .into_inner();
-            stages.extend(r.items);
-            if r.next_token.is_empty() {
-                break;
-            }
-            next_token = r.next_token;
-        }
+        let call = |next_token| {
+            let msg = pb::GetStagesRequest {
+                api_id: a.api_id.clone(),
+                max_results: PAGE,
+                next_token,
+                ..Default::default()
+            };
+            c.svc.get_stages(request(v, msg))
+        };
+        let stages = every_page(call, |r| {
+            let r = r.into_inner();
+            (r.items, r.next_token)
+        })
+        .await?;
         out.push((a, stages));
     }
     Ok(out)
@@ -254,32 +234,25 @@ async fn all_mappings(
     v: &Viewer,
     domain: &str,
 ) -> Result<(Vec<pb::ApiMapping>, u64), Status> {
-    let mut out = Vec::new();
-    let mut next_token = String::new();
+    let call = |next_token| {
+        let msg = pb::GetApiMappingsRequest {
+            domain_name: domain.to_string(),
+            max_results: PAGE,
+            next_token,
+            ..Default::default()
+        };
+        c.svc.get_api_mappings(request(v, msg))
+    };
     let mut revision = 0;
-    loop {
-        let r = c
-            .svc
-            .get_api_mappings(request(
-                v,
-                pb::GetApiMappingsRequest {
-                    domain_name: domain.to_string(),
-                    max_results: 1000,
-                    next_token,
-                    ..Default::default()
-                },
-            ))
-            .await?
-            .into_inner();
+    let mappings = every_page(call, |r| {
+        let r = r.into_inner();
         if revision == 0 {
             revision = r.revision;
         }
-        out.extend(r.items);
-        if r.next_token.is_empty() {
-            return Ok((out, revision));
-        }
-        next_token = r.next_token;
-    }
+        (r.items, r.next_token)
+    })
+    .await?;
+    Ok((mappings, revision))
 }
 
 fn failed(v: Option<&Viewer>, s: &Status) -> Response {
@@ -288,90 +261,69 @@ fn failed(v: Option<&Viewer>, s: &Status) -> Response {
 
 // ---- pages ----------------------------------------------------------------------------------
 
-async fn render_domains(
+/// Page `screen` for viewer `v`, answered with `status`; after a refused form, with the API's
+/// message next to that form (`error`) and what was posted in it.
+async fn render(
     c: &Console,
     v: &Viewer,
+    screen: Screen<'_>,
     error: Option<FormError>,
     posted: &Posted,
     status: StatusCode,
 ) -> Response {
-    match all_domains(c, v).await {
-        Ok(items) => page(status, pages::domains(v, &items, error.as_ref(), posted)),
+    let error = error.as_ref();
+    let html = match screen {
+        Screen::Domains => all_domains(c, v)
+            .await
+            .map(|items| pages::domains(v, &items, error, posted)),
+        Screen::Domain(domain) => domain_html(c, v, domain, error, posted).await,
+        Screen::Apis => all_apis(c, v)
+            .await
+            .map(|apis| pages::apis(v, &apis, error, posted)),
+    };
+    match html {
+        Ok(html) => page(status, html),
         Err(s) => failed(Some(v), &s),
+    }
+}
+
+async fn domain_html(
+    c: &Console,
+    v: &Viewer,
+    domain: &str,
+    error: Option<&FormError>,
+    posted: &Posted,
+) -> Result<String, Status> {
+    let msg = pb::GetDomainNameRequest {
+        domain_name: domain.to_string(),
+        ..Default::default()
+    };
+    let d = c.svc.get_domain_name(request(v, msg)).await?.into_inner();
+    let (mappings, revision) = all_mappings(c, v, &d.domain_name).await?;
+    let apis = all_apis(c, v).await?;
+    Ok(pages::domain(
+        v, &d, &mappings, &apis, revision, error, posted,
+    ))
+}
+
+/// Page `screen` as a GET shows it: to a signed-in viewer (else a redirect to the login form).
+async fn show(c: &Console, headers: &HeaderMap, screen: Screen<'_>) -> Response {
+    match viewer_or_login(c, headers) {
+        Ok(v) => render(c, &v, screen, None, &Posted::default(), StatusCode::OK).await,
+        Err(r) => r,
     }
 }
 
 async fn domains_page(State(c): Shared, headers: HeaderMap) -> Response {
-    let v = match viewer_or_login(&c, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    render_domains(&c, &v, None, &Posted::default(), StatusCode::OK).await
-}
-
-async fn render_domain(
-    c: &Console,
-    v: &Viewer,
-    domain: &str,
-    error: Option<FormError>,
-    posted: &Posted,
-    status: StatusCode,
-) -> Response {
-    let d = match c
-        .svc
-        .get_domain_name(request(
-            v,
-            pb::GetDomainNameRequest {
-                domain_name: domain.to_string(),
-                ..Default::default()
-            },
-        ))
-        .await
-    {
-        Ok(d) => d.into_inner(),
-        Err(s) => return failed(Some(v), &s),
-    };
-    let (mappings, revision) = match all_mappings(c, v, &d.domain_name).await {
-        Ok(m) => m,
-        Err(s) => return failed(Some(v), &s),
-    };
-    let apis = match all_apis(c, v).await {
-        Ok(a) => a,
-        Err(s) => return failed(Some(v), &s),
-    };
-    page(
-        status,
-        pages::domain(v, &d, &mappings, &apis, revision, error.as_ref(), posted),
-    )
+    show(&c, &headers, Screen::Domains).await
 }
 
 async fn domain_page(State(c): Shared, headers: HeaderMap, Path(domain): Path<String>) -> Response {
-    let v = match viewer_or_login(&c, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    render_domain(&c, &v, &domain, None, &Posted::default(), StatusCode::OK).await
-}
-
-async fn render_apis(
-    c: &Console,
-    v: &Viewer,
-    error: Option<FormError>,
-    posted: &Posted,
-    status: StatusCode,
-) -> Response {
-    match all_apis(c, v).await {
-        Ok(apis) => page(status, pages::apis(v, &apis, error.as_ref(), posted)),
-        Err(s) => failed(Some(v), &s),
-    }
+    show(&c, &headers, Screen::Domain(&domain)).await
 }
 
 async fn apis_page(State(c): Shared, headers: HeaderMap) -> Response {
-    let v = match viewer_or_login(&c, &headers) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    render_apis(&c, &v, None, &Posted::default(), StatusCode::OK).await
+    show(&c, &headers, Screen::Apis).await
 }
 
 async fn resolve_page(
@@ -425,11 +377,7 @@ async fn login_page(State(c): Shared) -> Response {
         return Redirect::to("/").into_response();
     }
     let (cookie, token) = c.sessions.login_csrf();
-    let mut r = page(StatusCode::OK, pages::login(&token, None));
-    if let Ok(v) = cookie.parse() {
-        r.headers_mut().append(SET_COOKIE, v);
-    }
-    r
+    with_cookie(page(StatusCode::OK, pages::login(&token, None)), &cookie)
 }
 
 async fn login(State(c): Shared, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
@@ -443,23 +391,14 @@ async fn login(State(c): Shared, headers: HeaderMap, Form(f): Form<LoginForm>) -
         );
     }
     match c.sessions.login(&f.token) {
-        Ok(cookie) => {
-            let mut r = Redirect::to("/").into_response();
-            if let Ok(v) = cookie.parse() {
-                r.headers_mut().append(SET_COOKIE, v);
-            }
-            r
-        }
+        Ok(cookie) => with_cookie(Redirect::to("/").into_response(), &cookie),
         Err(message) => {
             let (cookie, token) = c.sessions.login_csrf();
-            let mut r = page(
+            let r = page(
                 StatusCode::UNAUTHORIZED,
                 pages::login(&token, Some(&message)),
             );
-            if let Ok(v) = cookie.parse() {
-                r.headers_mut().append(SET_COOKIE, v);
-            }
-            r
+            with_cookie(r, &cookie)
         }
     }
 }
@@ -472,7 +411,11 @@ async fn logout(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> 
         return forbidden(Some(&v), "The form's CSRF token is missing or wrong.");
     }
     let cookie = c.sessions.logout(&headers);
-    let mut r = Redirect::to("/console/login").into_response();
+    with_cookie(Redirect::to("/console/login").into_response(), &cookie)
+}
+
+/// `r` setting `cookie` (a `Set-Cookie` value; left out if it is not a valid header value).
+fn with_cookie(mut r: Response, cookie: &str) -> Response {
     if let Ok(v) = cookie.parse() {
         r.headers_mut().append(SET_COOKIE, v);
     }
@@ -500,17 +443,42 @@ fn configuration(f: &Posted) -> Vec<pb::DomainNameConfiguration> {
     }]
 }
 
-fn form_error(form: &'static str, mapping_id: &str, s: &Status) -> FormError {
-    FormError {
-        form,
-        message: s.message().to_string(),
-        mapping_id: mapping_id.to_string(),
-    }
+/// A page of the console that shows forms (and is shown again when the API refuses one).
+enum Screen<'a> {
+    Domains,
+    Domain(&'a str),
+    Apis,
 }
 
-fn see_other(to: String) -> Response {
-    Redirect::to(&to).into_response()
+/// The answer to a posted form (POST/redirect/GET): a redirect to `done`'s page when the write
+/// succeeded; refused, the form's page `back` again with the API's message next to form `form`
+/// (of mapping or API `of`, "" for none), `posted` filled back in, and the refusal's status.
+async fn answer(
+    c: &Console,
+    v: &Viewer,
+    done: Result<String, Status>,
+    back: Screen<'_>,
+    form: &'static str,
+    of: &str,
+    posted: &Posted,
+) -> Response {
+    let s = match done {
+        Ok(to) => return Redirect::to(&to).into_response(),
+        Err(s) => s,
+    };
+    let e = FormError {
+        form,
+        message: s.message().to_string(),
+        mapping_id: of.to_string(),
+    };
+    render(c, v, back, Some(e), posted, http_status(&s)).await
 }
+
+fn domain_url(domain: &str) -> String {
+    format!("/console/domains/{}", pages::seg(domain))
+}
+
+const APIS_URL: &str = "/console/apis";
 
 async fn create_domain(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
     let v = match writer(&c, &headers, &f.csrf) {
@@ -522,16 +490,9 @@ async fn create_domain(State(c): Shared, headers: HeaderMap, Form(f): Form<Poste
         domain_name_configurations: configuration(&f),
         ..Default::default()
     };
-    match c.svc.create_domain_name(request(&v, msg)).await {
-        Ok(d) => see_other(format!(
-            "/console/domains/{}",
-            pages::seg(&d.into_inner().domain_name)
-        )),
-        Err(s) => {
-            let e = form_error("create-domain", "", &s);
-            render_domains(&c, &v, Some(e), &f, http_status(&s)).await
-        }
-    }
+    let done = c.svc.create_domain_name(request(&v, msg)).await;
+    let done = done.map(|d| domain_url(&d.into_inner().domain_name));
+    answer(&c, &v, done, Screen::Domains, "create-domain", "", &f).await
 }
 
 async fn delete_domain(
@@ -548,17 +509,10 @@ async fn delete_domain(
         domain_name: domain,
         ..Default::default()
     };
-    match c.svc.delete_domain_name(request(&v, msg)).await {
-        Ok(_) => see_other("/".into()),
-        Err(s) => {
-            let e = form_error("delete-domain", "", &s);
-            render_domains(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
-        }
-    }
-}
-
-fn domain_url(domain: &str) -> String {
-    format!("/console/domains/{}", pages::seg(domain))
+    let done = c.svc.delete_domain_name(request(&v, msg)).await;
+    let done = done.map(|_| "/".to_string());
+    let posted = Posted::default();
+    answer(&c, &v, done, Screen::Domains, "delete-domain", "", &posted).await
 }
 
 async fn create_mapping(
@@ -578,13 +532,9 @@ async fn create_mapping(
         stage: f.stage.clone(),
         ..Default::default()
     };
-    match c.svc.create_api_mapping(request(&v, msg)).await {
-        Ok(_) => see_other(domain_url(&domain)),
-        Err(s) => {
-            let e = form_error("new-mapping", "", &s);
-            render_domain(&c, &v, &domain, Some(e), &f, http_status(&s)).await
-        }
-    }
+    let done = c.svc.create_api_mapping(request(&v, msg)).await;
+    let done = done.map(|_| domain_url(&domain));
+    answer(&c, &v, done, Screen::Domain(&domain), "new-mapping", "", &f).await
 }
 
 async fn update_mapping(
@@ -605,21 +555,19 @@ async fn update_mapping(
         stage: Some(f.stage.clone()),
         ..Default::default()
     };
-    match c.svc.update_api_mapping(request(&v, msg)).await {
-        Ok(_) => see_other(domain_url(&domain)),
-        Err(s) => {
-            let e = form_error("mapping", &id, &s);
-            render_domain(
-                &c,
-                &v,
-                &domain,
-                Some(e),
-                &Posted::default(),
-                http_status(&s),
-            )
-            .await
-        }
-    }
+    let done = c.svc.update_api_mapping(request(&v, msg)).await;
+    let done = done.map(|_| domain_url(&domain));
+    let posted = Posted::default();
+    answer(
+        &c,
+        &v,
+        done,
+        Screen::Domain(&domain),
+        "mapping",
+        &id,
+        &posted,
+    )
+    .await
 }
 
 async fn delete_mapping(
@@ -637,21 +585,19 @@ async fn delete_mapping(
         api_mapping_id: id.clone(),
         ..Default::default()
     };
-    match c.svc.delete_api_mapping(request(&v, msg)).await {
-        Ok(_) => see_other(domain_url(&domain)),
-        Err(s) => {
-            let e = form_error("mapping", &id, &s);
-            render_domain(
-                &c,
-                &v,
-                &domain,
-                Some(e),
-                &Posted::default(),
-                http_status(&s),
-            )
-            .await
-        }
-    }
+    let done = c.svc.delete_api_mapping(request(&v, msg)).await;
+    let done = done.map(|_| domain_url(&domain));
+    let posted = Posted::default();
+    answer(
+        &c,
+        &v,
+        done,
+        Screen::Domain(&domain),
+        "mapping",
+        &id,
+        &posted,
+    )
+    .await
 }
 
 async fn create_api(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
@@ -672,13 +618,9 @@ async fn create_api(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>)
         route_selection_expression: f.route_selection_expression.trim().to_string(),
         ..Default::default()
     };
-    match c.svc.create_api(request(&v, msg)).await {
-        Ok(_) => see_other("/console/apis".into()),
-        Err(s) => {
-            let e = form_error("create-api", "", &s);
-            render_apis(&c, &v, Some(e), &f, http_status(&s)).await
-        }
-    }
+    let done = c.svc.create_api(request(&v, msg)).await;
+    let done = done.map(|_| APIS_URL.to_string());
+    answer(&c, &v, done, Screen::Apis, "create-api", "", &f).await
 }
 
 async fn delete_api(
@@ -695,13 +637,10 @@ async fn delete_api(
         api_id: api.clone(),
         ..Default::default()
     };
-    match c.svc.delete_api(request(&v, msg)).await {
-        Ok(_) => see_other("/console/apis".into()),
-        Err(s) => {
-            let e = form_error("delete-api", &api, &s);
-            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
-        }
-    }
+    let done = c.svc.delete_api(request(&v, msg)).await;
+    let done = done.map(|_| APIS_URL.to_string());
+    let posted = Posted::default();
+    answer(&c, &v, done, Screen::Apis, "delete-api", &api, &posted).await
 }
 
 async fn create_stage(
@@ -719,13 +658,10 @@ async fn create_stage(
         stage_name: f.stage_name.trim().to_string(),
         ..Default::default()
     };
-    match c.svc.create_stage(request(&v, msg)).await {
-        Ok(_) => see_other("/console/apis".into()),
-        Err(s) => {
-            let e = form_error("create-stage", &api, &s);
-            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
-        }
-    }
+    let done = c.svc.create_stage(request(&v, msg)).await;
+    let done = done.map(|_| APIS_URL.to_string());
+    let posted = Posted::default();
+    answer(&c, &v, done, Screen::Apis, "create-stage", &api, &posted).await
 }
 
 async fn delete_stage(
@@ -743,11 +679,8 @@ async fn delete_stage(
         stage_name: stage,
         ..Default::default()
     };
-    match c.svc.delete_stage(request(&v, msg)).await {
-        Ok(_) => see_other("/console/apis".into()),
-        Err(s) => {
-            let e = form_error("delete-stage", &api, &s);
-            render_apis(&c, &v, Some(e), &Posted::default(), http_status(&s)).await
-        }
-    }
+    let done = c.svc.delete_stage(request(&v, msg)).await;
+    let done = done.map(|_| APIS_URL.to_string());
+    let posted = Posted::default();
+    answer(&c, &v, done, Screen::Apis, "delete-stage", &api, &posted).await
 }

@@ -119,23 +119,6 @@ fn keys() -> impl Strategy<Value = Vec<String>> {
     })
 }
 
-/// The rule of SPEC section 3, the slow way: of the keys that match, the longest.
-fn longest_match(keys: &[String], path: &str) -> Option<String> {
-    let raw = keys.iter().any(|k| k.contains('/'));
-    let p = path.strip_prefix('/').unwrap_or(path);
-    keys.iter()
-        .filter(|k| {
-            k.is_empty()
-                || if raw {
-                    p.starts_with(k.as_str())
-                } else {
-                    p == k.as_str() || p.starts_with(&format!("{k}/"))
-                }
-        })
-        .max_by_key(|k| k.len())
-        .cloned()
-}
-
 proptest! {
     #[test]
     fn prop_a_route_is_the_longest_matching_key_of_the_chosen_domain(
@@ -171,7 +154,7 @@ proptest! {
         };
         // The domain is chosen first: the exact one if it exists, else the wildcard.
         let (chosen, chosen_keys) = if exact_exists { (&host, &exact) } else { (&wildcard_name, &wildcard) };
-        match (found, longest_match(chosen_keys, &path)) {
+        match (found, resolve::tests::reference(chosen_keys, &path)) {
             (Ok(f), Some(k)) => {
                 prop_assert_eq!(&f.domain, chosen);
                 prop_assert_eq!(&f.route.key, &k);

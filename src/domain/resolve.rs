@@ -260,7 +260,7 @@ pub fn resolve_host<T, E>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// AWS's documented example of multi-level mappings.
@@ -283,7 +283,8 @@ mod tests {
     }
 
     /// The rule of SPEC section 3 written the slow way: every key that matches, longest wins.
-    fn reference(keys: &[String], path: &str) -> Option<String> {
+    /// The oracle of this module's tests and of the domain's property tests.
+    pub(in crate::domain) fn reference(keys: &[String], path: &str) -> Option<String> {
         let raw = keys.iter().any(|k| k.contains('/'));
         let p = path.strip_prefix('/').unwrap_or(path);
         keys.iter()

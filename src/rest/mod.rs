@@ -73,7 +73,8 @@ struct Authenticated {
 
 async fn handle(State(edge): State<Arc<Edge>>, req: Request) -> Response {
     let started = Instant::now();
-    let request_id = request_id();
+    // UUID-shaped, as AWS's.
+    let request_id = crate::audit::new_request_id();
     let (parts, body) = req.into_parts();
     let route = routes::route(&parts.method, parts.uri.path());
     let name = match &route {
@@ -212,20 +213,6 @@ fn authenticate(
         region: a.region,
         principal: key.name.clone(),
     })
-}
-
-/// A new request id, UUID-shaped as AWS's.
-fn request_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 fn respond(result: Result<Reply, AwsError>, request_id: &str) -> Response {

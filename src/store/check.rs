@@ -227,17 +227,15 @@ pub fn check(engine: &dyn Engine) -> Result<Report> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::memory::MemoryEngine;
     use crate::store::{Batch, keys};
 
-    #[test]
-    fn finds_dangling_mappings_and_log_gaps() {
-        let e = MemoryEngine::new();
-        assert!(check(&e).unwrap().ok());
-        // A mapping whose domain, API and stage are missing, at revision 1 with its log entry.
-        let m = resource::Resource::ApiMapping(crate::pb::ApiMapping {
+    /// A mapping of `a.com` to stage `s` of API `x` at revision 1, none of which exist: it
+    /// breaks rules 1 and 2 in any store (or snapshot) that holds only it.
+    pub(in crate::store) fn dangling_mapping() -> resource::Resource {
+        resource::Resource::ApiMapping(crate::pb::ApiMapping {
             domain_name: "a.com".into(),
             api_mapping_id: "abc123".into(),
             api_id: "x".into(),
@@ -245,7 +243,15 @@ mod tests {
             mod_revision: 1,
             create_revision: 1,
             ..Default::default()
-        });
+        })
+    }
+
+    #[test]
+    fn finds_dangling_mappings_and_log_gaps() {
+        let e = MemoryEngine::new();
+        assert!(check(&e).unwrap().ok());
+        // A mapping whose domain, API and stage are missing, at revision 1 with its log entry.
+        let m = dangling_mapping();
         let batch = Batch {
             base: 0,
             revision: 1,

@@ -463,15 +463,7 @@ mod tests {
         let s = parse(Path::new("f"), &file(&[domain("a.com", 5)], 3)).unwrap();
         assert!(matches!(s.verify(), Err(SnapshotError::Invalid(_))));
         let mapping = Resource {
-            resource: Some(resource::Resource::ApiMapping(crate::pb::ApiMapping {
-                domain_name: "a.com".into(),
-                api_mapping_id: "abc123".into(),
-                api_id: "x".into(),
-                stage: "s".into(),
-                mod_revision: 1,
-                create_revision: 1,
-                ..Default::default()
-            })),
+            resource: Some(check::tests::dangling_mapping()),
         };
         let s = parse(Path::new("f"), &file(&[mapping], 1)).unwrap();
         let e = s.verify().unwrap_err();

@@ -845,101 +845,6 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn failed_flushes_and_commits_publish_nothing_early_and_lose_nothing() {
-        let engine = Arc::new(Flaky::default());
-        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let sink = published.clone();
-        let (writer, thread) = Writer::spawn(
-            registry.clone(),
-            Box::new(move |applied: &[Applied]| {
-                sink.lock()
-                    .unwrap()
-                    .extend(applied.iter().map(|a| a.revision))
-            }),
-        )
-        .unwrap();
-
-        // Committed, flush failed: the caller is not told it worked, nothing is published.
-        engine.fail_flush.store(true, Ordering::SeqCst);
-        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
-        assert_eq!(e.reason(), "INTERNAL");
-        assert!(registry.current().domain("a.com").is_none());
-        assert!(published.lock().unwrap().is_empty());
-        // A retry is refused by its own rule (the store has it), and that group's flush
-        // publishes the earlier write.
-        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
-        assert_eq!(e.reason(), "DOMAIN_NAME_EXISTS");
-        assert!(registry.current().domain("a.com").is_some());
-        assert_eq!(*published.lock().unwrap(), vec![1]);
-
-        // A failed commit applies nothing and takes no revision.
-        engine.fail_commit.store(true, Ordering::SeqCst);
-        assert!(writer.submit(create_domain("b.com")).await.is_err());
-        assert!(registry.current().domain("b.com").is_none());
-        writer.submit(create_domain("c.com")).await.unwrap();
-        let current = registry.current();
-        assert_eq!(current.revision(), 2);
-        assert!(current.domain("b.com").is_none());
-        assert_eq!(*published.lock().unwrap(), vec![1, 2]);
-        drop(writer);
-        thread.join().unwrap();
-    }
-
-    #[tokio::test]
-    async fn dry_runs_answer_like_the_write_and_leave_no_trace() {
-        let engine = Arc::new(MemoryEngine::default());
-        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let sink = published.clone();
-        let (writer, thread) = Writer::spawn(
-            registry.clone(),
-            Box::new(move |applied: &[Applied]| {
-                sink.lock()
-                    .unwrap()
-                    .extend(applied.iter().map(|a| a.revision))
-            }),
-        )
-        .unwrap();
-        writer.submit(create_domain("a.com")).await.unwrap();
-        let dry = writer.validate(create_domain("b.com")).await.unwrap();
-        match dry {
-            WriteResult::DomainName(d) => {
-                assert_eq!(d.domain_name, "b.com");
-                assert_eq!((d.create_revision, d.mod_revision), (0, 0));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(registry.current().domain("b.com").is_none());
-        assert_eq!(engine.revision().unwrap(), 1);
-        // The error of a dry run is the real write's.
-        let real = writer.submit(create_domain("a.com")).await.unwrap_err();
-        let dry = writer.validate(create_domain("a.com")).await.unwrap_err();
-        assert_eq!(real, dry);
-        // A real write after a dry run takes the next revision; nothing else was published.
-        writer.submit(create_domain("b.com")).await.unwrap();
-        assert_eq!(registry.current().revision(), 2);
-        assert_eq!(*published.lock().unwrap(), vec![1, 2]);
-        drop(writer);
-        thread.join().unwrap();
-    }
-
-    fn account() -> String {
-        "000000000000".into()
-    }
-
-    fn create_api(name: &str) -> WriteOp {
-        WriteOp::CreateApi {
-            account: account(),
-            name: name.into(),
-            protocol: crate::pb::ProtocolType::Http,
-            description: String::new(),
-            tags: Default::default(),
-            selection: Default::default(),
-        }
-    }
-
     /// One node: its registry, writer, and the revisions it published, in order.
     struct Node {
         registry: Arc<Registry>,
@@ -948,9 +853,9 @@ mod tests {
         published: Arc<Mutex<Vec<u64>>>,
     }
 
-    fn node(engine: &MemoryEngine) -> Node {
-        let registry =
-            Arc::new(Registry::open(Arc::new(engine.clone()), Default::default()).unwrap());
+    /// A node over `engine`: its registry opened from what `engine` holds, its writer running.
+    fn node(engine: Arc<dyn Engine>) -> Node {
+        let registry = Arc::new(Registry::open(engine, Default::default()).unwrap());
         let published = Arc::new(Mutex::new(Vec::new()));
         let sink = published.clone();
         let (writer, thread) = Writer::spawn(
@@ -970,6 +875,92 @@ mod tests {
         }
     }
 
+    impl Node {
+        /// The revisions published so far, in order.
+        fn published(&self) -> Vec<u64> {
+            self.published.lock().unwrap().clone()
+        }
+
+        /// Stops the writer and waits for its thread to end.
+        fn stop(self) {
+            drop(self.writer);
+            self.thread.join().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_flushes_and_commits_publish_nothing_early_and_lose_nothing() {
+        let engine = Arc::new(Flaky::default());
+        let n = node(engine.clone());
+        let (registry, writer) = (&n.registry, &n.writer);
+
+        // Committed, flush failed: the caller is not told it worked, nothing is published.
+        engine.fail_flush.store(true, Ordering::SeqCst);
+        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(e.reason(), "INTERNAL");
+        assert!(registry.current().domain("a.com").is_none());
+        assert!(n.published().is_empty());
+        // A retry is refused by its own rule (the store has it), and that group's flush
+        // publishes the earlier write.
+        let e = writer.submit(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(e.reason(), "DOMAIN_NAME_EXISTS");
+        assert!(registry.current().domain("a.com").is_some());
+        assert_eq!(n.published(), vec![1]);
+
+        // A failed commit applies nothing and takes no revision.
+        engine.fail_commit.store(true, Ordering::SeqCst);
+        assert!(writer.submit(create_domain("b.com")).await.is_err());
+        assert!(registry.current().domain("b.com").is_none());
+        writer.submit(create_domain("c.com")).await.unwrap();
+        let current = registry.current();
+        assert_eq!(current.revision(), 2);
+        assert!(current.domain("b.com").is_none());
+        assert_eq!(n.published(), vec![1, 2]);
+        n.stop();
+    }
+
+    #[tokio::test]
+    async fn dry_runs_answer_like_the_write_and_leave_no_trace() {
+        let engine = Arc::new(MemoryEngine::default());
+        let n = node(engine.clone());
+        let (registry, writer) = (&n.registry, &n.writer);
+        writer.submit(create_domain("a.com")).await.unwrap();
+        let dry = writer.validate(create_domain("b.com")).await.unwrap();
+        match dry {
+            WriteResult::DomainName(d) => {
+                assert_eq!(d.domain_name, "b.com");
+                assert_eq!((d.create_revision, d.mod_revision), (0, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(registry.current().domain("b.com").is_none());
+        assert_eq!(engine.revision().unwrap(), 1);
+        // The error of a dry run is the real write's.
+        let real = writer.submit(create_domain("a.com")).await.unwrap_err();
+        let dry = writer.validate(create_domain("a.com")).await.unwrap_err();
+        assert_eq!(real, dry);
+        // A real write after a dry run takes the next revision; nothing else was published.
+        writer.submit(create_domain("b.com")).await.unwrap();
+        assert_eq!(registry.current().revision(), 2);
+        assert_eq!(n.published(), vec![1, 2]);
+        n.stop();
+    }
+
+    fn account() -> String {
+        "000000000000".into()
+    }
+
+    fn create_api(name: &str) -> WriteOp {
+        WriteOp::CreateApi {
+            account: account(),
+            name: name.into(),
+            protocol: crate::pb::ProtocolType::Http,
+            description: String::new(),
+            tags: Default::default(),
+            selection: Default::default(),
+        }
+    }
+
     /// Every domain with its counters, every stage and every mapping of `state`, comparable.
     fn contents(state: &State) -> Vec<String> {
         let mut out = Vec::new();
@@ -985,8 +976,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_nodes_on_one_store_check_every_write_against_the_other_nodes_writes() {
         let engine = MemoryEngine::shared();
-        let a = node(&engine);
-        let b = node(&engine);
+        let a = node(Arc::new(engine.clone()));
+        let b = node(Arc::new(engine.clone()));
 
         // 10 names, each created 4 times through both nodes at once: exactly one wins each.
         let mut tasks = Vec::new();
@@ -1072,15 +1063,13 @@ mod tests {
                     "dangling {m:?}"
                 );
             }
-            assert_eq!(*n.published.lock().unwrap(), (1..=head).collect::<Vec<_>>());
+            assert_eq!(n.published(), (1..=head).collect::<Vec<_>>());
             assert_eq!(n.registry.head_hash(), fresh.head_hash());
         }
         assert!(a.writer.stats().followed.load(Ordering::Relaxed) > 0);
         assert!(b.writer.stats().followed.load(Ordering::Relaxed) > 0);
-        for n in [a, b] {
-            drop(n.writer);
-            n.thread.join().unwrap();
-        }
+        a.stop();
+        b.stop();
     }
 
     fn created_revision(r: &WriteResult) -> u64 {
@@ -1097,9 +1086,8 @@ mod tests {
     async fn a_group_over_the_engines_batch_limit_commits_in_several_whole_batches() {
         let engine = Arc::new(Flaky::default());
         engine.max_ops.store(7, Ordering::SeqCst);
-        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
-        let (writer, thread) =
-            Writer::spawn(registry.clone(), Box::new(|_: &[Applied]| {})).unwrap();
+        let n = node(engine.clone());
+        let writer = &n.writer;
         // 20 writes queued at once: one group, batches of at most 3 writes (2 ops each + 1).
         let writes: Vec<_> = (0..20)
             .map(|i| writer.submit(create_domain(&format!("d{i}.com"))))
@@ -1110,16 +1098,12 @@ mod tests {
         assert!(engine.commits.load(Ordering::SeqCst) >= 7);
         // A single write bigger than a batch is refused, cleanly.
         engine.max_ops.store(1, Ordering::SeqCst);
-        drop(writer);
-        thread.join().unwrap();
-        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
-        let (writer, thread) =
-            Writer::spawn(registry.clone(), Box::new(|_: &[Applied]| {})).unwrap();
-        let e = writer.submit(create_domain("big.com")).await.unwrap_err();
+        n.stop();
+        let n = node(engine.clone());
+        let e = n.writer.submit(create_domain("big.com")).await.unwrap_err();
         assert_eq!(e.reason(), "WRITE_TOO_LARGE", "{e}");
-        assert!(registry.current().domain("big.com").is_none());
+        assert!(n.registry.current().domain("big.com").is_none());
         assert_eq!(engine.revision().unwrap(), 20);
-        drop(writer);
-        thread.join().unwrap();
+        n.stop();
     }
 }

@@ -3,20 +3,23 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::join_all;
 
 use mapreg::auth::Role;
 use mapreg::config::{Config, Store, TokenConfig};
 use mapreg::pb::registry_client::RegistryClient;
 use mapreg::pb::*;
 use mapreg::store::etcd::testkit::{self, EtcdCluster};
-use tokio::sync::oneshot;
+use tokio::sync::{Barrier, oneshot};
 use tokio::task::JoinHandle;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Request, Response, Status};
 use tonic_types::StatusExt;
 
 /// Adds `authorization: Bearer <token>` when a token is set.
@@ -348,6 +351,26 @@ pub async fn api_with_stage(c: &mut Client, protocol: ProtocolType) -> Api {
     api
 }
 
+/// An API with stage `test`, the domain name `api.example.com` and its mapping `v1` of that
+/// stage: on a fresh store, revisions 1 to 4. Returns the API and the mapping.
+pub async fn api_domain_and_mapping(c: &mut Client) -> (Api, ApiMapping) {
+    let api = api_with_stage(c, ProtocolType::Http).await;
+    create_domain(c, "api.example.com").await;
+    let m = create_mapping(c, "api.example.com", "v1", &api.api_id, "test").await;
+    (api, m)
+}
+
+/// GetApiMapping of mapping `id` on `domain`.
+pub async fn get_mapping(c: &mut Client, domain: &str, id: &str) -> Result<ApiMapping, Status> {
+    c.get_api_mapping(GetApiMappingRequest {
+        domain_name: domain.into(),
+        api_mapping_id: id.into(),
+        ..Default::default()
+    })
+    .await
+    .map(Response::into_inner)
+}
+
 /// Every mapping of a domain, all pages.
 pub async fn all_mappings(c: &mut Client, domain: &str) -> Vec<ApiMapping> {
     let mut out = Vec::new();
@@ -514,6 +537,113 @@ pub async fn visible_state(c: &mut Client) -> VisibleState {
         s.mappings.extend(all_mappings(c, &d.domain_name).await);
     }
     s
+}
+
+// ---- races (races, nodes) ------------------------------------------------------------------
+
+/// Runs `a` and `b` on their own tasks, both released by one barrier, and returns both results.
+pub async fn race<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: Future<Output = RA> + Send + 'static,
+    B: Future<Output = RB> + Send + 'static,
+    RA: Send + 'static,
+    RB: Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(2));
+    let (ba, bb) = (barrier.clone(), barrier);
+    let ta = tokio::spawn(async move {
+        ba.wait().await;
+        a.await
+    });
+    let tb = tokio::spawn(async move {
+        bb.wait().await;
+        b.await
+    });
+    (ta.await.expect("task a"), tb.await.expect("task b"))
+}
+
+/// Runs each of `contenders` on its own task, all released by one barrier, and returns their
+/// results in order.
+pub async fn all_at_once<F>(contenders: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let contenders: Vec<F> = contenders.into_iter().collect();
+    let barrier = Arc::new(Barrier::new(contenders.len()));
+    let tasks = contenders.into_iter().map(|f| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            f.await
+        })
+    });
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect()
+}
+
+/// The one winner of creates of mapping key `key` that raced each other; every other create
+/// must have lost as AWS says: ALREADY_EXISTS, reason MAPPING_KEY_CONFLICT, AWS's message.
+pub fn sole_winner(key: &str, results: Vec<Result<Response<ApiMapping>, Status>>) -> ApiMapping {
+    let mut winners = Vec::new();
+    for r in results {
+        match r {
+            Ok(m) => winners.push(m.into_inner()),
+            Err(s) => {
+                assert_eq!(s.code(), Code::AlreadyExists, "loser of {key:?}: {s:?}");
+                assert_eq!(
+                    reason(&s),
+                    "MAPPING_KEY_CONFLICT",
+                    "loser of {key:?}: {s:?}"
+                );
+                assert!(
+                    s.message()
+                        .contains("ApiMapping key already exists for this domain name"),
+                    "message: {}",
+                    s.message()
+                );
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create of key {key:?} wins");
+    winners.remove(0)
+}
+
+/// The winner of a WEBSOCKET mapping create (`ws`) and an HTTP one (`http`) raced on one
+/// domain, and whether it is the WEBSOCKET one: exactly one must win, and the other is refused
+/// FAILED_PRECONDITION with reason PROTOCOL_CONFLICT, naming the winner.
+pub fn protocol_race_winner(
+    round: usize,
+    ws: Result<Response<ApiMapping>, Status>,
+    http: Result<Response<ApiMapping>, Status>,
+) -> (ApiMapping, bool) {
+    let (winner, loser, ws_won) = match (ws, http) {
+        (Ok(w), Err(s)) => (w.into_inner(), s, true),
+        (Err(s), Ok(h)) => (h.into_inner(), s, false),
+        (w, h) => panic!(
+            "round {round}: exactly one of WEBSOCKET/HTTP must win; ws = {w:?}, http = {h:?}"
+        ),
+    };
+    assert_eq!(
+        loser.code(),
+        Code::FailedPrecondition,
+        "round {round}: {loser:?}"
+    );
+    assert_eq!(
+        reason(&loser),
+        "PROTOCOL_CONFLICT",
+        "round {round}: {loser:?}"
+    );
+    assert!(
+        loser.message().contains(&winner.api_mapping_id),
+        "round {round}: the conflict names the winning mapping {}: {}",
+        winner.api_mapping_id,
+        loser.message()
+    );
+    (winner, ws_won)
 }
 
 // ---- ChangeFeed (feed, history) -----------------------------------------------------------

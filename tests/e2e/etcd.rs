@@ -45,9 +45,7 @@ async fn a_replacement_server_on_the_same_etcd_prefix_serves_everything() {
 
     let server = TestServer::start_with(config.clone()).await;
     let mut c = server.client().await;
-    let api = api_with_stage(&mut c, ProtocolType::Http).await;
-    create_domain(&mut c, "api.example.com").await;
-    let m = create_mapping(&mut c, "api.example.com", "v1", &api.api_id, "test").await;
+    let (api, m) = api_domain_and_mapping(&mut c).await;
     assert_eq!(m.create_revision, 4);
     let (store_id, revision) = announced(&server).await;
     assert_eq!(revision, 4);
@@ -77,15 +75,9 @@ async fn a_replacement_server_on_the_same_etcd_prefix_serves_everything() {
     let server = TestServer::start_with(config).await;
     assert_eq!(announced(&server).await, (store_id.clone(), 4));
     let mut c = server.client().await;
-    let got = c
-        .get_api_mapping(GetApiMappingRequest {
-            domain_name: "api.example.com".into(),
-            api_mapping_id: m.api_mapping_id.clone(),
-            ..Default::default()
-        })
+    let got = get_mapping(&mut c, "api.example.com", &m.api_mapping_id)
         .await
-        .expect("mapping survives")
-        .into_inner();
+        .expect("mapping survives");
     assert_eq!(got, m);
     let state = visible_state(&mut c).await;
     assert_eq!(state.apis, vec![api.clone()]);

@@ -21,7 +21,6 @@ use mapreg::store::etcd::EtcdUrl;
 use mapreg::store::etcd::testkit::{self, EtcdCluster};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::Barrier;
 use tonic::transport::Endpoint;
 use tonic::{Code, Response, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -216,38 +215,12 @@ async fn parallel_creates_of_one_key_across_nodes_have_exactly_one_winner() {
     nodes.reach(d.create_revision).await;
 
     for key in ["orders", "", "orders/v1"] {
-        let barrier = Arc::new(Barrier::new(32));
-        let tasks = (0..32).map(|i| {
+        let creates = (0..32).map(|i| {
             let mut cl = nodes.client(i);
-            let barrier = barrier.clone();
             let req = mapping_req(domain, key, &api.api_id, "test");
-            tokio::spawn(async move {
-                barrier.wait().await;
-                cl.create_api_mapping(req).await
-            })
+            async move { cl.create_api_mapping(req).await }
         });
-        let mut winners = Vec::new();
-        for r in join_all(tasks).await {
-            match r.expect("task") {
-                Ok(m) => winners.push(m.into_inner()),
-                Err(s) => {
-                    assert_eq!(s.code(), Code::AlreadyExists, "loser of {key:?}: {s:?}");
-                    assert_eq!(
-                        reason(&s),
-                        "MAPPING_KEY_CONFLICT",
-                        "loser of {key:?}: {s:?}"
-                    );
-                    assert!(
-                        s.message()
-                            .contains("ApiMapping key already exists for this domain name"),
-                        "message: {}",
-                        s.message()
-                    );
-                }
-            }
-        }
-        assert_eq!(winners.len(), 1, "exactly one create of key {key:?} wins");
-        let winner = &winners[0];
+        let winner = &sole_winner(key, all_at_once(creates).await);
         for (i, c) in nodes.clients.iter().enumerate() {
             let stored: Vec<ApiMapping> = mappings_at(&mut c.clone(), domain, winner.mod_revision)
                 .await
@@ -266,27 +239,6 @@ async fn parallel_creates_of_one_key_across_nodes_have_exactly_one_winner() {
         assert_eq!(keys, vec!["", "orders", "orders/v1"], "node {i}");
     }
     nodes.stop().await;
-}
-
-/// Runs `a` and `b` on their own tasks, both released by one barrier.
-async fn race<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
-where
-    A: Future<Output = RA> + Send + 'static,
-    B: Future<Output = RB> + Send + 'static,
-    RA: Send + 'static,
-    RB: Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(2));
-    let (ba, bb) = (barrier.clone(), barrier);
-    let ta = tokio::spawn(async move {
-        ba.wait().await;
-        a.await
-    });
-    let tb = tokio::spawn(async move {
-        bb.wait().await;
-        b.await
-    });
-    (ta.await.expect("task a"), tb.await.expect("task b"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -315,30 +267,8 @@ async fn websocket_and_http_racing_through_two_nodes_one_wins() {
             async move { ch.create_api_mapping(http_req).await },
         )
         .await;
-        let (winner, loser) = match (w, h) {
-            (Ok(w), Err(s)) => {
-                ws_wins += 1;
-                (w.into_inner(), s)
-            }
-            (Err(s), Ok(h)) => (h.into_inner(), s),
-            (w, h) => panic!("round {round}: exactly one must win; ws = {w:?}, http = {h:?}"),
-        };
-        assert_eq!(
-            loser.code(),
-            Code::FailedPrecondition,
-            "round {round}: {loser:?}"
-        );
-        assert_eq!(
-            reason(&loser),
-            "PROTOCOL_CONFLICT",
-            "round {round}: {loser:?}"
-        );
-        assert!(
-            loser.message().contains(&winner.api_mapping_id),
-            "round {round}: the conflict names the winner {}: {}",
-            winner.api_mapping_id,
-            loser.message()
-        );
+        let (winner, ws_won) = protocol_race_winner(round, w, h);
+        ws_wins += usize::from(ws_won);
         for (i, cl) in nodes.clients.iter().enumerate() {
             let stored = mappings_at(&mut cl.clone(), &domain, winner.mod_revision).await;
             assert_eq!(stored, vec![winner.clone()], "round {round}, node {i}");

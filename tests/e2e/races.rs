@@ -8,12 +8,9 @@
 //! with what the server stores afterwards.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
 
-use futures::future::join_all;
 use mapreg::pb::*;
-use tokio::sync::Barrier;
-use tonic::{Code, Response, Status};
+use tonic::Code;
 
 use crate::common::*;
 
@@ -29,30 +26,6 @@ async fn clients(server: &TestServer, n: usize) -> Vec<Client> {
         }
     }
     out
-}
-
-/// Runs `a` and `b` on their own tasks, both released by one barrier, and returns both results.
-async fn race<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
-where
-    A: Future<Output = RA> + Send + 'static,
-    B: Future<Output = RB> + Send + 'static,
-    RA: Send + 'static,
-    RB: Send + 'static,
-{
-    let barrier = Arc::new(Barrier::new(2));
-    let ba = barrier.clone();
-    let ta = tokio::spawn(async move {
-        ba.wait().await;
-        a.await
-    });
-    let bb = barrier;
-    let tb = tokio::spawn(async move {
-        bb.wait().await;
-        b.await
-    });
-    let ra = ta.await.expect("task a");
-    let rb = tb.await.expect("task b");
-    (ra, rb)
 }
 
 /// The revision of a write made right now (creates a throwaway API).
@@ -72,43 +45,11 @@ async fn parallel_creates_of_one_key_have_exactly_one_winner() {
 
     // The root mapping, a single-level key and a multi-level key: each raced by 32 creates.
     for key in ["orders", "", "orders/v1"] {
-        let barrier = Arc::new(Barrier::new(32));
-        let tasks = clients(&server, 32).await.into_iter().map(|mut cl| {
-            let barrier = barrier.clone();
+        let creates = clients(&server, 32).await.into_iter().map(|mut cl| {
             let req = mapping_req(domain, key, &api.api_id, "test");
-            tokio::spawn(async move {
-                barrier.wait().await;
-                cl.create_api_mapping(req).await
-            })
+            async move { cl.create_api_mapping(req).await }
         });
-        let results: Vec<Result<Response<ApiMapping>, Status>> = join_all(tasks)
-            .await
-            .into_iter()
-            .map(|r| r.expect("task"))
-            .collect();
-
-        let mut winners = Vec::new();
-        for r in results {
-            match r {
-                Ok(m) => winners.push(m.into_inner()),
-                Err(s) => {
-                    assert_eq!(s.code(), Code::AlreadyExists, "loser of key {key:?}: {s:?}");
-                    assert_eq!(
-                        reason(&s),
-                        "MAPPING_KEY_CONFLICT",
-                        "loser of {key:?}: {s:?}"
-                    );
-                    assert!(
-                        s.message()
-                            .contains("ApiMapping key already exists for this domain name"),
-                        "message: {}",
-                        s.message()
-                    );
-                }
-            }
-        }
-        assert_eq!(winners.len(), 1, "exactly one create of key {key:?} wins");
-        let winner = &winners[0];
+        let winner = &sole_winner(key, all_at_once(creates).await);
         assert_eq!(winner.api_mapping_key, key);
         assert_eq!(winner.create_revision, winner.mod_revision);
 
@@ -274,32 +215,8 @@ async fn websocket_and_http_racing_onto_an_empty_domain_one_wins() {
         )
         .await;
 
-        let (winner, loser) = match (w, h) {
-            (Ok(w), Err(s)) => {
-                ws_wins += 1;
-                (w.into_inner(), s)
-            }
-            (Err(s), Ok(h)) => (h.into_inner(), s),
-            (w, h) => panic!(
-                "round {round}: exactly one of WEBSOCKET/HTTP must win; ws = {w:?}, http = {h:?}"
-            ),
-        };
-        assert_eq!(
-            loser.code(),
-            Code::FailedPrecondition,
-            "round {round}: {loser:?}"
-        );
-        assert_eq!(
-            reason(&loser),
-            "PROTOCOL_CONFLICT",
-            "round {round}: {loser:?}"
-        );
-        assert!(
-            loser.message().contains(&winner.api_mapping_id),
-            "round {round}: the conflict names the winning mapping {}: {}",
-            winner.api_mapping_id,
-            loser.message()
-        );
+        let (winner, ws_won) = protocol_race_winner(round, w, h);
+        ws_wins += usize::from(ws_won);
         let stored = all_mappings(&mut c, &domain).await;
         assert_eq!(stored.len(), 1, "round {round}: {stored:?}");
         assert_eq!(stored[0].api_mapping_id, winner.api_mapping_id);
@@ -426,15 +343,12 @@ async fn concurrent_writers_get_distinct_contiguous_revisions() {
     let mut c = server.client().await;
     let before = next_write_revision(&mut c).await;
 
-    let barrier = Arc::new(Barrier::new(TASKS));
-    let tasks = clients(&server, TASKS)
+    let writers = clients(&server, TASKS)
         .await
         .into_iter()
         .enumerate()
         .map(|(t, mut cl)| {
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
+            async move {
                 let mut revs = Vec::with_capacity(PER_TASK);
                 for i in 0..PER_TASK {
                     // Half the writers create APIs, half create domain names.
@@ -464,13 +378,9 @@ async fn concurrent_writers_get_distinct_contiguous_revisions() {
                     revs.push(create);
                 }
                 revs
-            })
+            }
         });
-    let per_task: Vec<Vec<u64>> = join_all(tasks)
-        .await
-        .into_iter()
-        .map(|r| r.expect("task"))
-        .collect();
+    let per_task: Vec<Vec<u64>> = all_at_once(writers).await;
 
     // Within one task the writes are sequential, so each one is answered after the previous
     // committed: its revisions strictly increase.

@@ -7,9 +7,7 @@ use mapreg::pb::*;
 async fn restart_keeps_records_and_revision_sequence() {
     let server = TestServer::start().await;
     let mut c = server.client().await;
-    let api = api_with_stage(&mut c, ProtocolType::Http).await;
-    create_domain(&mut c, "api.example.com").await;
-    let m = create_mapping(&mut c, "api.example.com", "v1", &api.api_id, "test").await;
+    let (api, m) = api_domain_and_mapping(&mut c).await;
     assert_eq!(m.create_revision, 4);
     let store_before = server.data_dir.clone();
     drop(c);
@@ -17,15 +15,9 @@ async fn restart_keeps_records_and_revision_sequence() {
     let server = server.restart().await;
     assert_eq!(server.data_dir, store_before);
     let mut c = server.client().await;
-    let got = c
-        .get_api_mapping(GetApiMappingRequest {
-            domain_name: "api.example.com".into(),
-            api_mapping_id: m.api_mapping_id.clone(),
-            ..Default::default()
-        })
+    let got = get_mapping(&mut c, "api.example.com", &m.api_mapping_id)
         .await
-        .expect("mapping survives restart")
-        .into_inner();
+        .expect("mapping survives restart");
     assert_eq!(got, m);
     let api_again = c
         .get_api(GetApiRequest {

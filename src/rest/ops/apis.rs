@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Cx, Paging, Reply, or_empty, read_revision};
+use super::{Cx, Paging, Reply, not_one_of, or_empty, read_revision};
 use crate::pb::registry_server::Registry;
 use crate::pb::{
     CreateApiRequest, DeleteApiRequest, GetApiRequest, GetApisRequest, ProtocolType,
@@ -24,10 +24,12 @@ pub(super) async fn create(cx: &Cx, mut b: Body) -> Result<Reply, AwsError> {
     let protocol = match b.string("protocolType")? {
         None => ProtocolType::Unspecified,
         Some(p) => shapes::protocol_type(&p).ok_or_else(|| {
-            AwsError::bad_request(format!(
-                "CreateApi: protocolType must be WEBSOCKET or HTTP (or REST), got {:?}",
-                p.chars().take(40).collect::<String>()
-            ))
+            not_one_of(
+                "CreateApi",
+                "protocolType",
+                "WEBSOCKET or HTTP (or REST)",
+                &p,
+            )
         })?,
     };
     let msg = CreateApiRequest {

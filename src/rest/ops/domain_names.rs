@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Cx, Paging, Reply, read_revision};
+use super::{Cx, Paging, Reply, not_one_of, read_revision};
 use crate::pb::registry_server::Registry;
 use crate::pb::{
     CreateDomainNameRequest, DeleteDomainNameRequest, DomainNameConfiguration,
@@ -22,20 +22,14 @@ fn configurations(op: &str, b: &mut Body) -> Result<Vec<DomainNameConfiguration>
     for mut c in items {
         let mut cfg = DomainNameConfiguration::default();
         if let Some(e) = c.string("endpointType")? {
-            cfg.endpoint_type = shapes::endpoint_type(&e).ok_or_else(|| {
-                AwsError::bad_request(format!(
-                    "{op}: endpointType must be REGIONAL or EDGE, got {:?}",
-                    e.chars().take(40).collect::<String>()
-                ))
-            })? as i32;
+            cfg.endpoint_type = shapes::endpoint_type(&e)
+                .ok_or_else(|| not_one_of(op, "endpointType", "REGIONAL or EDGE", &e))?
+                as i32;
         }
         if let Some(p) = c.string("securityPolicy")? {
-            cfg.security_policy = shapes::security_policy(&p).ok_or_else(|| {
-                AwsError::bad_request(format!(
-                    "{op}: securityPolicy must be TLS_1_2 or TLS_1_0, got {:?}",
-                    p.chars().take(40).collect::<String>()
-                ))
-            })? as i32;
+            cfg.security_policy = shapes::security_policy(&p)
+                .ok_or_else(|| not_one_of(op, "securityPolicy", "TLS_1_2 or TLS_1_0", &p))?
+                as i32;
         }
         cfg.certificate_arn = c.string("certificateArn")?.unwrap_or_default();
         c.only("ipAddressType", json!("ipv4"))?;

@@ -190,3 +190,12 @@ async fn run_bodiless(
 fn or_empty(v: Option<String>) -> String {
     v.unwrap_or_default()
 }
+
+/// A value of enum member `member` that is none of `allowed`: refused, naming the operation,
+/// the member and the value (its first 40 characters).
+fn not_one_of(op: &str, member: &str, allowed: &str, got: &str) -> AwsError {
+    AwsError::bad_request(format!(
+        "{op}: {member} must be {allowed}, got {:?}",
+        got.chars().take(40).collect::<String>()
+    ))
+}
