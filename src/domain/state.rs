@@ -19,19 +19,28 @@
 //! | `stages` | `api_id\0stage` | Stage |
 //! | `domains` | `domain` | DomainName + its mapping counters (rules 4, 6, 7) |
 //! | `account_domains` | `account\0domain` | the account's domains in name order |
-//! | `mappings` | `domain\0api_mapping_id` | ApiMapping |
-//! | `keys` | `domain\0api_mapping_key` | the same ApiMapping: rule 5, lists in key order, routing |
+//! | `mappings` | (`domain`, `api_mapping_id`) | ApiMapping |
+//! | `keys` | (`domain`, `api_mapping_key`) | the same ApiMapping: rule 5, lists in key order, routing |
 //! | `api_refs` | `api_id\0domain` | mappings on `domain` pointing at the API (rule 8) |
 //! | `stage_refs` | `api_id\0stage\0domain` | mappings on `domain` pointing at the stage |
+//!
+//! The two mapping indexes are sets of the shared record itself, ordered by the record's own
+//! fields (`ById`, `ByKey`) and searched with a `Pos`: an entry is one pointer, with no
+//! key string beside the record. Mappings are most of a large registry, and a joined key per
+//! index entry (and the half-empty leaves that keys inserted in order leave behind) cost more
+//! than the record itself.
 //!
 //! The mutators ([`State::put`], [`State::delete`]) keep every index consistent with the records
 //! and check no rule: the rules are in [`rules`](super::rules) and the writes that use them in
 //! [`apply`](super::apply). The same `State` is what a gateway's `MappingCache` keeps from the
 //! change feed, and what `ResolveRoute` and every read answer from on the server.
 
+use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use equivalent::{Comparable, Equivalent};
 use imbl::{OrdMap, OrdSet};
 
 use super::resolve;
@@ -139,36 +148,27 @@ pub enum ResolveError {
 
 /// Builds a [`State`] from a store's records, which are unique by identity (no look-up of a
 /// previous state): the per-domain counters and the API and stage references are summed in
-/// hash maps and written into the state once, at [`Loader::finish`], instead of one persistent
-/// map update per mapping. Records may come in any order.
+/// hash maps and written into the state once, in key order, at [`Loader::finish`], instead of
+/// one persistent map update per mapping. Records may come in any order.
 #[derive(Default)]
 pub struct Loader {
     state: State,
-    counters: std::collections::HashMap<String, DomainCounters>,
+    counters: HashMap<String, DomainCounters>,
     /// Mappings read before their API: counted at the end.
     uncounted: Vec<Arc<ApiMapping>>,
-    /// api_id -> domain -> mappings.
-    api_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
-    /// (api_id, stage) -> domain -> mappings.
-    stage_refs: std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
+    /// api_id -> stage -> domain -> mappings; an API's references are the sums over its stages.
+    refs: HashMap<String, HashMap<String, HashMap<String, u64>>>,
 }
 
-/// One more under `outer` -> `inner`, allocating keys only when they are new.
-fn count_nested(
-    map: &mut std::collections::HashMap<String, std::collections::HashMap<String, u64>>,
-    outer: &str,
-    inner: &str,
-) {
-    let by_inner = match map.get_mut(outer) {
-        Some(m) => m,
-        None => map.entry(outer.to_string()).or_default(),
-    };
-    match by_inner.get_mut(inner) {
-        Some(n) => *n += 1,
-        None => {
-            by_inner.insert(inner.to_string(), 1);
+/// The entry of a `HashMap<String, _>` under a `&str` key, allocating the key only when it is
+/// new (a macro: a function returning the borrow cannot fall back to inserting).
+macro_rules! entry {
+    ($map:expr, $key:expr) => {
+        match $map.get_mut($key) {
+            Some(v) => v,
+            None => $map.entry($key.to_string()).or_default(),
         }
-    }
+    };
 }
 
 impl Loader {
@@ -182,41 +182,27 @@ impl Loader {
                 return Ok(());
             }
         };
-        if let Some(other) = self
-            .state
-            .mapping_by_key(&m.domain_name, &m.api_mapping_key)
-        {
+        let m = Arc::new(m);
+        if let Some(other) = self.state.index_mapping(m.clone()) {
             return Err(Error::internal(format!(
                 "mappings {} and {} of {} share the key '{}'",
                 other.api_mapping_id, m.api_mapping_id, m.domain_name, m.api_mapping_key
             )));
         }
-        count_nested(&mut self.api_refs, &m.api_id, &m.domain_name);
-        count_nested(
-            &mut self.stage_refs,
-            &join(&m.api_id, &m.stage),
-            &m.domain_name,
-        );
-        let m = Arc::new(m);
+        let stages = entry!(self.refs, m.api_id.as_str());
+        let domains = entry!(stages, m.stage.as_str());
+        *entry!(domains, m.domain_name.as_str()) += 1;
         if self.state.api(&m.api_id).is_some() {
             self.count(&m);
         } else {
-            self.uncounted.push(m.clone());
+            self.uncounted.push(m);
         }
-        self.state.index_mapping(m);
         Ok(())
     }
 
     fn count(&mut self, m: &ApiMapping) {
         let protocol = self.state.protocol_of(&m.api_id);
-        match self.counters.get_mut(&m.domain_name) {
-            Some(c) => c.add(protocol, &m.api_mapping_key),
-            None => {
-                let mut c = DomainCounters::default();
-                c.add(protocol, &m.api_mapping_key);
-                self.counters.insert(m.domain_name.clone(), c);
-            }
-        }
+        entry!(self.counters, m.domain_name.as_str()).add(protocol, &m.api_mapping_key);
     }
 
     /// The state, its counters and references written in; at `revision`. Mappings read
@@ -225,19 +211,33 @@ impl Loader {
         for m in std::mem::take(&mut self.uncounted) {
             self.count(&m);
         }
-        for (domain, c) in self.counters {
+        // In key order: an insert then follows the previous one's path, in cache.
+        let mut counters: Vec<_> = self.counters.into_iter().collect();
+        counters.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (domain, c) in counters {
             if let Some(e) = self.state.domains.get_mut(&domain) {
                 e.counters = c;
             }
         }
-        for (api, by_domain) in self.api_refs {
-            for (domain, n) in by_domain {
-                self.state.api_refs.insert(join(&api, &domain), n);
+        let (mut api_refs, mut stage_refs) = (Vec::new(), Vec::new());
+        for (api, stages) in &self.refs {
+            let mut by_domain: HashMap<&str, u64> = HashMap::new();
+            for (stage, domains) in stages {
+                for (domain, n) in domains {
+                    stage_refs.push((join3(api, stage, domain), *n));
+                    *by_domain.entry(domain).or_default() += n;
+                }
             }
+            api_refs.extend(by_domain.into_iter().map(|(d, n)| (join(api, d), n)));
         }
-        for (stage, by_domain) in self.stage_refs {
-            for (domain, n) in by_domain {
-                self.state.stage_refs.insert(join(&stage, &domain), n);
+        drop(self.refs);
+        for (refs, mut entries) in [
+            (&mut self.state.api_refs, api_refs),
+            (&mut self.state.stage_refs, stage_refs),
+        ] {
+            entries.sort_unstable();
+            for (k, n) in entries {
+                refs.insert(k, n);
             }
         }
         self.state.revision = revision;
@@ -254,8 +254,8 @@ pub struct State {
     stages: OrdMap<String, Arc<Stage>>,
     domains: OrdMap<String, DomainEntry>,
     account_domains: OrdSet<String>,
-    mappings: OrdMap<String, Arc<ApiMapping>>,
-    keys: OrdMap<String, Arc<ApiMapping>>,
+    mappings: OrdSet<ById>,
+    keys: OrdSet<ByKey>,
     api_refs: OrdMap<String, u64>,
     stage_refs: OrdMap<String, u64>,
 }
@@ -279,6 +279,109 @@ fn join3(a: &str, b: &str, c: &str) -> String {
         s.push_str(part);
     }
     s
+}
+
+/// An entry of an index ordered by two of the record's own fields: (domain, name).
+trait Ordered {
+    fn parts(&self) -> (&str, &str);
+}
+
+/// A mapping in the id index, ordered by (`domain_name`, `api_mapping_id`).
+#[derive(Debug, Clone)]
+struct ById(Arc<ApiMapping>);
+
+/// A mapping in the key index, ordered by (`domain_name`, `api_mapping_key`): a domain's
+/// mappings in key order, as lists and routing read them.
+#[derive(Debug, Clone)]
+struct ByKey(Arc<ApiMapping>);
+
+impl Ordered for ById {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0.domain_name, &self.0.api_mapping_id)
+    }
+}
+
+impl Ordered for ByKey {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0.domain_name, &self.0.api_mapping_key)
+    }
+}
+
+macro_rules! ordered_by_parts {
+    ($t:ty) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.parts() == other.parts()
+            }
+        }
+        impl Eq for $t {}
+        impl PartialOrd for $t {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+        impl Ord for $t {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.parts().cmp(&other.parts())
+            }
+        }
+    };
+}
+ordered_by_parts!(ById);
+ordered_by_parts!(ByKey);
+
+/// A position in an index ordered by (domain, name), to look up or bound a range with. The
+/// order is that of the joined `domain\0name` (NUL sorts first and no name contains it), so
+/// sort keys and page tokens are unchanged.
+#[derive(Debug, Clone, Copy)]
+enum Pos<'a> {
+    /// Before every entry of the domain.
+    Start(&'a str),
+    /// The entry (domain, name).
+    At(&'a str, &'a str),
+    /// After every entry of the domain.
+    End(&'a str),
+}
+
+impl Pos<'_> {
+    fn cmp_parts(&self, (domain, name): (&str, &str)) -> Ordering {
+        match *self {
+            Pos::Start(d) => d.cmp(domain).then(Ordering::Less),
+            Pos::At(d, n) => (d, n).cmp(&(domain, name)),
+            Pos::End(d) => d.cmp(domain).then(Ordering::Greater),
+        }
+    }
+}
+
+impl<T: Ordered> Equivalent<T> for Pos<'_> {
+    fn equivalent(&self, key: &T) -> bool {
+        self.cmp_parts(key.parts()) == Ordering::Equal
+    }
+}
+
+impl<T: Ordered> Comparable<T> for Pos<'_> {
+    fn compare(&self, key: &T) -> Ordering {
+        self.cmp_parts(key.parts())
+    }
+}
+
+/// The entries of `domain` in an index ordered by (domain, name), strictly after `after` (a
+/// name) when it is given.
+fn of_domain<'a, T: Ordered + Ord + Clone>(
+    set: &'a OrdSet<T>,
+    domain: &'a str,
+    after: Option<&'a str>,
+) -> impl Iterator<Item = &'a T> + 'a {
+    let start = match after {
+        Some(a) => Bound::Excluded(Pos::At(domain, a)),
+        None => Bound::Included(Pos::Start(domain)),
+    };
+    set.range((start, Bound::Excluded(Pos::End(domain))))
+}
+
+/// The sort key of a mapping in snapshots: `domain\0api_mapping_key`.
+fn key_of(m: &ApiMapping) -> String {
+    join(&m.domain_name, &m.api_mapping_key)
 }
 
 /// The entries of `map` whose key is `prefix\0...`, in key order, strictly after
@@ -520,26 +623,27 @@ impl State {
 
     fn add_mapping(&mut self, m: Arc<ApiMapping>) {
         self.count_mapping(&m, 1);
-        self.index_mapping(m);
+        // The rules keep keys unique; a gateway's cache takes the newest mapping under a key.
+        let _replaced = self.index_mapping(m);
     }
 
-    /// The mapping's entries in the id and key indexes.
-    fn index_mapping(&mut self, m: Arc<ApiMapping>) {
-        self.keys
-            .insert(join(&m.domain_name, &m.api_mapping_key), m.clone());
-        self.mappings
-            .insert(join(&m.domain_name, &m.api_mapping_id), m);
+    /// The mapping's entries in the id and key indexes; returns the mapping it replaced in
+    /// the key index, if another one held its key.
+    fn index_mapping(&mut self, m: Arc<ApiMapping>) -> Option<Arc<ApiMapping>> {
+        let replaced = self.keys.insert(ByKey(m.clone()));
+        self.mappings.insert(ById(m));
+        replaced.map(|e| e.0)
     }
 
     pub(crate) fn delete_mapping(&mut self, domain: &str, mapping_id: &str) {
-        if let Some(old) = self.mappings.remove(&join(domain, mapping_id)) {
-            let kk = join(domain, &old.api_mapping_key);
+        if let Some(ById(old)) = self.mappings.remove(&Pos::At(domain, mapping_id)) {
+            let at = Pos::At(domain, &old.api_mapping_key);
             if self
                 .keys
-                .get(&kk)
-                .is_some_and(|m| m.api_mapping_id == mapping_id)
+                .get(&at)
+                .is_some_and(|m| m.0.api_mapping_id == mapping_id)
             {
-                self.keys.remove(&kk);
+                self.keys.remove(&at);
             }
             self.count_mapping(&old, -1);
         }
@@ -564,17 +668,22 @@ impl State {
 
     /// A mapping by domain and id.
     pub fn mapping(&self, domain: &str, mapping_id: &str) -> Option<&Arc<ApiMapping>> {
-        self.mappings.get(&join(domain, mapping_id))
+        self.mappings
+            .get(&Pos::At(domain, mapping_id))
+            .map(|e| &e.0)
     }
 
     /// The mapping under `key` on `domain`.
     pub fn mapping_by_key(&self, domain: &str, key: &str) -> Option<&Arc<ApiMapping>> {
-        self.keys.get(&join(domain, key))
+        self.keys.get(&Pos::At(domain, key)).map(|e| &e.0)
     }
 
     /// Every mapping of `domain`, in key order.
-    pub fn mappings_on(&self, domain: &str) -> impl Iterator<Item = &Arc<ApiMapping>> + '_ {
-        under(&self.keys, domain, None).map(|(_, m)| m)
+    pub fn mappings_on<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<ApiMapping>> + 'a {
+        of_domain(&self.keys, domain, None).map(|e| &e.0)
     }
 
     /// Every stage of an API, in name order.
@@ -632,27 +741,33 @@ impl State {
         from(&self.domains, after)
     }
 
-    /// Mappings with sort key (`domain\0api_mapping_key`) strictly after `after`, by domain
-    /// then key; with `domain`, only that domain's (a range: cost in proportion to them).
+    /// Mappings with sort key (`domain\0api_mapping_key`, made by this call) strictly after
+    /// `after`, by domain then key; with `domain`, only that domain's (a range: cost in
+    /// proportion to them).
     pub fn mappings_from<'a>(
         &'a self,
         domain: Option<&str>,
         after: Option<&str>,
-    ) -> impl Iterator<Item = (&'a str, &'a Arc<ApiMapping>)> + 'a {
-        let (start, end) = match domain {
-            Some(d) => {
-                let lo = join(d, "");
+    ) -> impl Iterator<Item = (String, &'a Arc<ApiMapping>)> + use<'a> {
+        // Where `after` falls: after the entry it names, or before the domain it names alone.
+        let after = after.map(|a| match a.split_once('\0') {
+            Some((d, k)) => (d, Bound::Excluded(Pos::At(d, k))),
+            None => (a, Bound::Included(Pos::Start(a))),
+        });
+        let (start, end) = match (domain, after) {
+            (None, None) => (Bound::Unbounded, Bound::Unbounded),
+            (None, Some((_, start))) => (start, Bound::Unbounded),
+            (Some(d), after) => {
                 let start = match after {
-                    Some(a) if a.as_bytes() >= lo.as_bytes() => Bound::Excluded(a.to_string()),
-                    _ => Bound::Included(lo),
+                    Some((ad, start)) if ad == d => start,
+                    // `after` is past this domain: nothing is left of it.
+                    Some((ad, _)) if ad > d => Bound::Excluded(Pos::End(d)),
+                    _ => Bound::Included(Pos::Start(d)),
                 };
-                let mut hi = d.to_string();
-                hi.push('\u{1}');
-                (start, Bound::Excluded(hi))
+                (start, Bound::Excluded(Pos::End(d)))
             }
-            None => (excluded(after), Bound::Unbounded),
         };
-        self.keys.range((start, end)).map(|(k, v)| (k.as_str(), v))
+        self.keys.range((start, end)).map(|e| (key_of(&e.0), &e.0))
     }
 
     // ---- reads for a caller -------------------------------------------------------------------
@@ -740,8 +855,8 @@ impl State {
         page: &Page,
     ) -> Result<Listed<ApiMapping>> {
         self.get_domain(scope, domain)?;
-        let items =
-            under(&self.keys, domain, page.after.as_deref()).map(|(key, m)| (key, (**m).clone()));
+        let items = of_domain(&self.keys, domain, page.after.as_deref())
+            .map(|e| (e.0.api_mapping_key.as_str(), (*e.0).clone()));
         Ok(paginate(page, items))
     }
 
@@ -766,7 +881,7 @@ impl State {
                     .filter(|e| sees(&e.record.account_id))
                     .map(|e| e.counters.multi_level > 0))
             },
-            |d, k| Ok(self.keys.get(&join(d, k))),
+            |d, k| Ok(self.keys.get(&Pos::At(d, k)).map(|e| &e.0)),
         );
         let found = match found {
             Ok(found) => found?,
@@ -994,6 +1109,49 @@ mod tests {
         loader.add(mapping("a.com", "m1", "x")).unwrap();
         let e = loader.add(mapping("a.com", "m2", "x")).unwrap_err();
         assert!(e.to_string().contains("share the key 'x'"), "{e}");
+    }
+
+    #[test]
+    fn mapping_sort_keys_keep_the_order_of_the_joined_key() {
+        let mut s = State::default();
+        // "x.io" is a prefix of "x.io.y": its entries still come first, as `x.io\0...` does.
+        for d in ["x.io.y", "x.io", "w.io"] {
+            s.put(domain(d));
+            for (id, k) in [("m1", "b"), ("m2", ""), ("m3", "a/c")] {
+                s.put(mapping(d, &format!("{d}{id}"), k));
+            }
+        }
+        let all: Vec<String> = s.mappings_from(None, None).map(|(k, _)| k).collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        assert_eq!(all.len(), 9);
+        // Resuming after any sort key gives exactly the keys after it, in or out of a domain.
+        for (i, after) in all.iter().enumerate() {
+            let rest: Vec<String> = s.mappings_from(None, Some(after)).map(|(k, _)| k).collect();
+            assert_eq!(rest, all[i + 1..]);
+        }
+        let of = |d: &str, after: Option<&str>| -> Vec<String> {
+            s.mappings_from(Some(d), after).map(|(k, _)| k).collect()
+        };
+        assert_eq!(of("x.io", None), ["x.io\0", "x.io\0a/c", "x.io\0b"]);
+        assert_eq!(of("x.io", Some("x.io\0a/c")), ["x.io\0b"]);
+        // A position before the domain starts it; one past it leaves nothing.
+        assert_eq!(of("x.io", Some("w.io\0b")).len(), 3);
+        assert!(of("x.io", Some("x.io.y\0")).is_empty());
+        assert!(of("x.io", Some("x.io\0b")).is_empty());
+        assert!(of("v.io", None).is_empty());
+        assert_eq!(
+            s.mapping("x.io", "x.iom3")
+                .map(|m| m.api_mapping_key.as_str()),
+            Some("a/c")
+        );
+        assert_eq!(
+            s.mapping_by_key("x.io.y", "")
+                .map(|m| m.api_mapping_id.as_str()),
+            Some("x.io.ym2")
+        );
+        assert!(s.mapping_by_key("x.io", "a").is_none());
     }
 
     #[test]

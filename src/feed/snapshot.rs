@@ -127,7 +127,7 @@ impl Cursor {
         kind: ResourceKind,
         after: &mut Option<String>,
         out: &mut Chunk,
-        items: impl Iterator<Item = (&'a str, &'a T)>,
+        items: impl Iterator<Item = (impl Into<String>, &'a T)>,
         parts: impl Fn(&T) -> (&str, Option<&str>),
         build: impl Fn(&T) -> resource::Resource,
     ) -> bool {
@@ -139,7 +139,7 @@ impl Cursor {
                     resource: Some(build(r)),
                 });
             }
-            *after = Some(key.to_string());
+            *after = Some(key.into());
             if out.full() {
                 return false;
             }

@@ -25,6 +25,11 @@
 //! cargo run --release --bin mapreg-bench -- --endpoint http://127.0.0.1:50051 unary
 //! ```
 
+/// The allocator of the `mapreg` binary, so that the server child's memory and startup time are
+/// those of what ships (glibc's allocator holds less when idle and more for a large state).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod echo;
 mod feed;
 mod fixture;
