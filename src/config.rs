@@ -6,6 +6,7 @@
 //! store = "sled"            # or "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (SPEC.md 8.2)
 //! max_multi_level_mappings_per_domain = 200
 //! watch_history = 100000
+//! advertise_url = "http://10.0.0.5:50051"  # several nodes on etcd: where the others reach this one
 //!
 //! [[tokens]]
 //! # sha256 of the bearer token, hex: `printf %s "$TOKEN" | sha256sum`
@@ -476,6 +477,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a number"), "{e}");
+    }
+
+    #[test]
+    fn advertise_url_is_an_http_or_https_origin() {
+        for good in ["http://10.0.0.5:50051", "https://node-a.example:443/"] {
+            let c = Config {
+                advertise_url: Some(good.into()),
+                ..Config::default()
+            };
+            assert!(c.check().is_ok(), "{good}");
+        }
+        for bad in [
+            "10.0.0.5:50051",
+            "ftp://x:1",
+            "http://",
+            "http://a:1/path",
+            "http://a b",
+        ] {
+            let c = Config {
+                advertise_url: Some(bad.into()),
+                ..Config::default()
+            };
+            let e = c.check().expect_err(bad).to_string();
+            assert!(e.contains("advertise_url must be"), "{bad}: {e}");
+        }
     }
 
     #[test]
