@@ -23,7 +23,8 @@
 //!   (several nodes) and `memory` adapters and one conformance suite; the `Registry` that
 //!   loads the state at startup and holds the current durable version; the single `writer`
 //!   that applies writes in memory, commits one batch per group and catches up with other
-//!   nodes' commits; `check` for `mapreg check`; `snapshot` files; the high-water mark.
+//!   nodes' commits; `cascade`: a cascading delete as one cleared key prefix (one etcd
+//!   DeleteRange); `check` for `mapreg check`; `snapshot` files; the high-water mark.
 //! - [`feed`]: the change feed: the hub that fans durable revisions out to watchers, catch-up
 //!   from the log for slow ones, snapshots read from one immutable version, compaction.
 //! - [`fleet`]: the gateways that report what they applied (`mapreg.v1.Gateways`), kept in
