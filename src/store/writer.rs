@@ -245,15 +245,16 @@ pub fn batch(at: &State, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, 
 }
 
 /// What one write adds to a batch, as [`BatchLimits`] count it, when it clears `cleared` (an
-/// upper bound: every event is its share of the log entry, plus one record operation unless
-/// it is a child's delete under a cleared prefix; each cleared prefix is one operation).
+/// upper bound: every event is its share of the log entry, with its field tag and length,
+/// plus one record operation unless it is a child's delete under a cleared prefix; each
+/// cleared prefix is one operation).
 fn cost(a: &Applied, cleared: &[Vec<u8>]) -> (usize, usize) {
     const KEY: usize = 96;
     let mut ops = 1 + cleared.len();
     let mut bytes = 128 + KEY + cleared.len() * 2 * KEY;
     for e in &a.events {
         let n = e.encoded_len();
-        bytes += n;
+        bytes += n + 1 + prost::length_delimiter_len(n);
         let covered = cascade::event_key(e)
             .is_some_and(|(k, delete)| delete && cleared.iter().any(|p| k.starts_with(p)));
         if !covered {
