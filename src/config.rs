@@ -4,6 +4,7 @@
 //! listen = "127.0.0.1:50051"
 //! data_dir = "./mapreg-data"
 //! store = "sled"            # or "etcd://HOST:PORT[,HOST:PORT...][/PREFIX]" (SPEC.md 8.2)
+//! store_wait_seconds = 60   # etcd: how long `serve` waits for an unreachable store at start
 //! max_multi_level_mappings_per_domain = 200
 //! watch_history = 100000
 //! advertise_url = "http://10.0.0.5:50051"  # several nodes on etcd: where the others reach this one
@@ -54,6 +55,8 @@ pub const DEFAULT_WATCH_HISTORY: u64 = 100_000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default time a connection may take to send its first request, in milliseconds.
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default time `serve` waits at start for an etcd store it cannot reach, in seconds.
+pub const DEFAULT_STORE_WAIT_SECONDS: u64 = 60;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +147,10 @@ pub struct Config {
     /// several nodes share.
     #[serde(default)]
     pub store: Store,
+    /// On etcd: how long a starting server waits for a store it cannot reach (etcd not up yet,
+    /// no quorum yet), trying again with backoff, before it gives up and exits. 0: one try.
+    #[serde(default = "default_store_wait_seconds")]
+    pub store_wait_seconds: u64,
     /// Rule 4's per-domain quota of multi-level mappings.
     #[serde(default = "default_multi_level")]
     pub max_multi_level_mappings_per_domain: u64,
@@ -232,12 +239,17 @@ fn default_first_request_timeout_ms() -> u64 {
     DEFAULT_FIRST_REQUEST_TIMEOUT_MS
 }
 
+fn default_store_wait_seconds() -> u64 {
+    DEFAULT_STORE_WAIT_SECONDS
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: default_listen(),
             data_dir: default_data_dir(),
             store: Store::default(),
+            store_wait_seconds: default_store_wait_seconds(),
             max_multi_level_mappings_per_domain: default_multi_level(),
             watch_history: default_watch_history(),
             tokens: Vec::new(),
@@ -473,6 +485,9 @@ mod tests {
         assert!(e.contains("has no :PORT"), "{e}");
         let c: Config = toml::from_str("store = \"etcd://127.0.0.1:2379\"").unwrap();
         assert_eq!(c.store.to_string(), "etcd://127.0.0.1:2379/mapreg/");
+        assert_eq!(c.store_wait_seconds, DEFAULT_STORE_WAIT_SECONDS);
+        let c: Config = toml::from_str("store_wait_seconds = 5").unwrap();
+        assert_eq!(c.store_wait_seconds, 5);
         let e = toml::from_str::<Config>("store = \"etcd://x:y\"")
             .unwrap_err()
             .to_string();

@@ -23,7 +23,8 @@
 //!   (several nodes) and `memory` adapters and one conformance suite; the `Registry` that
 //!   loads the state at startup and holds the current durable version; the single `writer`
 //!   that applies writes in memory, commits one batch per group and catches up with other
-//!   nodes' commits; `check` for `mapreg check`; `snapshot` files; the high-water mark.
+//!   nodes' commits; `cascade`: a cascading delete as one cleared key prefix (one etcd
+//!   DeleteRange); `check` for `mapreg check`; `snapshot` files; the high-water mark.
 //! - [`cluster`]: several nodes, one writer: the writes of a node that is not its shared
 //!   store's elected writer go to the one that is (`mapreg.peer.v1.Peer`); the election itself
 //!   is the engine's (`store::etcd`'s lease on `meta/writer`).

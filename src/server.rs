@@ -72,6 +72,96 @@ pub enum ServeError {
     Transport(String),
 }
 
+/// The first pause between two attempts at loading a store that cannot be reached.
+const STORE_RETRY_FIRST: Duration = Duration::from_millis(500);
+/// The longest pause between two attempts.
+const STORE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Loads the registry from a shared store (etcd), waiting for it as Kubernetes' apiserver
+/// waits for its etcd: while loading fails `STORE_UNAVAILABLE` (etcd not started yet, no
+/// quorum yet), logs the reason at warn and tries again after a pause that doubles from
+/// [`STORE_RETRY_FIRST`] to [`STORE_RETRY_MAX`], until `wait` has passed since the first
+/// attempt (an attempt still running then is abandoned on its thread); then fails
+/// `STORE_UNAVAILABLE` saying how long it waited and why. Any other error (a corrupt store)
+/// fails at once. `wait` 0: one attempt, however long it takes.
+async fn wait_for_store(
+    engine: Arc<dyn Engine>,
+    limits: Limits,
+    wait: Duration,
+) -> crate::error::Result<Registry> {
+    use crate::error::Error;
+    let started = tokio::time::Instant::now();
+    let deadline = started + wait;
+    let mut pause = STORE_RETRY_FIRST;
+    let mut last: Option<Error> = None;
+    let mut attempt = 0u32;
+    let gave_up = |why: String| Error::Unavailable {
+        reason: "STORE_UNAVAILABLE",
+        message: format!(
+            "gave up after waiting {:.1}s for the store (store_wait_seconds, \
+             --store-wait-seconds, MAPREG_STORE_WAIT_SECONDS: {}s): {why}",
+            started.elapsed().as_secs_f64(),
+            wait.as_secs()
+        ),
+    };
+    loop {
+        attempt += 1;
+        // On a thread of its own, not tokio's blocking pool: an abandoned attempt must not
+        // hold the runtime (and the process) open when the server gives up.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (engine, limits) = (engine.clone(), limits.clone());
+        std::thread::Builder::new()
+            .name("mapreg-load".into())
+            .spawn(move || {
+                let _ = tx.send(crate::store::catch_corruption("loading the store", || {
+                    Registry::open(engine, limits)
+                }));
+            })
+            .map_err(|e| Error::internal(format!("cannot start loading the store: {e}")))?;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let outcome = if wait.is_zero() {
+            Ok(rx.await)
+        } else {
+            tokio::time::timeout(left, rx).await
+        };
+        let error = match outcome {
+            Ok(Ok(Ok(registry))) => {
+                if attempt > 1 {
+                    tracing::warn!(
+                        attempt,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "the store is reachable again: loaded"
+                    );
+                }
+                return Ok(registry);
+            }
+            Ok(Ok(Err(e @ Error::Unavailable { .. }))) => e,
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => return Err(Error::internal("loading the store stopped unexpectedly")),
+            Err(_) => {
+                return Err(gave_up(match last {
+                    Some(e) => e.to_string(),
+                    None => "loading it got no answer (is etcd up, with a quorum?)".into(),
+                }));
+            }
+        };
+        if tokio::time::Instant::now() + pause >= deadline {
+            return Err(gave_up(error.to_string()));
+        }
+        tracing::warn!(
+            attempt,
+            error = %error,
+            retry_in_ms = pause.as_millis() as u64,
+            waited_s = started.elapsed().as_secs(),
+            wait_s = wait.as_secs(),
+            "cannot load the store yet; waiting for it"
+        );
+        last = Some(error);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(STORE_RETRY_MAX);
+    }
+}
+
 /// Serves `config` on `listener` until `shutdown` resolves, then shuts down gracefully.
 pub async fn run(
     config: Config,
@@ -148,10 +238,21 @@ pub async fn run_with_listeners(
     let limits = Limits {
         max_multi_level_mappings_per_domain: config.max_multi_level_mappings_per_domain,
     };
-    let registry = Arc::new(
-        crate::store::catch_corruption("loading the store", || Registry::open(engine, limits))
-            .map_err(store_err)?,
-    );
+    let registry = match &config.store {
+        crate::config::Store::Sled => {
+            crate::store::catch_corruption("loading the store", || Registry::open(engine, limits))
+        }
+        crate::config::Store::Etcd(_) => {
+            wait_for_store(
+                engine,
+                limits,
+                Duration::from_secs(config.store_wait_seconds),
+            )
+            .await
+        }
+    }
+    .map(Arc::new)
+    .map_err(store_err)?;
     // The high-water mark guards a data dir against being restored behind what it
     // acknowledged; with etcd, the quorum is the durable truth and no node keeps a file.
     if config.store == crate::config::Store::Sled {

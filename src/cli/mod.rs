@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// shared by any number of nodes.
     #[arg(long, env = "MAPREG_STORE", value_name = "STORE")]
     pub store: Option<crate::config::Store>,
+    /// On etcd: seconds to wait at start for a store that cannot be reached, retrying with
+    /// backoff, before exiting (default 60; 0: one try).
+    #[arg(long, env = "MAPREG_STORE_WAIT_SECONDS", value_name = "S")]
+    pub store_wait_seconds: Option<u64>,
     /// Address to listen on (default 127.0.0.1:50051).
     #[arg(long, env = "MAPREG_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
@@ -170,6 +174,9 @@ impl ServeArgs {
         }
         if let Some(s) = &self.store {
             config.store = s.clone();
+        }
+        if let Some(s) = self.store_wait_seconds {
+            config.store_wait_seconds = s;
         }
         if let Some(l) = self.listen {
             config.listen = l;

@@ -255,6 +255,7 @@ pub(super) mod tests {
         let batch = Batch {
             base: 0,
             revision: 1,
+            cleared: Vec::new(),
             records: vec![(keys::of(&m), Some(codec::encode_record(&m)))],
             log: vec![(1, Vec::new())],
         };
@@ -272,6 +273,7 @@ pub(super) mod tests {
         let gap = Batch {
             base: 1,
             revision: 3,
+            cleared: Vec::new(),
             records: vec![],
             log: vec![(3, Vec::new())],
         };

@@ -74,6 +74,7 @@ fn batch(base: u64, revs: u64, records: &[(&str, Option<&str>)]) -> Batch {
     Batch {
         base,
         revision: base + revs,
+        cleared: Vec::new(),
         records: records
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
@@ -190,6 +191,63 @@ fn survives_a_reopen(h: &dyn Harness) {
     e.commit(&batch(3, 1, &[])).unwrap();
 }
 
+/// A domain's 300 mappings (more than etcd's 128 operations per transaction) go with one
+/// cleared prefix in one batch, atomically and at one revision; records beside the prefix
+/// (another domain's mappings, whose name extends this one's, and the domain record itself)
+/// stay unless the batch removes them.
+fn clears_a_prefix_in_one_batch(h: &dyn Harness) {
+    let e = h.engine();
+    let mut recs: Vec<(String, Option<&str>)> = vec![
+        ("d\0d.com".into(), Some("domain")),
+        ("d\0d.com.x".into(), Some("other")),
+        ("m\0d.com.x\0aaaaaa".into(), Some("kept")),
+        ("m\0d.comm\0bbbbbb".into(), Some("kept")),
+    ];
+    let mut base = 0;
+    for chunk in recs.chunks(100) {
+        let r: Vec<_> = chunk.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        e.commit(&batch(base, 1, &r)).unwrap();
+        base += 1;
+    }
+    recs.clear();
+    let mappings: Vec<String> = (0..300).map(|i| format!("m\0d.com\0{i:06}")).collect();
+    for chunk in mappings.chunks(100) {
+        let r: Vec<_> = chunk
+            .iter()
+            .map(|k| (k.as_str(), Some("mapping")))
+            .collect();
+        e.commit(&batch(base, 1, &r)).unwrap();
+        base += 1;
+    }
+    assert_eq!(records(e.as_ref()).len(), 304);
+    let mut delete = batch(base, 1, &[("d\0d.com", None)]);
+    delete.cleared = vec![b"m\0d.com\0".to_vec()];
+    // Built on another revision: nothing is cleared.
+    let mut stale = delete.clone();
+    stale.base -= 1;
+    stale.revision -= 1;
+    assert!(matches!(
+        e.commit(&stale),
+        Err(CommitError::Conflict { current }) if current == base
+    ));
+    assert_eq!(records(e.as_ref()).len(), 304);
+    e.commit(&delete).unwrap();
+    e.flush().unwrap();
+    let left = vec![
+        ("d\0d.com.x".to_string(), "other".to_string()),
+        ("m\0d.com.x\0aaaaaa".into(), "kept".into()),
+        ("m\0d.comm\0bbbbbb".into(), "kept".into()),
+    ];
+    assert_eq!(records(e.as_ref()), left);
+    assert_eq!(e.revision().unwrap(), base + 1);
+    // A later batch may write under a prefix cleared before.
+    e.commit(&batch(base + 1, 1, &[("m\0d.com\0again", Some("new"))]))
+        .unwrap();
+    let e = h.reopen(e);
+    assert_eq!(records(e.as_ref()).len(), 4);
+    assert_eq!(e.revision().unwrap(), base + 2);
+}
+
 macro_rules! suite {
     ($name:ident, $harness:expr) => {
         mod $name {
@@ -217,6 +275,12 @@ macro_rules! suite {
             fn compacts_up_to_a_point() {
                 if let Some(h) = $harness {
                     super::compacts_up_to_a_point(&h);
+                }
+            }
+            #[test]
+            fn clears_a_prefix_in_one_batch() {
+                if let Some(h) = $harness {
+                    super::clears_a_prefix_in_one_batch(&h);
                 }
             }
             #[test]

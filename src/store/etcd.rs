@@ -18,7 +18,11 @@
 //!
 //! - A batch is ONE etcd transaction, conditioned on `meta/revision` being the batch's base
 //!   (absent for base 0): several nodes may race, exactly one wins each revision, the losers
-//!   get [`CommitError::Conflict`] with the revision the store is at and catch up.
+//!   get [`CommitError::Conflict`] with the revision the store is at and catch up. A cleared
+//!   prefix ([`Batch::cleared`]: a domain deleted with all its mappings) is one DeleteRange
+//!   operation of that transaction, so the cascade fits in etcd's `--max-txn-ops` whatever
+//!   the number of mappings; what bounds it is the change-log entry listing every deleted
+//!   mapping, within [`LIMITS`]' bytes.
 //! - A transaction etcd answered is committed by its quorum and fsynced on it, so
 //!   [`flush`](Engine::flush) has nothing left to do.
 //! - A scan reads every page at the etcd revision of its first page: one consistent snapshot.
@@ -628,10 +632,27 @@ impl Engine for EtcdEngine {
     fn commit(&self, batch: &Batch) -> Result<(), CommitError> {
         let keys = &self.inner.keys;
         let records = last_per_key(&batch.records);
-        let ops = records.len() + batch.log.len() + 1;
-        let bytes: usize = records
+        if let Some((k, _)) = records
             .iter()
-            .map(|(k, v)| keys.rec(k).len() + v.as_ref().map_or(0, Vec::len))
+            .find(|(k, _)| batch.cleared.iter().any(|p| k.starts_with(p)))
+        {
+            // etcd would refuse it ("duplicate key given in txn request"); the writer never
+            // builds one (see `Batch::cleared`).
+            return Err(CommitError::Failed(Error::internal(format!(
+                "a batch writes the record {:?} inside a range it clears",
+                String::from_utf8_lossy(k)
+            ))));
+        }
+        let ops = batch.cleared.len() + records.len() + batch.log.len() + 1;
+        let bytes: usize = batch
+            .cleared
+            .iter()
+            .map(|p| 2 * keys.rec(p).len())
+            .chain(
+                records
+                    .iter()
+                    .map(|(k, v)| keys.rec(k).len() + v.as_ref().map_or(0, Vec::len)),
+            )
             .chain(batch.log.iter().map(|(r, e)| keys.log(*r).len() + e.len()))
             .sum();
         if ops > LIMITS.max_ops || bytes > LIMITS.max_bytes {
@@ -651,6 +672,15 @@ impl Engine for EtcdEngine {
             Compare::value(rev_key.clone(), CompareOp::Equal, batch.base.to_string())
         };
         let mut then = Vec::with_capacity(ops);
+        // Each cleared prefix is ONE DeleteRange, however many records are under it.
+        for prefix in &batch.cleared {
+            let start = keys.rec(prefix);
+            let end = prefix_end(&start);
+            then.push(TxnOp::delete(
+                start,
+                Some(DeleteOptions::new().with_range(end)),
+            ));
+        }
         for (k, v) in records {
             then.push(match v {
                 Some(v) => TxnOp::put(keys.rec(k), v.clone(), None),

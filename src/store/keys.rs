@@ -10,6 +10,10 @@
 //! | log | big-endian revision | that revision's `ChangeSet`, with its history hash as a trailer |
 //! | meta | `revision`, `compact_revision`, `compact_hash`, `store_id` | u64 BE, u64 BE, 32 bytes, text |
 //!
+//! A domain's mappings are exactly the records under `m\0{domain}\0` ([`mappings_of`]), an
+//! API's stages those under `s\0{api_id}\0` ([`stages_of`]): a cascading delete clears the
+//! prefix as one range ([`Batch::cleared`](super::Batch::cleared)).
+//!
 //! Indexes are not stored: the registry rebuilds them in memory when it opens. Data dirs of
 //! mapreg 0.1 also hold index entries (`ai`, `di`, `k`, `dc`, `ra`, `rs` prefixes); the sled
 //! engine removes them when it opens one.
@@ -42,6 +46,20 @@ pub fn domain(domain: &str) -> Vec<u8> {
 /// The record key of an API mapping.
 pub fn mapping(domain: &str, mapping_id: &str) -> Vec<u8> {
     join(&[b"m", domain.as_bytes(), mapping_id.as_bytes()])
+}
+
+/// The prefix of the record keys of every mapping on `domain` (and of nothing else: no name
+/// contains NUL).
+pub fn mappings_of(domain: &str) -> Vec<u8> {
+    let mut k = join(&[b"m", domain.as_bytes()]);
+    k.push(0);
+    k
+}
+/// The prefix of the record keys of every stage of `api_id`.
+pub fn stages_of(api_id: &str) -> Vec<u8> {
+    let mut k = join(&[b"s", api_id.as_bytes()]);
+    k.push(0);
+    k
 }
 
 /// The record key of a resource.
@@ -86,5 +104,14 @@ mod tests {
         assert!(!is_record(b"dc\0d.com"));
         assert!(!is_record(b"k\0d.com\0v1"));
         assert!(!is_record(b"rs\0a\0b"));
+    }
+
+    #[test]
+    fn child_prefixes_hold_exactly_the_children() {
+        assert!(mapping("d.com", "abc").starts_with(&mappings_of("d.com")));
+        assert!(!mapping("d.com.x", "abc").starts_with(&mappings_of("d.com")));
+        assert!(!domain("d.com").starts_with(&mappings_of("d.com")));
+        assert!(stage("a1", "prod").starts_with(&stages_of("a1")));
+        assert!(!stage("a10", "prod").starts_with(&stages_of("a1")));
     }
 }

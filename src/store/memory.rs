@@ -75,6 +75,18 @@ impl Engine for MemoryEngine {
                 current: g.revision,
             });
         }
+        for prefix in &batch.cleared {
+            let under: Vec<Vec<u8>> = g
+                .records
+                .range(prefix.clone()..)
+                .map(|(k, _)| k)
+                .take_while(|k| k.starts_with(prefix))
+                .cloned()
+                .collect();
+            for k in under {
+                g.records.remove(&k);
+            }
+        }
         for (k, v) in &batch.records {
             match v {
                 Some(v) => g.records.insert(k.clone(), v.clone()),

@@ -11,6 +11,7 @@
 //! transactions with reads, no scans on the write path, and no indexes: those are rebuilt in
 //! memory when the registry opens.
 
+pub mod cascade;
 pub mod check;
 pub mod codec;
 #[cfg(test)]
@@ -85,6 +86,14 @@ pub struct Batch {
     pub base: u64,
     /// The revision the store is at after the batch (the last of `log`).
     pub revision: u64,
+    /// Record key prefixes under which every record is removed, before `records` apply: a
+    /// delete that cascades to all of a record's children (a domain's mappings, an API's
+    /// stages; see [`keys::mappings_of`]) as ONE operation, so that it fits in one etcd
+    /// transaction however many children there are. The writer clears a prefix only when the
+    /// state at `base` holds exactly the children the write deletes, and no entry of
+    /// `records` is under it (etcd refuses a transaction that writes a key inside a range it
+    /// deletes): an engine may rely on both.
+    pub cleared: Vec<Vec<u8>>,
     /// Record keys set (Some) or removed (None), in order; a later entry for a key wins.
     pub records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// Change-log entries: revision, encoded `ChangeSet`; `base + 1 ..= revision`, in order.
@@ -110,8 +119,8 @@ pub enum CommitError {
 /// (1.5 MiB by default). The writer splits a group into several batches to stay under them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
-    /// Operations per batch: one per record set or removed, one per log entry, one for the
-    /// revision counter.
+    /// Operations per batch: one per record set or removed, one per cleared prefix, one per
+    /// log entry, one for the revision counter.
     pub max_ops: usize,
     /// Bytes per batch: the keys and values of its records and log entries.
     pub max_bytes: usize,

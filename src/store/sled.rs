@@ -354,6 +354,35 @@ impl Engine for SledEngine {
         if let Err(e) = self.injected() {
             return Err(CommitError::Failed(self.fail(e)));
         }
+        // A sled transaction cannot scan: the keys under each cleared prefix are listed
+        // first, on a store at the batch's base (checked before the listing, and again by the
+        // transaction). Only this process writes the store (sled locks its files) and every
+        // batch after `base` moves the revision, so the list is the store's at `base`.
+        let mut cleared: Vec<sled::IVec> = Vec::new();
+        if !batch.cleared.is_empty() {
+            let current = match t.meta.get(keys::META_REVISION) {
+                Ok(Some(b)) => codec::decode_u64(&b)?,
+                Ok(None) => 0,
+                Err(e) => return Err(CommitError::Failed(self.fail(e))),
+            };
+            if current != batch.base {
+                return Err(
+                    if current < batch.base && self.lost.load(Ordering::SeqCst) {
+                        CommitError::Failed(reopened(current))
+                    } else {
+                        CommitError::Conflict { current }
+                    },
+                );
+            }
+            for prefix in &batch.cleared {
+                for kv in t.data.scan_prefix(prefix) {
+                    match kv {
+                        Ok((k, _)) => cleared.push(k),
+                        Err(e) => return Err(CommitError::Failed(self.fail(e))),
+                    }
+                }
+            }
+        }
         let r = (&t.data, &t.log, &t.meta).transaction(|(data, log, meta)| {
             let current = match meta.get(keys::META_REVISION)? {
                 Some(b) => codec::decode_u64(&b)
@@ -364,6 +393,9 @@ impl Engine for SledEngine {
                 return Err(ConflictableTransactionError::Abort(CommitError::Conflict {
                     current,
                 }));
+            }
+            for k in &cleared {
+                data.remove(k.as_ref())?;
             }
             for (k, v) in &batch.records {
                 match v {

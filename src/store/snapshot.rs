@@ -274,6 +274,7 @@ impl Snapshot {
         let batch = Batch {
             base: 0,
             revision,
+            cleared: Vec::new(),
             records: self
                 .records
                 .iter()

@@ -50,7 +50,9 @@ use prost_types::Timestamp;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::history::{self, Hash};
-use super::{Applied, Batch, BatchLimits, CommitError, Registry, WriteOp, WriteResult, codec};
+use super::{
+    Applied, Batch, BatchLimits, CommitError, Registry, WriteOp, WriteResult, cascade, codec,
+};
 use crate::domain::apply::apply;
 use crate::domain::state::State;
 use crate::error::{Error, Result};
@@ -272,19 +274,23 @@ fn shutting_down() -> Error {
     }
 }
 
-/// The batch that persists `applied`, which were applied in order on a state at `base` whose
-/// history hash is `head`; also returns each revision's history hash, in order.
-pub fn batch(base: u64, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, Hash)>) {
+/// The batch that persists `applied`, which were applied in order on `at` (the state at the
+/// batch's base revision) whose history hash is `head`; also returns each revision's history
+/// hash, in order. A cascading delete clears its children's prefix when it may
+/// ([`cascade`]).
+pub fn batch(at: &State, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, Hash)>) {
+    let base = at.revision();
+    let (cleared, records) = cascade::record_ops(applied, at);
     let mut b = Batch {
         base,
         revision: applied.last().map_or(base, |a| a.revision),
-        records: Vec::new(),
+        cleared,
+        records,
         log: Vec::with_capacity(applied.len()),
     };
     let mut hashes = Vec::with_capacity(applied.len());
     let mut prev = *head;
     for a in applied {
-        b.records.extend(codec::record_changes(&a.events));
         let cs = a.audit.change_set(a.events.clone());
         let encoded = cs.encode_to_vec();
         prev = history::next(&prev, &encoded);
@@ -294,15 +300,25 @@ pub fn batch(base: u64, head: &Hash, applied: &[Applied]) -> (Batch, Vec<(u64, H
     (b, hashes)
 }
 
-/// What one write adds to a batch, as [`BatchLimits`] count it (an upper bound: every event
-/// is one record operation plus its share of the log entry).
-fn cost(a: &Applied) -> (usize, usize) {
+/// What one write adds to a batch, as [`BatchLimits`] count it, when it clears `cleared` (an
+/// upper bound: every event is its share of the log entry, with its field tag and length,
+/// plus one record operation unless it is a child's delete under a cleared prefix; each
+/// cleared prefix is one operation).
+fn cost(a: &Applied, cleared: &[Vec<u8>]) -> (usize, usize) {
     const KEY: usize = 96;
-    let events: usize = a.events.iter().map(|e| e.encoded_len()).sum();
-    (
-        a.events.len() + 1,
-        2 * events + (a.events.len() + 1) * KEY + 128,
-    )
+    let mut ops = 1 + cleared.len();
+    let mut bytes = 128 + KEY + cleared.len() * 2 * KEY;
+    for e in &a.events {
+        let n = e.encoded_len();
+        bytes += n + 1 + prost::length_delimiter_len(n);
+        let covered = cascade::event_key(e)
+            .is_some_and(|(k, delete)| delete && cleared.iter().any(|p| k.starts_with(p)));
+        if !covered {
+            ops += 1;
+            bytes += n + KEY;
+        }
+    }
+    (ops, bytes)
 }
 
 /// The writes of one batch being built: their [`Applied`], and the state it starts from.
@@ -312,8 +328,37 @@ struct Chunk {
     /// Index (in the attempt's jobs) of the chunk's first job.
     first: usize,
     applied: Vec<Applied>,
+    /// The prefixes its cascades clear ([`cascade`]): no other write of the chunk may touch
+    /// them.
+    cleared: Vec<Vec<u8>>,
     ops: usize,
     bytes: usize,
+}
+
+impl Chunk {
+    fn new(base: State, first: usize) -> Chunk {
+        Chunk {
+            base,
+            first,
+            applied: Vec::new(),
+            cleared: Vec::new(),
+            ops: 1,
+            bytes: 0,
+        }
+    }
+
+    /// Whether `a` (with the prefixes it would clear) cannot join the chunk without breaking
+    /// a cascade's conditions: it writes under a prefix the chunk clears, or the chunk wrote
+    /// under a prefix it clears.
+    fn clashes(&self, a: &Applied, cleared: &[Vec<u8>]) -> bool {
+        let under = |k: &[u8], ps: &[Vec<u8>]| ps.iter().any(|p| k.starts_with(p));
+        (!self.cleared.is_empty() && cascade::touched(a).any(|k| under(&k, &self.cleared)))
+            || (!cleared.is_empty()
+                && self
+                    .applied
+                    .iter()
+                    .any(|b| cascade::touched(b).any(|k| under(&k, cleared))))
+    }
 }
 
 /// How an attempt at committing a group's jobs ended.
@@ -502,13 +547,7 @@ impl Loop {
     ) -> End {
         let limits = self.registry.limits().clone();
         let max = self.limits;
-        let mut chunk = Chunk {
-            base: self.working.clone(),
-            first: 0,
-            applied: Vec::new(),
-            ops: 1,
-            bytes: 0,
-        };
+        let mut chunk = Chunk::new(self.working.clone(), 0);
         for (i, job) in jobs.iter().enumerate() {
             if job.dry_run {
                 // The version a real write here would see; the copy is O(1) and dropped.
@@ -531,29 +570,31 @@ impl Loop {
             };
             a.audit = job.audit.committed_at(now);
             if max != BatchLimits::UNLIMITED {
-                let (ops, bytes) = cost(&a);
+                // What it clears on a batch that starts right before it (always its whole
+                // cascade); the chunk is cut here if it would not clear that much on the
+                // chunk's base.
+                let cleared = cascade::prefixes(&a, &before);
+                let (ops, bytes) = cost(&a, &cleared);
                 if ops + 1 > max.max_ops || bytes > max.max_bytes {
                     self.working = before;
-                    out.push((Err(too_big(ops, bytes, max)), false));
+                    out.push((Err(too_big(a.events.len(), bytes, max)), false));
                     continue;
                 }
-                if chunk.ops + ops > max.max_ops || chunk.bytes + bytes > max.max_bytes {
+                if chunk.ops + ops > max.max_ops
+                    || chunk.bytes + bytes > max.max_bytes
+                    || chunk.clashes(&a, &cleared)
+                {
                     // The chunk so far ends before this write: commit it, then start the next
                     // one on the state it leaves (`before`), with this write first.
                     if let Err(end) = self.commit_chunk(&mut chunk) {
                         self.working = chunk.base;
                         return end;
                     }
-                    chunk = Chunk {
-                        base: before,
-                        first: i,
-                        applied: Vec::new(),
-                        ops: 1,
-                        bytes: 0,
-                    };
+                    chunk = Chunk::new(before, i);
                 }
                 chunk.ops += ops;
                 chunk.bytes += bytes;
+                chunk.cleared.extend(cleared);
             }
             out.push((Ok(a.result.clone()), true));
             chunk.applied.push(a);
@@ -581,7 +622,7 @@ impl Loop {
             return Ok(());
         }
         let base = chunk.base.revision();
-        let (b, hashes) = batch(base, &self.head, &chunk.applied);
+        let (b, hashes) = batch(&chunk.base, &self.head, &chunk.applied);
         match self.registry.engine().commit(&b) {
             Ok(()) => {
                 if let Some((_, h)) = hashes.last() {
@@ -749,17 +790,16 @@ impl Loop {
     }
 }
 
-/// The refusal of a single write larger than one batch may be.
-fn too_big(ops: usize, bytes: usize, max: BatchLimits) -> Error {
+/// The refusal of a single write larger than one batch may be (`records`: how many it
+/// changes).
+fn too_big(records: usize, bytes: usize, max: BatchLimits) -> Error {
     Error::ResourceExhausted {
         reason: "WRITE_TOO_LARGE",
         message: format!(
-            "this write changes {} records ({bytes} bytes), more than the store takes in one \
-             transaction ({} operations, {} bytes; etcd's --max-txn-ops and \
-             --max-request-bytes)",
-            ops.saturating_sub(1),
-            max.max_ops,
-            max.max_bytes
+            "this write changes {records} records ({bytes} bytes with its change-log entry), \
+             more than the store takes in one transaction ({} operations, {} bytes; etcd's \
+             --max-txn-ops and --max-request-bytes)",
+            max.max_ops, max.max_bytes
         ),
     }
 }
@@ -799,7 +839,7 @@ mod tests {
                 return Err(CommitError::Failed(Error::internal("disk on fire")));
             }
             let max = self.batch_limits().max_ops;
-            let ops = batch.records.len() + batch.log.len() + 1;
+            let ops = batch.cleared.len() + batch.records.len() + batch.log.len() + 1;
             assert!(
                 ops <= max,
                 "a batch of {ops} operations over the limit of {max}"
@@ -1105,5 +1145,113 @@ mod tests {
         assert!(n.registry.current().domain("big.com").is_none());
         assert_eq!(engine.revision().unwrap(), 20);
         n.stop();
+    }
+
+    fn map(domain: &str, api_id: &str, key: &str) -> WriteOp {
+        WriteOp::CreateApiMapping {
+            account: account(),
+            domain_name: domain.into(),
+            api_mapping_key: key.into(),
+            api_id: api_id.into(),
+            stage: "prod".into(),
+        }
+    }
+
+    fn delete_domain(name: &str) -> WriteOp {
+        WriteOp::DeleteDomainName {
+            account: account(),
+            domain_name: name.into(),
+            expected_revision: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cascade_over_the_op_limit_commits_as_one_batch_clearing_a_prefix() {
+        let engine = Arc::new(Flaky::default());
+        engine.max_ops.store(128, Ordering::SeqCst);
+        let registry = Arc::new(Registry::open(engine.clone(), Default::default()).unwrap());
+        let (writer, thread) =
+            Writer::spawn(registry.clone(), Box::new(|_: &[Applied]| {})).unwrap();
+        let api = match writer.submit(create_api("shop")).await.unwrap() {
+            WriteResult::Api(a) => a.api_id,
+            other => panic!("{other:?}"),
+        };
+        for i in 0..300 {
+            writer
+                .submit(WriteOp::CreateStage {
+                    account: account(),
+                    api_id: api.clone(),
+                    stage_name: if i == 0 {
+                        "prod".into()
+                    } else {
+                        format!("s{i}")
+                    },
+                    description: String::new(),
+                    tags: Default::default(),
+                })
+                .await
+                .unwrap();
+        }
+        writer.submit(create_domain("d.com")).await.unwrap();
+        let maps: Vec<_> = (0..1000)
+            .map(|i| writer.submit(map("d.com", &api, &format!("k{i}"))))
+            .collect();
+        assert!(
+            futures::future::join_all(maps)
+                .await
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        let before = engine.revision().unwrap();
+        let commits = engine.commits.load(Ordering::SeqCst);
+
+        // 1001 records at one revision, in one batch of a few operations (Flaky checks).
+        let r = writer.submit(delete_domain("d.com")).await.unwrap();
+        assert!(matches!(r, WriteResult::Deleted(rev) if rev == before + 1));
+        assert_eq!(engine.commits.load(Ordering::SeqCst), commits + 1);
+        let log = engine.read_log(before + 1, before + 1, 1).unwrap();
+        let (cs, _) = history::split(&log[0].1);
+        assert_eq!(codec::decode_change_set(cs).unwrap().events.len(), 1001);
+        assert!(
+            engine
+                .scan_records()
+                .all(|kv| !kv.unwrap().0.starts_with(b"m\0"))
+        );
+
+        // In one group: the domain made again and mapped, deleted, made and mapped again.
+        // Each cascade gets a batch where nothing else writes under its prefix.
+        writer.submit(create_domain("d.com")).await.unwrap();
+        let mut group = vec![];
+        for i in 0..5 {
+            group.push(writer.submit(map("d.com", &api, &format!("a{i}"))));
+        }
+        group.push(writer.submit(delete_domain("d.com")));
+        group.push(writer.submit(create_domain("d.com")));
+        group.push(writer.submit(map("d.com", &api, "b")));
+        let results = futures::future::join_all(group).await;
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        let fresh = Registry::open(engine.clone(), Default::default()).unwrap();
+        let left: Vec<_> = fresh
+            .current()
+            .mappings_on("d.com")
+            .map(|m| m.api_mapping_key.clone())
+            .collect();
+        assert_eq!(left, vec!["b".to_string()]);
+
+        // An API deleted with its 300 stages (once nothing maps it): one batch too.
+        let delete_api = WriteOp::DeleteApi {
+            account: account(),
+            api_id: api.clone(),
+            expected_revision: 0,
+        };
+        let e = writer.submit(delete_api.clone()).await.unwrap_err();
+        assert_eq!(e.reason(), "API_IN_USE");
+        writer.submit(delete_domain("d.com")).await.unwrap();
+        let commits = engine.commits.load(Ordering::SeqCst);
+        writer.submit(delete_api).await.unwrap();
+        assert_eq!(engine.commits.load(Ordering::SeqCst), commits + 1);
+        assert_eq!(engine.scan_records().count(), 0);
+        drop(writer);
+        thread.join().unwrap();
     }
 }

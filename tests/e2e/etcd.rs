@@ -119,3 +119,158 @@ async fn a_replacement_server_on_the_same_etcd_prefix_serves_everything() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a mapreg store"));
 }
+
+/// `mapreg serve` on `url` as a child process, its stderr (the log) read line by line.
+struct Node {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Node {
+    fn start(url: &str, wait_seconds: u64) -> Node {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mapreg"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", url])
+            .env("MAPREG_STORE_WAIT_SECONDS", wait_seconds.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start mapreg serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Node {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits up to `within` for a log line containing `text`; returns it.
+    fn wait_for_line(&mut self, text: &str, within: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {text:?} within {within:?}; the log:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Waits up to `within` for the process to exit: its code and the rest of its log.
+    fn wait_for_exit(&mut self, within: std::time::Duration) -> (Option<i32>, String) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(2)) {
+                    self.log.push(line);
+                }
+                return (status.code(), self.log.join("\n"));
+            }
+            while let Ok(line) = self.lines.try_recv() {
+                self.log.push(line);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running after {within:?}; the log:\n{}",
+                self.log.join("\n")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A node started before its etcd waits for it, as Kubernetes' apiserver does: each failed
+/// attempt is logged at warn with its reason, and the node serves once etcd is up.
+#[test]
+fn a_node_started_before_etcd_waits_for_it() {
+    if !testkit::available("a_node_started_before_etcd_waits_for_it") {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(1).expect("start etcd");
+    let url = cluster.fresh_url().to_string();
+    cluster.stop(0);
+    let mut node = Node::start(&url, 60);
+    let line = node.wait_for_line(
+        "cannot load the store yet; waiting for it",
+        std::time::Duration::from_secs(20),
+    );
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("etcd is unreachable at 127.0.0.1:"), "{line}");
+    assert!(
+        node.child.try_wait().expect("try_wait").is_none(),
+        "the node waits"
+    );
+    cluster.restart(0).expect("restart etcd");
+    cluster
+        .wait_healthy(std::time::Duration::from_secs(30))
+        .expect("etcd up");
+    node.wait_for_line("mapreg serving", std::time::Duration::from_secs(30));
+    assert!(
+        node.log
+            .iter()
+            .any(|l| l.contains("the store is reachable again: loaded")),
+        "{}",
+        node.log.join("\n")
+    );
+    assert!(node.child.try_wait().expect("try_wait").is_none());
+}
+
+/// A node whose etcd never comes gives up after its bound (`--store-wait-seconds`, here 8 s
+/// through MAPREG_STORE_WAIT_SECONDS) and exits non-zero saying why.
+#[test]
+fn a_node_whose_etcd_never_comes_exits_with_a_clear_error_within_its_bound() {
+    if !testkit::available(
+        "a_node_whose_etcd_never_comes_exits_with_a_clear_error_within_its_bound",
+    ) {
+        return;
+    }
+    let mut cluster = EtcdCluster::start(1).expect("start etcd");
+    let url = cluster.fresh_url().to_string();
+    cluster.stop(0);
+    let started = std::time::Instant::now();
+    let mut node = Node::start(&url, 8);
+    let (code, log) = node.wait_for_exit(std::time::Duration::from_secs(20));
+    let took = started.elapsed();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        took >= std::time::Duration::from_secs(8) && took < std::time::Duration::from_secs(12),
+        "gave up after {took:?}: {log}"
+    );
+    assert!(
+        log.contains("cannot load the store yet; waiting for it"),
+        "{log}"
+    );
+    assert!(log.contains(&format!("cannot open store {url}")), "{log}");
+    assert!(
+        log.contains("gave up after waiting") && log.contains("--store-wait-seconds"),
+        "{log}"
+    );
+    assert!(log.contains("etcd is unreachable at 127.0.0.1:"), "{log}");
+    eprintln!("{log}");
+}

@@ -2103,3 +2103,171 @@ async fn a_failed_write_takes_no_revision() {
     );
     assert_eq!(all_mappings(&mut c, D).await, vec![m]);
 }
+
+// ---- rule 8 at scale: a cascade larger than one etcd transaction ---------------------------
+
+/// The revision a server's reads reflect.
+async fn read_revision(c: &mut Client) -> u64 {
+    c.get_domain_names(GetDomainNamesRequest::default())
+        .await
+        .expect("list domains")
+        .into_inner()
+        .revision
+}
+
+/// Every one of `ids` on `domain` answers NOT_FOUND, and so does the domain.
+async fn all_gone(c: &mut Client, domain: &str, ids: &[String]) {
+    for id in ids {
+        let e = c
+            .get_api_mapping(GetApiMappingRequest {
+                domain_name: domain.into(),
+                api_mapping_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a mapping of the deleted domain");
+        assert_eq!(e.code(), Code::NotFound, "{id}: {e:?}");
+    }
+    let e = c
+        .get_domain_name(GetDomainNameRequest {
+            domain_name: domain.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the deleted domain");
+    assert_eq!(e.code(), Code::NotFound);
+}
+
+/// Rule 8 at scale (SPEC.md 2.8, 8.2): a domain with 300 mappings, more than the 128
+/// operations of one etcd transaction, is deleted with all of them at ONE revision; a watcher
+/// gets that revision as one change set of 301 DELETE events (each mapping's last state, then
+/// the domain); every mapping then answers NOT_FOUND, also after a restart, while another
+/// domain's mapping stays; `mapreg check` finds the store consistent. Runs on sled and, with
+/// `MAPREG_TEST_STORE=etcd`, on etcd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_domain_with_300_mappings_is_one_revision() {
+    const N: usize = 300;
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    let api = api_with_stage(&mut c, ProtocolType::Http).await;
+    create_domain(&mut c, D).await;
+    create_domain(&mut c, "other.example.com").await;
+    let kept = create_mapping(&mut c, "other.example.com", "x", &api.api_id, "test").await;
+    let mut mappings: Vec<ApiMapping> = Vec::with_capacity(N);
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i:03}")).collect();
+    for chunk in keys.chunks(50) {
+        let calls = chunk.iter().map(|k| {
+            let (mut c, api_id) = (c.clone(), api.api_id.clone());
+            async move { create_mapping(&mut c, D, k, &api_id, "test").await }
+        });
+        mappings.extend(futures::future::join_all(calls).await);
+    }
+    assert_eq!(all_mappings(&mut c, D).await.len(), N);
+    let before = read_revision(&mut c).await;
+
+    let mut f = server.feed_client(None).await;
+    let mut stream = watch(
+        &mut f,
+        WatchRequest {
+            start_revision: before + 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("watch");
+    let deleted = c
+        .delete_domain_name(DeleteDomainNameRequest {
+            domain_name: D.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a domain with 300 mappings can be deleted")
+        .into_inner();
+    assert_eq!(
+        deleted.revision,
+        before + 1,
+        "one revision for the whole cascade"
+    );
+    let (revision, events) = loop {
+        let m = next_message(&mut stream, 20)
+            .await
+            .expect("watch message")
+            .expect("stream open");
+        match m.kind {
+            Some(watch_response::Kind::ChangeSet(cs)) => break (m.revision, cs.events),
+            Some(watch_response::Kind::Progress(_)) => continue,
+            other => panic!("expected the cascade's change_set, got {other:?}"),
+        }
+    };
+    assert_eq!(revision, deleted.revision);
+    assert_eq!(
+        events.len(),
+        N + 1,
+        "each mapping's DELETE, then the domain's"
+    );
+    assert!(events.iter().all(|e| e.r#type == EventType::Delete as i32));
+    let mut seen: Vec<ApiMapping> = events[..N]
+        .iter()
+        .map(
+            |e| match e.resource.as_ref().and_then(|r| r.resource.clone()) {
+                Some(resource::Resource::ApiMapping(m)) => m,
+                other => panic!("expected a mapping, got {other:?}"),
+            },
+        )
+        .collect();
+    seen.sort_by(|a, b| a.api_mapping_id.cmp(&b.api_mapping_id));
+    mappings.sort_by(|a, b| a.api_mapping_id.cmp(&b.api_mapping_id));
+    assert_eq!(
+        seen, mappings,
+        "every DELETE carries the mapping's last state"
+    );
+    match events[N]
+        .resource
+        .as_ref()
+        .and_then(|r| r.resource.as_ref())
+    {
+        Some(resource::Resource::DomainName(d)) => assert_eq!(d.domain_name, D),
+        other => panic!("expected the domain last, got {other:?}"),
+    }
+    // The next write is the next revision, a change set of its own.
+    let after = create_api(&mut c, "after", ProtocolType::Http).await;
+    assert_eq!(after.create_revision, deleted.revision + 1);
+    let ids: Vec<String> = mappings.iter().map(|m| m.api_mapping_id.clone()).collect();
+    all_gone(&mut c, D, &ids).await;
+    assert_eq!(
+        all_mappings(&mut c, "other.example.com").await,
+        vec![kept.clone()]
+    );
+    drop((stream, f, c));
+
+    // After a restart the store holds the same: nothing of the domain came back.
+    let server = server.restart().await;
+    let mut c = server.client().await;
+    assert_eq!(read_revision(&mut c).await, after.create_revision);
+    all_gone(&mut c, D, &ids).await;
+    assert_eq!(all_mappings(&mut c, "other.example.com").await, vec![kept]);
+    // The domain can be made again, empty.
+    create_domain(&mut c, D).await;
+    assert!(all_mappings(&mut c, D).await.is_empty());
+    drop(c);
+    let store = server.config.store.clone();
+    let data_dir = server.data_dir.clone();
+    let _tmp = server.stop().await;
+
+    // `mapreg check` on the stopped store: consistent.
+    let mut check = std::process::Command::new(env!("CARGO_BIN_EXE_mapreg"));
+    check.arg("check").env("RUST_LOG", "warn");
+    match &store {
+        mapreg::config::Store::Sled => check.arg("--data-dir").arg(&data_dir),
+        etcd => check.args(["--store", &etcd.to_string()]),
+    };
+    let out = check.output().expect("run mapreg check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("consistent"), "{stdout}");
+}
