@@ -14,7 +14,7 @@ mkdir -p "$out"
 tmp=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 1; rm -rf "$tmp"; }
 trap cleanup EXIT
-wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; exit 1; }
+wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 durations=(--duration "${DURATION:-8}" --warmup 3)
 conc=${CONCURRENCY:-16,64}
 
@@ -28,7 +28,7 @@ for i in 0 1 2; do
     >"$tmp/etcd$i.log" 2>&1 & pids+=($!)
 done
 etcd_pids=("${pids[@]}")
-for i in 0 1 2; do wait_port 2379$i; done
+for i in 0 1 2; do wait_port 2379$i || exit 1; done
 endpoints=127.0.0.1:23790,127.0.0.1:23791,127.0.0.1:23792
 sleep 2
 
@@ -39,7 +39,7 @@ echo "== raw etcd (3 members), loadgen against member 0"
 start_node() { # port prefix
   RUST_LOG=warn "$mapreg" serve --store "etcd://$endpoints/$2" --listen 127.0.0.1:$1 \
     >"$tmp/mapreg-$1.log" 2>&1 & pids+=($!)
-  wait_port "$1"
+  wait_port "$1" || { tail -20 "$tmp/mapreg-$1.log" >&2; exit 1; }
 }
 
 echo "== one mapreg node on the cluster"
