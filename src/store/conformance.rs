@@ -42,7 +42,21 @@ impl Harness for Sled {
     fn reopen(&self, old: Arc<dyn Engine>) -> Arc<dyn Engine> {
         old.flush().expect("flush");
         drop(old);
-        self.engine()
+        // sled's flusher thread lets go of the directory's lock a moment after the last
+        // handle is dropped: wait for it (up to 5 s) rather than fail on a busy lock.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match SledEngine::open(self.0.path()) {
+                Ok(e) => return Arc::new(e),
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopen sled: {e:?}"),
+            }
+        }
     }
 }
 
