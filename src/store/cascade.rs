@@ -129,25 +129,26 @@ mod tests {
         apply(state, &op, &Limits::default(), Default::default()).expect("applies")
     }
 
+    /// Creates the HTTP API `shop` in `state`; its id.
+    fn create_api(state: &mut State) -> String {
+        let op = WriteOp::CreateApi {
+            account: ACCOUNT.into(),
+            name: "shop".into(),
+            protocol: crate::pb::ProtocolType::Http,
+            description: String::new(),
+            tags: Default::default(),
+            selection: Default::default(),
+        };
+        match run(state, op).result {
+            crate::store::WriteResult::Api(a) => a.api_id,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A state with API `api` (stage `prod`) and domain `d.com` holding `n` mappings.
     fn setup(n: usize) -> (State, String) {
         let mut s = State::default();
-        let api = match run(
-            &mut s,
-            WriteOp::CreateApi {
-                account: ACCOUNT.into(),
-                name: "shop".into(),
-                protocol: crate::pb::ProtocolType::Http,
-                description: String::new(),
-                tags: Default::default(),
-                selection: Default::default(),
-            },
-        )
-        .result
-        {
-            crate::store::WriteResult::Api(a) => a.api_id,
-            other => panic!("{other:?}"),
-        };
+        let api = create_api(&mut s);
         run(
             &mut s,
             WriteOp::CreateStage {
@@ -212,22 +213,7 @@ mod tests {
     #[test]
     fn an_api_deleted_with_its_stages_clears_their_prefix() {
         let mut s = State::default();
-        let api = match run(
-            &mut s,
-            WriteOp::CreateApi {
-                account: ACCOUNT.into(),
-                name: "shop".into(),
-                protocol: crate::pb::ProtocolType::Http,
-                description: String::new(),
-                tags: Default::default(),
-                selection: Default::default(),
-            },
-        )
-        .result
-        {
-            crate::store::WriteResult::Api(a) => a.api_id,
-            other => panic!("{other:?}"),
-        };
+        let api = create_api(&mut s);
         for i in 0..200 {
             run(
                 &mut s,
