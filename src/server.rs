@@ -527,6 +527,7 @@ pub async fn run_with_listeners(
     if let Err(e) = registry.flush() {
         tracing::error!(error = %e, "final flush failed");
     }
+    registry.sync_high_water();
     tracing::info!(writes, flushes, "mapreg stopped");
     result
 }

@@ -29,7 +29,7 @@ pub struct Registry {
     /// Hashes of the recent revisions (through the newest committed one).
     hashes: history::Recent,
     /// Where the high-water mark is kept, once [`Registry::keep_high_water`] was called.
-    high_water: std::sync::OnceLock<std::path::PathBuf>,
+    high_water: std::sync::OnceLock<super::highwater::Keeper>,
 }
 
 /// Follows the history hash chain over the whole retained log of `engine`, from the compaction
@@ -234,25 +234,33 @@ impl Registry {
                 None => {}
             }
         }
-        let _ = self.high_water.set(path);
-        self.write_high_water(self.revision());
+        let first = self.mark(self.revision());
+        let keeper = super::highwater::Keeper::start(path, first.as_ref())
+            .map_err(|e| Error::internal(format!("cannot start the high-water thread: {e}")))?;
+        let _ = self.high_water.set(keeper);
         Ok(())
     }
 
-    fn write_high_water(&self, revision: u64) {
-        let Some(path) = self.high_water.get() else {
-            return;
-        };
+    /// The high-water mark of `revision`, if its history hash is known.
+    fn mark(&self, revision: u64) -> Option<super::highwater::Mark> {
         let Ok(Some(hash)) = self.history_hash(revision) else {
-            return;
+            return None;
         };
-        let mark = super::highwater::Mark {
+        Some(super::highwater::Mark {
             store_id: self.store_id.clone(),
             revision,
             hash,
-        };
-        if let Err(e) = super::highwater::write(path, &mark) {
-            tracing::warn!(error = %e, path = %path.display(), "cannot write the high-water mark");
+        })
+    }
+
+    /// Writes the high-water mark of the current version now (at a clean stop: the file is
+    /// otherwise written from a thread of its own, shortly after each durable group).
+    pub fn sync_high_water(&self) {
+        if let Some(k) = self.high_water.get() {
+            if let Some(mark) = self.mark(self.revision()) {
+                k.note(mark);
+            }
+            k.sync();
         }
     }
 
@@ -347,7 +355,11 @@ impl Registry {
         self.current.store(state);
         // After the store: a reader woken for `revision` finds a version at least that new.
         self.published.send_replace(revision);
-        self.write_high_water(revision);
+        if let Some(k) = self.high_water.get()
+            && let Some(mark) = self.mark(revision)
+        {
+            k.note(mark);
+        }
     }
 
     /// Waits, at most `wait`, until the current version is at `revision` or newer (SPEC.md
