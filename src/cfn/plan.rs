@@ -672,49 +672,50 @@ Outputs:
     fn refuses_with_the_location() {
         let cases = [
             (
-                GUIDE.replace("'AWS::ApiGatewayV2::Stage'", "'AWS::ApiGatewayV2::Route'"),
+                "'AWS::ApiGatewayV2::Stage'",
+                "'AWS::ApiGatewayV2::Route'",
                 "Resources.MyStage.Type",
                 "not supported",
             ),
             (
-                GUIDE.replace("StageName: test", "StageName: test\n      Bogus: 1"),
+                "StageName: test",
+                "StageName: test\n      Bogus: 1",
                 "Resources.MyStage.Properties.Bogus",
                 "no property Bogus",
             ),
             (
-                GUIDE.replace(
-                    "ApiId: !Ref MyApi\n      StageName",
-                    "ApiId: !Ref Nope\n      StageName",
-                ),
+                "ApiId: !Ref MyApi\n      StageName",
+                "ApiId: !Ref Nope\n      StageName",
                 "Resources.MyStage.Properties.ApiId",
                 "Unresolved resource dependencies [Nope]",
             ),
             (
-                GUIDE.replace("${MyApi.ApiEndpoint}", "${MyApi.Nope}"),
+                "${MyApi.ApiEndpoint}",
+                "${MyApi.Nope}",
                 "Outputs.Endpoint.Value",
                 "no attribute Nope",
             ),
             (
-                GUIDE.replace(
-                    "Name: my-websocket-api",
-                    "Name: !GetAtt MyApiMapping.ApiMappingId",
-                ),
+                "Name: my-websocket-api",
+                "Name: !GetAtt MyApiMapping.ApiMappingId",
                 "Resources.MyApi",
                 "Circular dependency",
             ),
             (
-                GUIDE.replace("    Default: v1\n", ""),
+                "    Default: v1\n",
+                "",
                 "Parameters.Key",
                 "must have values",
             ),
             (
-                GUIDE.replace("      StageName: test\n", ""),
+                "      StageName: test\n",
+                "",
                 "Resources.MyStage.Properties",
                 "requires the property StageName",
             ),
         ];
-        for (text, location, message) in cases {
-            let e = checked(&text).unwrap_err();
+        for (from, to, location, message) in cases {
+            let e = checked(&GUIDE.replace(from, to)).unwrap_err();
             assert_eq!(e.location, location, "{e}");
             assert!(e.message.contains(message), "{e}");
         }

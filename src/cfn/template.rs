@@ -478,20 +478,23 @@ mod prop_tests {
 
     /// A JSON value whose keys are often those a template has.
     fn json() -> impl Strategy<Value = serde_json::Value> {
+        const KEYS: &[&str] = &[
+            "Resources",
+            "Type",
+            "Properties",
+            "Parameters",
+            "Outputs",
+            "Value",
+            "Ref",
+            "Fn::GetAtt",
+            "Fn::Sub",
+            "Fn::Join",
+            "DependsOn",
+            "AWS::ApiGatewayV2::ApiMapping",
+        ];
         let key = prop_oneof![
-            Just("Resources".to_string()),
-            Just("Type".to_string()),
-            Just("Properties".to_string()),
-            Just("Parameters".to_string()),
-            Just("Outputs".to_string()),
-            Just("Value".to_string()),
-            Just("Ref".to_string()),
-            Just("Fn::GetAtt".to_string()),
-            Just("Fn::Sub".to_string()),
-            Just("Fn::Join".to_string()),
-            Just("DependsOn".to_string()),
-            Just("AWS::ApiGatewayV2::ApiMapping".to_string()),
-            "\\PC{0,8}",
+            KEYS.len() as u32 => prop::sample::select(KEYS).prop_map(str::to_string),
+            1 => "\\PC{0,8}",
         ];
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),

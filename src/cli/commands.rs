@@ -404,428 +404,299 @@ fn configurations(v: Vec<DomainNameConfigurations>) -> Vec<pb::DomainNameConfigu
     v.into_iter().flat_map(|c| c.0).collect()
 }
 
+/// A drawing of one record as the AWS CLI shows it.
+fn aws<T>(draw: fn(&T, Detail) -> Value) -> impl Fn(&T) -> Value {
+    move |record| draw(record, Detail::Aws)
+}
+
 async fn execute(mut c: Registry, cmd: ClientCommand, d: bool) -> Result<Outcome, CliError> {
     use ClientCommand as C;
-    let show = |v, op, shape| Ok(Outcome::Show(v, op, shape));
+    use output::{api, api_mapping, domain_name, stage};
+    // One request of operation `$op`, its answer drawn by `$draw` as a `$shape`.
+    macro_rules! one {
+        ($op:literal, $method:ident, $request:expr, $draw:expr, $shape:ident) => {{
+            let r = rpc!(d, $op, c, $method, $request)
+                .map_err(failed($op))?
+                .into_inner();
+            Ok(Outcome::Show($draw(&r), $op, Shape::$shape))
+        }};
+    }
+    // One request of operation `$op` whose answer is not shown (a delete).
+    macro_rules! none {
+        ($op:literal, $method:ident, $request:expr) => {{
+            rpc!(d, $op, c, $method, $request).map_err(failed($op))?;
+            Ok(Outcome::Nothing)
+        }};
+    }
+    // The pages `$paging` asks for of listing `$op` (each page's request built from its
+    // `max_results` and `next_token`), every item drawn by `$draw` as a `$shape`.
+    macro_rules! list {
+        ($op:literal, $method:ident, $paging:expr, |$max:ident, $next:ident| $request:expr,
+         $draw:expr, $shape:ident) => {{
+            let (items, next) = paginate($paging, |$max, $next| {
+                let mut c = c.clone();
+                let request = $request;
+                async move {
+                    let r = rpc!(d, $op, c, $method, request)?.into_inner();
+                    Ok((r.items, r.next_token))
+                }
+            })
+            .await
+            .map_err(failed($op))?;
+            let items = items.iter().map($draw).collect();
+            Ok(Outcome::Show(output::list(items, next), $op, Shape::$shape))
+        }};
+    }
     match cmd {
-        C::CreateApi(Cmd { args: a, .. }) => {
-            let op = "CreateApi";
-            let r = rpc!(
-                d,
-                "CreateApi",
-                c,
-                create_api,
-                pb::CreateApiRequest {
-                    name: a.name,
-                    protocol_type: pb::ProtocolType::from(a.protocol_type) as i32,
-                    description: a.description.unwrap_or_default(),
-                    tags: a.tags.unwrap_or_default(),
-                    route_selection_expression: a.route_selection_expression.unwrap_or_default(),
-                    api_key_selection_expression: a
-                        .api_key_selection_expression
-                        .unwrap_or_default(),
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api(&r, Detail::Aws), op, Shape::Api)
-        }
-        C::GetApi(Cmd { args: a, .. }) => {
-            let op = "GetApi";
-            let r = rpc!(
-                d,
-                "GetApi",
-                c,
-                get_api,
-                pb::GetApiRequest {
-                    api_id: a.api_id,
-                    ..Default::default()
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api(&r, Detail::Aws), op, Shape::Api)
-        }
-        C::GetApis(Cmd { args: paging, .. }) => {
-            let op = "GetApis";
-            let (items, next) = paginate(&paging, |max_results, next_token| {
-                let mut c = c.clone();
-                async move {
-                    let r = rpc!(
-                        d,
-                        "GetApis",
-                        c,
-                        get_apis,
-                        pb::GetApisRequest {
-                            max_results,
-                            next_token,
-                            ..Default::default()
-                        }
-                    )?
-                    .into_inner();
-                    Ok((r.items, r.next_token))
-                }
-            })
-            .await
-            .map_err(failed(op))?;
-            let items = items.iter().map(|x| output::api(x, Detail::Aws)).collect();
-            show(output::list(items, next), op, Shape::Api)
-        }
-        C::UpdateApi(Cmd { args: a, .. }) => {
-            let op = "UpdateApi";
-            let r = rpc!(
-                d,
-                "UpdateApi",
-                c,
-                update_api,
-                pb::UpdateApiRequest {
-                    api_id: a.api_id,
-                    name: a.name,
-                    description: a.description,
-                    route_selection_expression: a.route_selection_expression,
-                    api_key_selection_expression: a.api_key_selection_expression,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api(&r, Detail::Aws), op, Shape::Api)
-        }
-        C::DeleteApi(Cmd { args: a, .. }) => {
-            rpc!(
-                d,
-                "DeleteApi",
-                c,
-                delete_api,
-                pb::DeleteApiRequest {
-                    api_id: a.api_id,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed("DeleteApi"))?;
-            Ok(Outcome::Nothing)
-        }
-        C::CreateStage(Cmd { args: a, .. }) => {
-            let op = "CreateStage";
-            let r = rpc!(
-                d,
-                "CreateStage",
-                c,
-                create_stage,
-                pb::CreateStageRequest {
-                    api_id: a.api_id,
-                    stage_name: a.stage_name,
-                    description: a.description.unwrap_or_default(),
-                    tags: a.tags.unwrap_or_default(),
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
-        }
-        C::GetStage(Cmd { args: a, .. }) => {
-            let op = "GetStage";
-            let r = rpc!(
-                d,
-                "GetStage",
-                c,
-                get_stage,
-                pb::GetStageRequest {
-                    api_id: a.api_id,
-                    stage_name: a.stage_name,
-                    ..Default::default()
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
-        }
-        C::GetStages(Cmd { args: a, .. }) => {
-            let op = "GetStages";
-            let api_id = a.api_id;
-            let (items, next) = paginate(&a.paging, |max_results, next_token| {
-                let mut c = c.clone();
-                let api_id = api_id.clone();
-                async move {
-                    let r = rpc!(
-                        d,
-                        "GetStages",
-                        c,
-                        get_stages,
-                        pb::GetStagesRequest {
-                            api_id,
-                            max_results,
-                            next_token,
-                            ..Default::default()
-                        }
-                    )?
-                    .into_inner();
-                    Ok((r.items, r.next_token))
-                }
-            })
-            .await
-            .map_err(failed(op))?;
-            let items = items
-                .iter()
-                .map(|x| output::stage(x, Detail::Aws))
-                .collect();
-            show(output::list(items, next), op, Shape::Stage)
-        }
-        C::UpdateStage(Cmd { args: a, .. }) => {
-            let op = "UpdateStage";
-            let r = rpc!(
-                d,
-                "UpdateStage",
-                c,
-                update_stage,
-                pb::UpdateStageRequest {
-                    api_id: a.api_id,
-                    stage_name: a.stage_name,
-                    description: a.description,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::stage(&r, Detail::Aws), op, Shape::Stage)
-        }
-        C::DeleteStage(Cmd { args: a, .. }) => {
-            rpc!(
-                d,
-                "DeleteStage",
-                c,
-                delete_stage,
-                pb::DeleteStageRequest {
-                    api_id: a.api_id,
-                    stage_name: a.stage_name,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed("DeleteStage"))?;
-            Ok(Outcome::Nothing)
-        }
-        C::CreateDomainName(Cmd { args: a, .. }) => {
-            let op = "CreateDomainName";
-            let r = rpc!(
-                d,
-                "CreateDomainName",
-                c,
-                create_domain_name,
-                pb::CreateDomainNameRequest {
-                    domain_name: a.domain_name,
-                    domain_name_configurations: configurations(a.domain_name_configurations),
-                    tags: a.tags.unwrap_or_default(),
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
-        }
-        C::GetDomainName(Cmd { args: a, .. }) => {
-            let op = "GetDomainName";
-            let r = rpc!(
-                d,
-                "GetDomainName",
-                c,
-                get_domain_name,
-                pb::GetDomainNameRequest {
-                    domain_name: a.domain_name,
-                    ..Default::default()
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
-        }
-        C::GetDomainNames(Cmd { args: paging, .. }) => {
-            let op = "GetDomainNames";
-            let (items, next) = paginate(&paging, |max_results, next_token| {
-                let mut c = c.clone();
-                async move {
-                    let r = rpc!(
-                        d,
-                        "GetDomainNames",
-                        c,
-                        get_domain_names,
-                        pb::GetDomainNamesRequest {
-                            max_results,
-                            next_token,
-                            ..Default::default()
-                        }
-                    )?
-                    .into_inner();
-                    Ok((r.items, r.next_token))
-                }
-            })
-            .await
-            .map_err(failed(op))?;
-            let items = items
-                .iter()
-                .map(|x| output::domain_name(x, Detail::Aws))
-                .collect();
-            show(output::list(items, next), op, Shape::DomainName)
-        }
-        C::UpdateDomainName(Cmd { args: a, .. }) => {
-            let op = "UpdateDomainName";
-            let r = rpc!(
-                d,
-                "UpdateDomainName",
-                c,
-                update_domain_name,
-                pb::UpdateDomainNameRequest {
-                    domain_name: a.domain_name,
-                    domain_name_configurations: configurations(a.domain_name_configurations),
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::domain_name(&r, Detail::Aws), op, Shape::DomainName)
-        }
-        C::DeleteDomainName(Cmd { args: a, .. }) => {
-            rpc!(
-                d,
-                "DeleteDomainName",
-                c,
-                delete_domain_name,
-                pb::DeleteDomainNameRequest {
-                    domain_name: a.domain_name,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed("DeleteDomainName"))?;
-            Ok(Outcome::Nothing)
-        }
-        C::CreateApiMapping(Cmd { args: a, .. }) => {
-            let op = "CreateApiMapping";
-            let r = rpc!(
-                d,
-                "CreateApiMapping",
-                c,
-                create_api_mapping,
-                pb::CreateApiMappingRequest {
-                    domain_name: a.domain_name,
-                    api_mapping_key: a.api_mapping_key,
-                    api_id: a.api_id,
-                    stage: a.stage,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
-        }
-        C::GetApiMapping(Cmd { args: a, .. }) => {
-            let op = "GetApiMapping";
-            let r = rpc!(
-                d,
-                "GetApiMapping",
-                c,
-                get_api_mapping,
-                pb::GetApiMappingRequest {
-                    domain_name: a.domain_name,
-                    api_mapping_id: a.api_mapping_id,
-                    ..Default::default()
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
-        }
-        C::GetApiMappings(Cmd { args: a, .. }) => {
-            let op = "GetApiMappings";
-            let domain_name = a.domain_name;
-            let (items, next) = paginate(&a.paging, |max_results, next_token| {
-                let mut c = c.clone();
-                let domain_name = domain_name.clone();
-                async move {
-                    let r = rpc!(
-                        d,
-                        "GetApiMappings",
-                        c,
-                        get_api_mappings,
-                        pb::GetApiMappingsRequest {
-                            domain_name,
-                            max_results,
-                            next_token,
-                            ..Default::default()
-                        }
-                    )?
-                    .into_inner();
-                    Ok((r.items, r.next_token))
-                }
-            })
-            .await
-            .map_err(failed(op))?;
-            let items = items
-                .iter()
-                .map(|x| output::api_mapping(x, Detail::Aws))
-                .collect();
-            show(output::list(items, next), op, Shape::ApiMapping)
-        }
-        C::UpdateApiMapping(Cmd { args: a, .. }) => {
-            let op = "UpdateApiMapping";
-            let r = rpc!(
-                d,
-                "UpdateApiMapping",
-                c,
-                update_api_mapping,
-                pb::UpdateApiMappingRequest {
-                    domain_name: a.domain_name,
-                    api_mapping_id: a.api_mapping_id,
-                    api_mapping_key: a.api_mapping_key,
-                    api_id: a.api_id,
-                    stage: a.stage,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::api_mapping(&r, Detail::Aws), op, Shape::ApiMapping)
-        }
-        C::DeleteApiMapping(Cmd { args: a, .. }) => {
-            rpc!(
-                d,
-                "DeleteApiMapping",
-                c,
-                delete_api_mapping,
-                pb::DeleteApiMappingRequest {
-                    domain_name: a.domain_name,
-                    api_mapping_id: a.api_mapping_id,
-                    expected_revision: a.expected_revision,
-                    validate_only: a.dry_run.validate_only,
-                }
-            )
-            .map_err(failed("DeleteApiMapping"))?;
-            Ok(Outcome::Nothing)
-        }
-        C::ResolveRoute(Cmd { args: a, .. }) => {
-            let op = "ResolveRoute";
-            let r = rpc!(
-                d,
-                "ResolveRoute",
-                c,
-                resolve_route,
-                pb::ResolveRouteRequest {
-                    host: a.host,
-                    path: a.path,
-                    ..Default::default()
-                }
-            )
-            .map_err(failed(op))?
-            .into_inner();
-            show(output::resolve_route(&r), op, Shape::ResolveRoute)
-        }
+        C::CreateApi(Cmd { args: a, .. }) => one!(
+            "CreateApi",
+            create_api,
+            pb::CreateApiRequest {
+                name: a.name,
+                protocol_type: pb::ProtocolType::from(a.protocol_type) as i32,
+                description: a.description.unwrap_or_default(),
+                tags: a.tags.unwrap_or_default(),
+                route_selection_expression: a.route_selection_expression.unwrap_or_default(),
+                api_key_selection_expression: a.api_key_selection_expression.unwrap_or_default(),
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(api),
+            Api
+        ),
+        C::GetApi(Cmd { args: a, .. }) => one!(
+            "GetApi",
+            get_api,
+            pb::GetApiRequest {
+                api_id: a.api_id,
+                ..Default::default()
+            },
+            aws(api),
+            Api
+        ),
+        C::GetApis(Cmd { args: paging, .. }) => list!(
+            "GetApis",
+            get_apis,
+            &paging,
+            |max_results, next_token| pb::GetApisRequest {
+                max_results,
+                next_token,
+                ..Default::default()
+            },
+            aws(api),
+            Api
+        ),
+        C::UpdateApi(Cmd { args: a, .. }) => one!(
+            "UpdateApi",
+            update_api,
+            pb::UpdateApiRequest {
+                api_id: a.api_id,
+                name: a.name,
+                description: a.description,
+                route_selection_expression: a.route_selection_expression,
+                api_key_selection_expression: a.api_key_selection_expression,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(api),
+            Api
+        ),
+        C::DeleteApi(Cmd { args: a, .. }) => none!(
+            "DeleteApi",
+            delete_api,
+            pb::DeleteApiRequest {
+                api_id: a.api_id,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            }
+        ),
+        C::CreateStage(Cmd { args: a, .. }) => one!(
+            "CreateStage",
+            create_stage,
+            pb::CreateStageRequest {
+                api_id: a.api_id,
+                stage_name: a.stage_name,
+                description: a.description.unwrap_or_default(),
+                tags: a.tags.unwrap_or_default(),
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(stage),
+            Stage
+        ),
+        C::GetStage(Cmd { args: a, .. }) => one!(
+            "GetStage",
+            get_stage,
+            pb::GetStageRequest {
+                api_id: a.api_id,
+                stage_name: a.stage_name,
+                ..Default::default()
+            },
+            aws(stage),
+            Stage
+        ),
+        C::GetStages(Cmd { args: a, .. }) => list!(
+            "GetStages",
+            get_stages,
+            &a.paging,
+            |max_results, next_token| pb::GetStagesRequest {
+                api_id: a.api_id.clone(),
+                max_results,
+                next_token,
+                ..Default::default()
+            },
+            aws(stage),
+            Stage
+        ),
+        C::UpdateStage(Cmd { args: a, .. }) => one!(
+            "UpdateStage",
+            update_stage,
+            pb::UpdateStageRequest {
+                api_id: a.api_id,
+                stage_name: a.stage_name,
+                description: a.description,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(stage),
+            Stage
+        ),
+        C::DeleteStage(Cmd { args: a, .. }) => none!(
+            "DeleteStage",
+            delete_stage,
+            pb::DeleteStageRequest {
+                api_id: a.api_id,
+                stage_name: a.stage_name,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            }
+        ),
+        C::CreateDomainName(Cmd { args: a, .. }) => one!(
+            "CreateDomainName",
+            create_domain_name,
+            pb::CreateDomainNameRequest {
+                domain_name: a.domain_name,
+                domain_name_configurations: configurations(a.domain_name_configurations),
+                tags: a.tags.unwrap_or_default(),
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(domain_name),
+            DomainName
+        ),
+        C::GetDomainName(Cmd { args: a, .. }) => one!(
+            "GetDomainName",
+            get_domain_name,
+            pb::GetDomainNameRequest {
+                domain_name: a.domain_name,
+                ..Default::default()
+            },
+            aws(domain_name),
+            DomainName
+        ),
+        C::GetDomainNames(Cmd { args: paging, .. }) => list!(
+            "GetDomainNames",
+            get_domain_names,
+            &paging,
+            |max_results, next_token| pb::GetDomainNamesRequest {
+                max_results,
+                next_token,
+                ..Default::default()
+            },
+            aws(domain_name),
+            DomainName
+        ),
+        C::UpdateDomainName(Cmd { args: a, .. }) => one!(
+            "UpdateDomainName",
+            update_domain_name,
+            pb::UpdateDomainNameRequest {
+                domain_name: a.domain_name,
+                domain_name_configurations: configurations(a.domain_name_configurations),
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(domain_name),
+            DomainName
+        ),
+        C::DeleteDomainName(Cmd { args: a, .. }) => none!(
+            "DeleteDomainName",
+            delete_domain_name,
+            pb::DeleteDomainNameRequest {
+                domain_name: a.domain_name,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            }
+        ),
+        C::CreateApiMapping(Cmd { args: a, .. }) => one!(
+            "CreateApiMapping",
+            create_api_mapping,
+            pb::CreateApiMappingRequest {
+                domain_name: a.domain_name,
+                api_mapping_key: a.api_mapping_key,
+                api_id: a.api_id,
+                stage: a.stage,
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(api_mapping),
+            ApiMapping
+        ),
+        C::GetApiMapping(Cmd { args: a, .. }) => one!(
+            "GetApiMapping",
+            get_api_mapping,
+            pb::GetApiMappingRequest {
+                domain_name: a.domain_name,
+                api_mapping_id: a.api_mapping_id,
+                ..Default::default()
+            },
+            aws(api_mapping),
+            ApiMapping
+        ),
+        C::GetApiMappings(Cmd { args: a, .. }) => list!(
+            "GetApiMappings",
+            get_api_mappings,
+            &a.paging,
+            |max_results, next_token| pb::GetApiMappingsRequest {
+                domain_name: a.domain_name.clone(),
+                max_results,
+                next_token,
+                ..Default::default()
+            },
+            aws(api_mapping),
+            ApiMapping
+        ),
+        C::UpdateApiMapping(Cmd { args: a, .. }) => one!(
+            "UpdateApiMapping",
+            update_api_mapping,
+            pb::UpdateApiMappingRequest {
+                domain_name: a.domain_name,
+                api_mapping_id: a.api_mapping_id,
+                api_mapping_key: a.api_mapping_key,
+                api_id: a.api_id,
+                stage: a.stage,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            },
+            aws(api_mapping),
+            ApiMapping
+        ),
+        C::DeleteApiMapping(Cmd { args: a, .. }) => none!(
+            "DeleteApiMapping",
+            delete_api_mapping,
+            pb::DeleteApiMappingRequest {
+                domain_name: a.domain_name,
+                api_mapping_id: a.api_mapping_id,
+                expected_revision: a.expected_revision,
+                validate_only: a.dry_run.validate_only,
+            }
+        ),
+        C::ResolveRoute(Cmd { args: a, .. }) => one!(
+            "ResolveRoute",
+            resolve_route,
+            pb::ResolveRouteRequest {
+                host: a.host,
+                path: a.path,
+                ..Default::default()
+            },
+            output::resolve_route,
+            ResolveRoute
+        ),
         // Streams rather than answers: run() sends it to watch().
         C::Watch(_) => Ok(Outcome::Nothing),
     }

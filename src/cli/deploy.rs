@@ -35,7 +35,7 @@ use super::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 use crate::cfn::TemplateError;
 use crate::cfn::plan::{Action, Change, Checked, Recorded, change_set};
 use crate::cfn::resources::{Configuration, Desired, Kind, Physical};
-use crate::client::every_page;
+use crate::client::{self, Page, every_page};
 use crate::domain::arn::{self, DEFAULT_REGION};
 use crate::pb;
 use crate::pb::registry_client::RegistryClient;
@@ -188,15 +188,6 @@ struct Held {
     mapping: Option<(String, String)>,
 }
 
-fn protocol_name(p: i32) -> &'static str {
-    match pb::ProtocolType::try_from(p) {
-        Ok(pb::ProtocolType::Websocket) => "WEBSOCKET",
-        Ok(pb::ProtocolType::Http) => "HTTP",
-        Ok(pb::ProtocolType::Rest) => "REST",
-        _ => "",
-    }
-}
-
 fn user_tags(tags: &HashMap<String, String>) -> BTreeMap<String, String> {
     tags.iter()
         .filter(|(k, _)| !k.starts_with(PREFIX))
@@ -226,7 +217,9 @@ fn api_live(a: &pb::Api) -> Desired {
     let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Desired::Api {
         name: a.name.clone(),
-        protocol_type: protocol_name(a.protocol_type).to_string(),
+        protocol_type: super::output::protocol_type(a.protocol_type)
+            .unwrap_or_default()
+            .to_string(),
         route_selection_expression: some(&a.route_selection_expression),
         api_key_selection_expression: some(&a.api_key_selection_expression),
         description: a.description.clone(),
@@ -324,60 +317,57 @@ fn membership(tags: &HashMap<String, String>, stack: &str) -> Option<(String, St
     ))
 }
 
-// The clients are cloned per page: a call borrows its client for as long as it runs.
+/// Every item of listing `operation`, read page after page: `ask` sends the request for the
+/// page with the given token. Each page is asked on a clone of the client (a call borrows its
+/// client for as long as it runs).
+async fn all<P: Page, F>(
+    c: &Client,
+    operation: &'static str,
+    ask: impl Fn(Client, String) -> F,
+) -> Result<Vec<P::Item>, Failure>
+where
+    F: Future<Output = Result<tonic::Response<P>, Status>>,
+{
+    let page = |next_token| {
+        let asked = ask(c.clone(), next_token);
+        async move { asked.await.map_err(call(operation)) }
+    };
+    every_page(page, client::page).await
+}
 
 async fn all_apis(c: &Client) -> Result<Vec<pb::Api>, Failure> {
-    let page = |next_token| {
-        let mut c = c.clone();
+    all(c, "GetApis", |mut c, next_token| async move {
         let msg = pb::GetApisRequest {
             max_results: 1000,
             next_token,
             ..Default::default()
         };
-        async move { c.get_apis(msg).await.map_err(call("GetApis")) }
-    };
-    every_page(page, |r| {
-        let r = r.into_inner();
-        (r.items, r.next_token)
+        c.get_apis(msg).await
     })
     .await
 }
 
 async fn all_stages(c: &Client, api_id: &str) -> Result<Vec<pb::Stage>, Failure> {
-    let page = |next_token| {
-        let mut c = c.clone();
+    all(c, "GetStages", |mut c, next_token| {
         let msg = pb::GetStagesRequest {
             api_id: api_id.to_string(),
             max_results: 1000,
             next_token,
             ..Default::default()
         };
-        async move { c.get_stages(msg).await.map_err(call("GetStages")) }
-    };
-    every_page(page, |r| {
-        let r = r.into_inner();
-        (r.items, r.next_token)
+        async move { c.get_stages(msg).await }
     })
     .await
 }
 
 async fn all_domains(c: &Client) -> Result<Vec<pb::DomainName>, Failure> {
-    let page = |next_token| {
-        let mut c = c.clone();
+    all(c, "GetDomainNames", |mut c, next_token| async move {
         let msg = pb::GetDomainNamesRequest {
             max_results: 1000,
             next_token,
             ..Default::default()
         };
-        async move {
-            c.get_domain_names(msg)
-                .await
-                .map_err(call("GetDomainNames"))
-        }
-    };
-    every_page(page, |r| {
-        let r = r.into_inner();
-        (r.items, r.next_token)
+        c.get_domain_names(msg).await
     })
     .await
 }

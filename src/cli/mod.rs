@@ -169,53 +169,33 @@ impl ServeArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        if let Some(d) = &self.data_dir {
-            config.data_dir = d.clone();
+        // Each flag given replaces the file's value (of a setting of the same name).
+        macro_rules! given {
+            ($($flag:ident),* $(,)?) => {$(
+                if let Some(v) = &self.$flag {
+                    config.$flag = v.clone().into();
+                }
+            )*};
         }
-        if let Some(s) = &self.store {
-            config.store = s.clone();
-        }
-        if let Some(s) = self.store_wait_seconds {
-            config.store_wait_seconds = s;
-        }
-        if let Some(l) = self.listen {
-            config.listen = l;
-        }
-        if let Some(h) = self.watch_history {
-            config.watch_history = h;
-        }
-        if let Some(f) = &self.tls_cert {
-            config.tls_cert = Some(f.clone());
-        }
-        if let Some(f) = &self.tls_key {
-            config.tls_key = Some(f.clone());
-        }
-        if let Some(f) = &self.tls_client_ca {
-            config.tls_client_ca = Some(f.clone());
-        }
+        given!(
+            data_dir,
+            store,
+            store_wait_seconds,
+            listen,
+            watch_history,
+            tls_cert,
+            tls_key,
+            tls_client_ca,
+            watch_buffer_bytes,
+            max_watches_per_principal,
+            max_connections,
+            first_request_timeout_ms,
+            metrics_listen,
+            gateway_expiry_seconds,
+            advertise_url,
+        );
         config.insecure_plaintext |= self.insecure_plaintext;
         config.accept_rollback |= self.accept_rollback;
-        if let Some(n) = self.watch_buffer_bytes {
-            config.watch_buffer_bytes = n;
-        }
-        if let Some(n) = self.max_watches_per_principal {
-            config.max_watches_per_principal = n;
-        }
-        if let Some(n) = self.max_connections {
-            config.max_connections = n;
-        }
-        if let Some(ms) = self.first_request_timeout_ms {
-            config.first_request_timeout_ms = ms;
-        }
-        if let Some(a) = self.metrics_listen {
-            config.metrics_listen = Some(a);
-        }
-        if let Some(s) = self.gateway_expiry_seconds {
-            config.gateway_expiry_seconds = s;
-        }
-        if let Some(u) = &self.advertise_url {
-            config.advertise_url = Some(u.clone());
-        }
         config.check()?;
         Ok(config)
     }

@@ -123,12 +123,7 @@ pub fn security_policy(s: &str) -> Result<pb::SecurityPolicy, String> {
 mod tests {
     use super::*;
 
-    fn tags(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::domain::validate::tag_map as tags;
 
     #[test]
     fn tags_shorthand() {

@@ -2,7 +2,7 @@
 //! kept current by `ChangeFeed.Watch`, answering route resolution locally; [`connect`],
 //! how every mapreg client reaches a server (TLS, CA bundle, client certificate);
 //! [`failover`], how a client given several endpoints moves from one to the next; and
-//! [`every_page`], how a caller reads a whole list.
+//! [`every_page`] (with [`page`]), how a caller reads a whole list.
 
 pub mod cache;
 pub mod connect;
@@ -32,4 +32,35 @@ where
         }
         next_token = next;
     }
+}
+
+/// A page of a list as the registry answers it.
+pub trait Page {
+    /// What the list holds.
+    type Item;
+    /// The page's items, in order, and the next page's token (`""` after the last page).
+    fn split(self) -> (Vec<Self::Item>, String);
+}
+
+macro_rules! pages {
+    ($($response:ty => $item:ty),* $(,)?) => {$(
+        impl Page for $response {
+            type Item = $item;
+            fn split(self) -> (Vec<$item>, String) {
+                (self.items, self.next_token)
+            }
+        }
+    )*};
+}
+
+pages! {
+    crate::pb::GetApisResponse => crate::pb::Api,
+    crate::pb::GetStagesResponse => crate::pb::Stage,
+    crate::pb::GetDomainNamesResponse => crate::pb::DomainName,
+    crate::pb::GetApiMappingsResponse => crate::pb::ApiMapping,
+}
+
+/// [`every_page`]'s `take` for a gRPC answer: the page's items and the next page's token.
+pub fn page<P: Page>(answer: tonic::Response<P>) -> (Vec<P::Item>, String) {
+    answer.into_inner().split()
 }

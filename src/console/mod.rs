@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
@@ -31,7 +31,7 @@ use tonic::Status;
 
 use crate::api::registry::RegistryService;
 use crate::auth::Authenticator;
-use crate::client::every_page;
+use crate::client::{self, every_page};
 use crate::feed::Hub;
 use crate::pb;
 use crate::pb::registry_server::Registry;
@@ -171,6 +171,23 @@ fn writer(c: &Console, headers: &HeaderMap, csrf: &str) -> Result<Viewer, Respon
     Ok(v)
 }
 
+/// A posted form with its viewer, who is signed in, sent the form's CSRF token and may write:
+/// a handler taking it runs only for such a viewer; anyone else is answered with [`writer`]'s
+/// refusal (and a body that is not a form, as axum's `Form` refuses it).
+struct Write(Viewer, Posted);
+
+impl FromRequest<Arc<Console>> for Write {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, c: &Arc<Console>) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(f) = Form::<Posted>::from_request(req, c)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Write(writer(c, &headers, &f.csrf)?, f))
+    }
+}
+
 // ---- reads ----------------------------------------------------------------------------------
 
 /// How many items the console asks for a page of a list (it reads every page).
@@ -185,11 +202,7 @@ async fn all_domains(c: &Console, v: &Viewer) -> Result<Vec<pb::DomainName>, Sta
         };
         c.svc.get_domain_names(request(v, msg))
     };
-    every_page(call, |r| {
-        let r = r.into_inner();
-        (r.items, r.next_token)
-    })
-    .await
+    every_page(call, client::page).await
 }
 
 /// Every API of the viewer with its stages.
@@ -202,13 +215,8 @@ async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage
         };
         c.svc.get_apis(request(v, msg))
     };
-    let apis = every_page(call, |r| {
-        let r = r.into_inner();
-        (r.items, r.next_token)
-    })
-    .await?;
     let mut out = Vec::new();
-    for a in apis {
+    for a in every_page(call, client::page).await? {
         let call = |next_token| {
             let msg = pb::GetStagesRequest {
                 api_id: a.api_id.clone(),
@@ -218,11 +226,7 @@ async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage
             };
             c.svc.get_stages(request(v, msg))
         };
-        let stages = every_page(call, |r| {
-            let r = r.into_inner();
-            (r.items, r.next_token)
-        })
-        .await?;
+        let stages = every_page(call, client::page).await?;
         out.push((a, stages));
     }
     Ok(out)
@@ -450,6 +454,17 @@ enum Screen<'a> {
     Apis,
 }
 
+impl Screen<'_> {
+    /// The page's URL.
+    fn url(&self) -> String {
+        match self {
+            Screen::Domains => "/".to_string(),
+            Screen::Domain(domain) => domain_url(domain),
+            Screen::Apis => "/console/apis".to_string(),
+        }
+    }
+}
+
 /// The answer to a posted form (POST/redirect/GET): a redirect to `done`'s page when the write
 /// succeeded; refused, the form's page `back` again with the API's message next to form `form`
 /// (of mapping or API `of`, "" for none), `posted` filled back in, and the refusal's status.
@@ -478,13 +493,21 @@ fn domain_url(domain: &str) -> String {
     format!("/console/domains/{}", pages::seg(domain))
 }
 
-const APIS_URL: &str = "/console/apis";
+/// The answer to form `form` (of mapping or API `of`) on page `back`, where a write that
+/// succeeded leads too; refused, the form is shown again emptied.
+async fn emptied<T>(
+    c: &Console,
+    v: &Viewer,
+    done: Result<T, Status>,
+    back: Screen<'_>,
+    form: &'static str,
+    of: &str,
+) -> Response {
+    let done = done.map(|_| back.url());
+    answer(c, v, done, back, form, of, &Posted::default()).await
+}
 
-async fn create_domain(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn create_domain(State(c): Shared, Write(v, f): Write) -> Response {
     let msg = pb::CreateDomainNameRequest {
         domain_name: f.domain_name.trim().to_string(),
         domain_name_configurations: configuration(&f),
@@ -497,34 +520,22 @@ async fn create_domain(State(c): Shared, headers: HeaderMap, Form(f): Form<Poste
 
 async fn delete_domain(
     State(c): Shared,
-    headers: HeaderMap,
     Path(domain): Path<String>,
-    Form(f): Form<Posted>,
+    Write(v, _): Write,
 ) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let msg = pb::DeleteDomainNameRequest {
         domain_name: domain,
         ..Default::default()
     };
     let done = c.svc.delete_domain_name(request(&v, msg)).await;
-    let done = done.map(|_| "/".to_string());
-    let posted = Posted::default();
-    answer(&c, &v, done, Screen::Domains, "delete-domain", "", &posted).await
+    emptied(&c, &v, done, Screen::Domains, "delete-domain", "").await
 }
 
 async fn create_mapping(
     State(c): Shared,
-    headers: HeaderMap,
     Path(domain): Path<String>,
-    Form(f): Form<Posted>,
+    Write(v, f): Write,
 ) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let msg = pb::CreateApiMappingRequest {
         domain_name: domain.clone(),
         api_mapping_key: f.api_mapping_key.trim().to_string(),
@@ -533,20 +544,16 @@ async fn create_mapping(
         ..Default::default()
     };
     let done = c.svc.create_api_mapping(request(&v, msg)).await;
-    let done = done.map(|_| domain_url(&domain));
-    answer(&c, &v, done, Screen::Domain(&domain), "new-mapping", "", &f).await
+    let back = Screen::Domain(&domain);
+    let done = done.map(|_| back.url());
+    answer(&c, &v, done, back, "new-mapping", "", &f).await
 }
 
 async fn update_mapping(
     State(c): Shared,
-    headers: HeaderMap,
     Path((domain, id)): Path<(String, String)>,
-    Form(f): Form<Posted>,
+    Write(v, f): Write,
 ) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let msg = pb::UpdateApiMappingRequest {
         domain_name: domain.clone(),
         api_mapping_id: id.clone(),
@@ -556,55 +563,24 @@ async fn update_mapping(
         ..Default::default()
     };
     let done = c.svc.update_api_mapping(request(&v, msg)).await;
-    let done = done.map(|_| domain_url(&domain));
-    let posted = Posted::default();
-    answer(
-        &c,
-        &v,
-        done,
-        Screen::Domain(&domain),
-        "mapping",
-        &id,
-        &posted,
-    )
-    .await
+    emptied(&c, &v, done, Screen::Domain(&domain), "mapping", &id).await
 }
 
 async fn delete_mapping(
     State(c): Shared,
-    headers: HeaderMap,
     Path((domain, id)): Path<(String, String)>,
-    Form(f): Form<Posted>,
+    Write(v, _): Write,
 ) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let msg = pb::DeleteApiMappingRequest {
         domain_name: domain.clone(),
         api_mapping_id: id.clone(),
         ..Default::default()
     };
     let done = c.svc.delete_api_mapping(request(&v, msg)).await;
-    let done = done.map(|_| domain_url(&domain));
-    let posted = Posted::default();
-    answer(
-        &c,
-        &v,
-        done,
-        Screen::Domain(&domain),
-        "mapping",
-        &id,
-        &posted,
-    )
-    .await
+    emptied(&c, &v, done, Screen::Domain(&domain), "mapping", &id).await
 }
 
-async fn create_api(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn create_api(State(c): Shared, Write(v, f): Write) -> Response {
     let protocol_type = match f.protocol_type.as_str() {
         "HTTP" => pb::ProtocolType::Http,
         "WEBSOCKET" => pb::ProtocolType::Websocket,
@@ -619,68 +595,39 @@ async fn create_api(State(c): Shared, headers: HeaderMap, Form(f): Form<Posted>)
         ..Default::default()
     };
     let done = c.svc.create_api(request(&v, msg)).await;
-    let done = done.map(|_| APIS_URL.to_string());
+    let done = done.map(|_| Screen::Apis.url());
     answer(&c, &v, done, Screen::Apis, "create-api", "", &f).await
 }
 
-async fn delete_api(
-    State(c): Shared,
-    headers: HeaderMap,
-    Path(api): Path<String>,
-    Form(f): Form<Posted>,
-) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn delete_api(State(c): Shared, Path(api): Path<String>, Write(v, _): Write) -> Response {
     let msg = pb::DeleteApiRequest {
         api_id: api.clone(),
         ..Default::default()
     };
     let done = c.svc.delete_api(request(&v, msg)).await;
-    let done = done.map(|_| APIS_URL.to_string());
-    let posted = Posted::default();
-    answer(&c, &v, done, Screen::Apis, "delete-api", &api, &posted).await
+    emptied(&c, &v, done, Screen::Apis, "delete-api", &api).await
 }
 
-async fn create_stage(
-    State(c): Shared,
-    headers: HeaderMap,
-    Path(api): Path<String>,
-    Form(f): Form<Posted>,
-) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+async fn create_stage(State(c): Shared, Path(api): Path<String>, Write(v, f): Write) -> Response {
     let msg = pb::CreateStageRequest {
         api_id: api.clone(),
         stage_name: f.stage_name.trim().to_string(),
         ..Default::default()
     };
     let done = c.svc.create_stage(request(&v, msg)).await;
-    let done = done.map(|_| APIS_URL.to_string());
-    let posted = Posted::default();
-    answer(&c, &v, done, Screen::Apis, "create-stage", &api, &posted).await
+    emptied(&c, &v, done, Screen::Apis, "create-stage", &api).await
 }
 
 async fn delete_stage(
     State(c): Shared,
-    headers: HeaderMap,
     Path((api, stage)): Path<(String, String)>,
-    Form(f): Form<Posted>,
+    Write(v, _): Write,
 ) -> Response {
-    let v = match writer(&c, &headers, &f.csrf) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
     let msg = pb::DeleteStageRequest {
         api_id: api.clone(),
         stage_name: stage,
         ..Default::default()
     };
     let done = c.svc.delete_stage(request(&v, msg)).await;
-    let done = done.map(|_| APIS_URL.to_string());
-    let posted = Posted::default();
-    answer(&c, &v, done, Screen::Apis, "delete-stage", &api, &posted).await
+    emptied(&c, &v, done, Screen::Apis, "delete-stage", &api).await
 }

@@ -1154,92 +1154,63 @@ mod tests {
         assert!(s.mapping_by_key("x.io", "a").is_none());
     }
 
-    #[test]
-    fn pages_resume_after_their_sort_key() {
+    /// A state with domain a.com holding the mappings of keys a to e.
+    fn five_mappings() -> State {
         let mut s = State::default();
         s.put(domain("a.com"));
         for k in ["a", "b", "c", "d", "e"] {
             s.put(mapping("a.com", &format!("id{k}"), k));
         }
+        s
+    }
+
+    /// The page of a.com's mappings of at most `size` items and `max_bytes` after `after`.
+    fn page_of(
+        s: &State,
+        size: usize,
+        after: Option<String>,
+        max_bytes: usize,
+    ) -> Listed<ApiMapping> {
+        let page = Page {
+            size,
+            after,
+            max_bytes,
+        };
+        s.list_mappings(&Scope::All, "a.com", &page).unwrap()
+    }
+
+    /// The keys of a.com's mappings, page by page, following each page's `next`.
+    fn every_page(s: &State, size: usize, max_bytes: usize) -> Vec<Vec<String>> {
         let mut after = None;
-        let mut seen = Vec::new();
+        let mut pages = Vec::new();
         loop {
-            let page = s
-                .list_mappings(
-                    &Scope::All,
-                    "a.com",
-                    &Page {
-                        size: 2,
-                        after,
-                        max_bytes: MAX_PAGE_BYTES,
-                    },
-                )
-                .unwrap();
-            seen.extend(page.items.into_iter().map(|m| m.api_mapping_key));
+            let page = page_of(s, size, after, max_bytes);
+            pages.push(page.items.into_iter().map(|m| m.api_mapping_key).collect());
             match page.next {
                 Some(n) => after = Some(n),
-                None => break,
+                None => return pages,
             }
         }
+    }
+
+    #[test]
+    fn pages_resume_after_their_sort_key() {
+        let s = five_mappings();
+        let seen = every_page(&s, 2, MAX_PAGE_BYTES).concat();
         assert_eq!(seen, vec!["a", "b", "c", "d", "e"]);
     }
 
     #[test]
     fn pages_stop_at_their_byte_budget() {
         use prost::Message;
-        let mut s = State::default();
-        s.put(domain("a.com"));
-        for k in ["a", "b", "c", "d", "e"] {
-            s.put(mapping("a.com", &format!("id{k}"), k));
-        }
-        let one = s
-            .list_mappings(
-                &Scope::All,
-                "a.com",
-                &Page {
-                    size: 1,
-                    after: None,
-                    max_bytes: MAX_PAGE_BYTES,
-                },
-            )
-            .unwrap()
-            .items[0]
-            .encoded_len();
+        let s = five_mappings();
+        let one = page_of(&s, 1, None, MAX_PAGE_BYTES).items[0].encoded_len();
         // Room for two items (each costs its length plus two bytes), not three.
         let budget = 2 * (one + 2) + 1;
-        let mut after = None;
-        let mut pages = Vec::new();
-        loop {
-            let page = s
-                .list_mappings(
-                    &Scope::All,
-                    "a.com",
-                    &Page {
-                        size: 100,
-                        after,
-                        max_bytes: budget,
-                    },
-                )
-                .unwrap();
-            pages.push(page.items.len());
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+        let pages: Vec<usize> = every_page(&s, 100, budget).iter().map(Vec::len).collect();
         assert_eq!(pages, vec![2, 2, 1]);
         // A budget smaller than one item still makes progress.
-        let page = s
-            .list_mappings(
-                &Scope::All,
-                "a.com",
-                &Page {
-                    size: 100,
-                    after: None,
-                    max_bytes: 1,
-                },
-            )
-            .unwrap();
+        let page = page_of(&s, 100, None, 1);
         assert_eq!(page.items.len(), 1);
         assert!(page.next.is_some());
     }

@@ -434,6 +434,15 @@ pub fn page_size(max_results: i32) -> Result<usize> {
     }
 }
 
+/// Tags from `(key, value)` pairs: the tests' shorthand.
+#[cfg(test)]
+pub(crate) fn tag_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,13 +517,6 @@ mod tests {
     }
 
     // ---- tags ----
-
-    fn tag_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn tags_count() {

@@ -120,23 +120,20 @@ impl Cursor {
         self.domain_index = 0;
     }
 
-    /// Adds what the filter sees of `items` (sort key, record, its account and domain) until
+    /// Adds what the filter sees of `items` (sort key and [`Record`]) until
     /// the chunk is full; true when `items` ran out. A record is cloned only if it is sent.
-    fn take<'a, T: 'a>(
+    fn take<'a, T: Record + 'a>(
         filter: &Filter,
-        kind: ResourceKind,
         after: &mut Option<String>,
         out: &mut Chunk,
         items: impl Iterator<Item = (impl Into<String>, &'a T)>,
-        parts: impl Fn(&T) -> (&str, Option<&str>),
-        build: impl Fn(&T) -> resource::Resource,
     ) -> bool {
         for (key, r) in items {
             out.scanned += 1;
-            let (account, domain) = parts(r);
-            if filter.sees(kind, account, domain) {
+            let (account, domain) = r.parts();
+            if filter.sees(T::KIND, account, domain) {
                 out.push(Resource {
-                    resource: Some(build(r)),
+                    resource: Some(r.build()),
                 });
             }
             *after = Some(key.into());
@@ -150,46 +147,21 @@ impl Cursor {
     fn apis(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
         let items = state.apis_from(self.after.as_deref());
-        Self::take(
-            &self.filter,
-            ResourceKind::Api,
-            &mut self.after,
-            out,
-            items,
-            |a: &Arc<Api>| (&a.account_id, None),
-            |a| resource::Resource::Api((**a).clone()),
-        )
+        Self::take(&self.filter, &mut self.after, out, items)
     }
 
     fn stages(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
         let items = state.stages_from(self.after.as_deref());
-        Self::take(
-            &self.filter,
-            ResourceKind::Stage,
-            &mut self.after,
-            out,
-            items,
-            |s: &Arc<Stage>| (&s.account_id, None),
-            |s| resource::Resource::Stage((**s).clone()),
-        )
+        Self::take(&self.filter, &mut self.after, out, items)
     }
 
     fn domains(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let (parts, build) = (domain_parts, domain_record);
         match &self.domains {
             None => {
                 let items = state.domains_from(self.after.as_deref());
-                Self::take(
-                    &self.filter,
-                    ResourceKind::DomainName,
-                    &mut self.after,
-                    out,
-                    items,
-                    parts,
-                    build,
-                )
+                Self::take(&self.filter, &mut self.after, out, items)
             }
             Some(names) => {
                 let start = self.domain_index;
@@ -197,15 +169,7 @@ impl Cursor {
                     .iter()
                     .filter_map(|n| state.domain(n).map(|d| (n.as_str(), d)));
                 let mut after = None;
-                let done = Self::take(
-                    &self.filter,
-                    ResourceKind::DomainName,
-                    &mut after,
-                    out,
-                    items,
-                    parts,
-                    build,
-                );
+                let done = Self::take(&self.filter, &mut after, out, items);
                 if let Some(last) = after {
                     self.domain_index = names
                         .iter()
@@ -219,18 +183,9 @@ impl Cursor {
 
     fn mappings(&mut self, out: &mut Chunk) -> bool {
         let state = self.state.clone();
-        let (parts, build) = (mapping_parts, mapping_record);
         let Some(names) = self.domains.clone() else {
             let items = state.mappings_from(None, self.after.as_deref());
-            return Self::take(
-                &self.filter,
-                ResourceKind::ApiMapping,
-                &mut self.after,
-                out,
-                items,
-                parts,
-                build,
-            );
+            return Self::take(&self.filter, &mut self.after, out, items);
         };
         while self.domain_index < names.len() {
             let d = &names[self.domain_index];
@@ -241,15 +196,7 @@ impl Cursor {
             });
             if visible {
                 let items = state.mappings_from(Some(d), self.after.as_deref());
-                let done = Self::take(
-                    &self.filter,
-                    ResourceKind::ApiMapping,
-                    &mut self.after,
-                    out,
-                    items,
-                    parts,
-                    build,
-                );
+                let done = Self::take(&self.filter, &mut self.after, out, items);
                 if !done {
                     return false;
                 }
@@ -261,20 +208,51 @@ impl Cursor {
     }
 }
 
-fn domain_parts(d: &DomainEntry) -> (&str, Option<&str>) {
-    (&d.record.account_id, Some(&d.record.domain_name))
+/// A record of one section, as the snapshot reads and sends it.
+trait Record {
+    /// The kind a filter sees it as.
+    const KIND: ResourceKind;
+    /// Its account and, for a domain name or a mapping, its domain.
+    fn parts(&self) -> (&str, Option<&str>);
+    /// The record as sent.
+    fn build(&self) -> resource::Resource;
 }
 
-fn domain_record(d: &DomainEntry) -> resource::Resource {
-    resource::Resource::DomainName((*d.record).clone())
+// APIs and stages belong to an account and to no domain.
+macro_rules! domainless {
+    ($($kind:ident),*) => {$(
+        impl Record for Arc<$kind> {
+            const KIND: ResourceKind = ResourceKind::$kind;
+            fn parts(&self) -> (&str, Option<&str>) {
+                (&self.account_id, None)
+            }
+            fn build(&self) -> resource::Resource {
+                resource::Resource::$kind((**self).clone())
+            }
+        }
+    )*};
 }
 
-fn mapping_parts(m: &Arc<ApiMapping>) -> (&str, Option<&str>) {
-    (&m.account_id, Some(&m.domain_name))
+domainless!(Api, Stage);
+
+impl Record for DomainEntry {
+    const KIND: ResourceKind = ResourceKind::DomainName;
+    fn parts(&self) -> (&str, Option<&str>) {
+        (&self.record.account_id, Some(&self.record.domain_name))
+    }
+    fn build(&self) -> resource::Resource {
+        resource::Resource::DomainName((*self.record).clone())
+    }
 }
 
-fn mapping_record(m: &Arc<ApiMapping>) -> resource::Resource {
-    resource::Resource::ApiMapping((**m).clone())
+impl Record for Arc<ApiMapping> {
+    const KIND: ResourceKind = ResourceKind::ApiMapping;
+    fn parts(&self) -> (&str, Option<&str>) {
+        (&self.account_id, Some(&self.domain_name))
+    }
+    fn build(&self) -> resource::Resource {
+        resource::Resource::ApiMapping((**self).clone())
+    }
 }
 
 #[derive(Default)]

@@ -153,14 +153,8 @@ impl Query {
                 .decode_utf8_lossy()
                 .into_owned()
         };
-        let pairs = raw
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
+        let pairs = super::sigv4::query_pairs(raw.unwrap_or_default())
+            .map(|(k, v)| (decode(k), decode(v)))
             .collect();
         Query {
             op,

@@ -9,108 +9,51 @@
 
 use http::Method;
 
-/// An operation and its path parameters (decoded).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub enum Op {
-    CreateApi,
-    GetApis,
-    GetApi {
-        api_id: String,
-    },
-    UpdateApi {
-        api_id: String,
-    },
-    DeleteApi {
-        api_id: String,
-    },
-    CreateStage {
-        api_id: String,
-    },
-    GetStages {
-        api_id: String,
-    },
-    GetStage {
-        api_id: String,
-        stage_name: String,
-    },
-    UpdateStage {
-        api_id: String,
-        stage_name: String,
-    },
-    DeleteStage {
-        api_id: String,
-        stage_name: String,
-    },
-    CreateDomainName,
-    GetDomainNames,
-    GetDomainName {
-        domain_name: String,
-    },
-    UpdateDomainName {
-        domain_name: String,
-    },
-    DeleteDomainName {
-        domain_name: String,
-    },
-    CreateApiMapping {
-        domain_name: String,
-    },
-    GetApiMappings {
-        domain_name: String,
-    },
-    GetApiMapping {
-        domain_name: String,
-        api_mapping_id: String,
-    },
-    UpdateApiMapping {
-        domain_name: String,
-        api_mapping_id: String,
-    },
-    DeleteApiMapping {
-        domain_name: String,
-        api_mapping_id: String,
-    },
-    GetTags {
-        resource_arn: String,
-    },
-    TagResource {
-        resource_arn: String,
-    },
-    UntagResource {
-        resource_arn: String,
-    },
+// One list makes both the enum and the names, so a name cannot drift from its variant.
+macro_rules! ops {
+    ($($op:ident $({ $($field:ident),* })?),* $(,)?) => {
+        /// An operation and its path parameters (decoded).
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        #[allow(missing_docs)]
+        pub enum Op {
+            $($op $({ $($field: String),* })?),*
+        }
+
+        impl Op {
+            /// The operation's name in the service model.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Op::$op { .. } => stringify!($op)),*
+                }
+            }
+        }
+    };
 }
 
-impl Op {
-    /// The operation's name in the service model.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Op::CreateApi => "CreateApi",
-            Op::GetApis => "GetApis",
-            Op::GetApi { .. } => "GetApi",
-            Op::UpdateApi { .. } => "UpdateApi",
-            Op::DeleteApi { .. } => "DeleteApi",
-            Op::CreateStage { .. } => "CreateStage",
-            Op::GetStages { .. } => "GetStages",
-            Op::GetStage { .. } => "GetStage",
-            Op::UpdateStage { .. } => "UpdateStage",
-            Op::DeleteStage { .. } => "DeleteStage",
-            Op::CreateDomainName => "CreateDomainName",
-            Op::GetDomainNames => "GetDomainNames",
-            Op::GetDomainName { .. } => "GetDomainName",
-            Op::UpdateDomainName { .. } => "UpdateDomainName",
-            Op::DeleteDomainName { .. } => "DeleteDomainName",
-            Op::CreateApiMapping { .. } => "CreateApiMapping",
-            Op::GetApiMappings { .. } => "GetApiMappings",
-            Op::GetApiMapping { .. } => "GetApiMapping",
-            Op::UpdateApiMapping { .. } => "UpdateApiMapping",
-            Op::DeleteApiMapping { .. } => "DeleteApiMapping",
-            Op::GetTags { .. } => "GetTags",
-            Op::TagResource { .. } => "TagResource",
-            Op::UntagResource { .. } => "UntagResource",
-        }
-    }
+ops! {
+    CreateApi,
+    GetApis,
+    GetApi { api_id },
+    UpdateApi { api_id },
+    DeleteApi { api_id },
+    CreateStage { api_id },
+    GetStages { api_id },
+    GetStage { api_id, stage_name },
+    UpdateStage { api_id, stage_name },
+    DeleteStage { api_id, stage_name },
+    CreateDomainName,
+    GetDomainNames,
+    GetDomainName { domain_name },
+    UpdateDomainName { domain_name },
+    DeleteDomainName { domain_name },
+    CreateApiMapping { domain_name },
+    GetApiMappings { domain_name },
+    GetApiMapping { domain_name, api_mapping_id },
+    UpdateApiMapping { domain_name, api_mapping_id },
+    DeleteApiMapping { domain_name, api_mapping_id },
+    GetTags { resource_arn },
+    TagResource { resource_arn },
+    UntagResource { resource_arn },
 }
 
 /// What a method and path name.

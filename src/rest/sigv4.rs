@@ -346,19 +346,23 @@ pub fn canonical_uri(raw_path: &str) -> String {
     utf8_percent_encode(&normalized, PATH_SET).to_string()
 }
 
+/// The `key=value` pairs of a raw query string, in order and still percent-encoded: empty
+/// pairs are skipped, and a pair without `=` has the value `""`.
+pub fn query_pairs(raw_query: &str) -> impl Iterator<Item = (&str, &str)> {
+    raw_query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
 /// The query's pairs, decoded, re-encoded strictly and sorted by name then value.
 pub fn canonical_query(raw_query: &str) -> String {
     let encode = |s: &str| -> String {
         let bytes: Vec<u8> = percent_decode_str(s).collect();
         percent_encoding::percent_encode(&bytes, QUERY_SET).to_string()
     };
-    let mut pairs: Vec<(String, String)> = raw_query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (encode(k), encode(v))
-        })
+    let mut pairs: Vec<(String, String)> = query_pairs(raw_query)
+        .map(|(k, v)| (encode(k), encode(v)))
         .collect();
     pairs.sort();
     pairs

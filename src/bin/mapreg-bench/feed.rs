@@ -56,6 +56,26 @@ const DRAIN: Duration = Duration::from_secs(60);
 /// What one watcher received: (message id, receive time in ns since the epoch).
 type Received = Vec<(u64, u64)>;
 
+/// A Subscribe stream of the echo server on `ch`.
+async fn subscribe(ch: Channel) -> Result<tonic::Streaming<Payload>> {
+    let s = EchoClient::new(ch).subscribe(SubscribeRequest {}).await?;
+    Ok(s.into_inner())
+}
+
+/// A Watch stream of `m` on `ch` from `start_revision`, with no progress notices in practice.
+async fn watch(
+    m: &Mapreg,
+    ch: Channel,
+    start_revision: u64,
+) -> Result<tonic::Streaming<WatchResponse>> {
+    let request = m.req(WatchRequest {
+        start_revision,
+        progress_interval_seconds: 3600,
+        ..Default::default()
+    });
+    Ok(ChangeFeedClient::new(ch).watch(request).await?.into_inner())
+}
+
 /// Opens `n` streams over connections of `per_connection` streams each. `open` returns once
 /// its stream is established; the returned tasks then read until `expected` messages or the
 /// shared deadline.
@@ -168,10 +188,7 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
         a.per_connection,
         || echo.channel(),
         |ch| async move {
-            let mut s = EchoClient::new(ch)
-                .subscribe(SubscribeRequest {})
-                .await?
-                .into_inner();
+            let mut s = subscribe(ch).await?;
             Ok(tokio::spawn(async move {
                 let mut got = Vec::with_capacity(writes);
                 while got.len() < writes {
@@ -237,14 +254,7 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
         |ch| {
             let m = m.clone();
             async move {
-                let mut s = ChangeFeedClient::new(ch)
-                    .watch(m.req(WatchRequest {
-                        start_revision,
-                        progress_interval_seconds: 3600,
-                        ..Default::default()
-                    }))
-                    .await?
-                    .into_inner();
+                let mut s = watch(&m, ch, start_revision).await?;
                 Ok(tokio::spawn(async move {
                     let mut got = Vec::with_capacity(writes);
                     while got.len() < writes {
@@ -396,13 +406,7 @@ pub async fn idle(opts: &Opts, a: &IdleArgs) -> Result<Vec<Row>> {
         a.watchers,
         a.per_connection,
         || echo.channel(),
-        |ch| async move {
-            let s = EchoClient::new(ch)
-                .subscribe(SubscribeRequest {})
-                .await?
-                .into_inner();
-            Ok(hold(s))
-        },
+        |ch| async move { Ok(hold(subscribe(ch).await?)) },
     )
     .await?;
     let opened = started.elapsed();
@@ -426,17 +430,7 @@ pub async fn idle(opts: &Opts, a: &IdleArgs) -> Result<Vec<Row>> {
         || m.channel(),
         |ch| {
             let m = m.clone();
-            async move {
-                let s = ChangeFeedClient::new(ch)
-                    .watch(m.req(WatchRequest {
-                        start_revision,
-                        progress_interval_seconds: 3600,
-                        ..Default::default()
-                    }))
-                    .await?
-                    .into_inner();
-                Ok(hold(s))
-            }
+            async move { Ok(hold(watch(&m, ch, start_revision).await?)) }
         },
     )
     .await?;

@@ -411,6 +411,15 @@ pub fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Every task's samples, in task order; fails as the first task that failed or panicked.
+pub async fn gathered<T>(tasks: Vec<tokio::task::JoinHandle<Result<Vec<T>>>>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await??);
+    }
+    Ok(out)
+}
+
 /// The `p` quantile (0..=1) of sorted samples.
 pub fn pct<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {

@@ -28,7 +28,7 @@ use mapreg::pb::watch_response::Kind;
 use mapreg::pb::*;
 use tonic::transport::Channel;
 
-use crate::harness::{Child, Opts, Row, pct};
+use crate::harness::{Child, Opts, Row, gathered, pct};
 
 /// Options of the `scale` scenario.
 #[derive(clap::Args, Debug, Clone)]
@@ -130,6 +130,9 @@ fn is_empty_dir(dir: &Path) -> Result<bool> {
     }
 }
 
+/// A figure of a report row: its key and a resident size in KiB, if known.
+type Rss = (&'static str, Option<u64>);
+
 /// The child's current RSS in KiB.
 fn rss(child: &Child) -> Option<u64> {
     child.rss_kib().map(|(now, _peak)| now)
@@ -195,11 +198,7 @@ where
             anyhow::Ok(lat)
         }));
     }
-    let mut lat = Vec::with_capacity(n);
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    Ok((lat, started.elapsed()))
+    Ok((gathered(tasks).await?, started.elapsed()))
 }
 
 /// Creates the API, its stage, the domains and the mappings; returns the rows of the two
@@ -502,7 +501,7 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
 
     // 1, 2: populate, memory before and after.
     let settle = Duration::from_millis(500);
-    let (child, rss_empty, rss_full, api_id) = if a.skip_populate {
+    let (child, rss_empty, api_id) = if a.skip_populate {
         // The empty server's memory, from a throwaway one.
         let empty_dir =
             std::env::temp_dir().join(format!("mapreg-bench-scale-empty-{}", std::process::id()));
@@ -536,9 +535,7 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
             .first()
             .map(|m| m.api_id.clone())
             .context("the last domain has no mappings")?;
-        tokio::time::sleep(settle).await;
-        let full = rss(&child);
-        (child, rss_empty, full, api_id)
+        (child, rss_empty, api_id)
     } else {
         let (child, _) = start_on(&dir).await?;
         tokio::time::sleep(settle).await;
@@ -552,17 +549,22 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
             .first()
             .map(|m| m.api_id.clone())
             .context("the first domain has no mappings")?;
-        tokio::time::sleep(settle).await;
-        let full = rss(&child);
-        (child, rss_empty, full, api_id)
+        (child, rss_empty, api_id)
     };
-    let per_100k = |full: Option<u64>| match (rss_empty, full) {
-        (Some(e), Some(f)) => {
-            Some(f.saturating_sub(e) as f64 / 1024.0 / (a.mappings as f64 / 100_000.0))
+    tokio::time::sleep(settle).await;
+    let rss_full = rss(&child);
+    // `row` with two resident sizes (KiB, each under its key), and what the mappings take
+    // beyond the empty server's size per 100k mappings at the second, when all are known.
+    let with_rss = |row: Row, (k1, r1): Rss, (k2, r2): Rss| match (rss_empty, r1, r2) {
+        (Some(e), Some(r1), Some(r2)) => {
+            let per_100k = r2.saturating_sub(e) as f64 / 1024.0 / (a.mappings as f64 / 100_000.0);
+            row.with(k1, r1)
+                .with(k2, r2)
+                .with("mib_per_100k_mappings", per_100k)
         }
-        _ => None,
+        _ => row,
     };
-    let mut memory = Row {
+    let memory = Row {
         group: "scale",
         name: format!("server memory, {} mappings", a.mappings),
         target: "mapreg",
@@ -570,12 +572,11 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
         ..Row::default()
     }
     .with("reused_store", a.skip_populate);
-    if let (Some(e), Some(f), Some(p)) = (rss_empty, rss_full, per_100k(rss_full)) {
-        memory = memory
-            .with("rss_empty_kib", e)
-            .with("rss_populated_kib", f)
-            .with("mib_per_100k_mappings", p);
-    }
+    let memory = with_rss(
+        memory,
+        ("rss_empty_kib", rss_empty),
+        ("rss_populated_kib", rss_full),
+    );
     rows.push(memory);
 
     // 3: watchers, one domain each.
@@ -596,7 +597,7 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
     }
     tokio::time::sleep(settle).await;
     let rss_after = rss(&restarted);
-    let mut restart = Row {
+    let restart = Row {
         group: "scale",
         name: "restart: spawn -> Health SERVING".into(),
         target: "mapreg",
@@ -608,12 +609,11 @@ pub async fn scale(opts: &Opts, a: &ScaleArgs) -> Result<Vec<Row>> {
     .with("stop_seconds", stopped.as_secs_f64())
     .with("verified_domains", sample.len())
     .with("verified_mappings", verified);
-    if let (Some(s), Some(f), Some(p)) = (rss_serving, rss_after, per_100k(rss_after)) {
-        restart = restart
-            .with("rss_at_serving_kib", s)
-            .with("rss_after_restart_kib", f)
-            .with("mib_per_100k_mappings", p);
-    }
+    let restart = with_rss(
+        restart,
+        ("rss_at_serving_kib", rss_serving),
+        ("rss_after_restart_kib", rss_after),
+    );
     rows.push(restart);
     drop(c);
     restarted.terminate(STOP_LIMIT).await?;

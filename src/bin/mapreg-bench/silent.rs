@@ -15,7 +15,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::fixture::Fixture;
-use crate::harness::{Mapreg, Opts, Row};
+use crate::harness::{Mapreg, Opts, Row, gathered};
 
 /// Options of the `silent` scenario.
 #[derive(clap::Args, Debug, Clone)]
@@ -123,10 +123,7 @@ async fn phase(
         anyhow::Ok(lat)
     });
     let started = Instant::now();
-    let mut writes = Vec::new();
-    for w in writers {
-        writes.extend(w.await??);
-    }
+    let writes = gathered(writers).await?;
     let wall = started.elapsed();
     let checks = health.await??;
     let checks_wall = started.elapsed();

@@ -20,7 +20,7 @@ use mapreg::pb::change_feed_client::ChangeFeedClient;
 use mapreg::pb::registry_client::RegistryClient;
 
 use crate::fixture::Fixture;
-use crate::harness::{Mapreg, Opts, Row};
+use crate::harness::{Mapreg, Opts, Row, gathered};
 
 /// Options of the `stalled` scenario.
 #[derive(clap::Args, Debug, Clone)]
@@ -119,10 +119,7 @@ async fn writes(
         }));
     }
     let started = Instant::now();
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
+    let lat = gathered(tasks).await?;
     let wall = started.elapsed();
     Ok(Row::latencies(
         "stalled",

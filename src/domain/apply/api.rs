@@ -51,7 +51,7 @@ pub(super) fn create(state: &mut State, cx: &Ctx<'_>, account: &str, f: Fields<'
 }
 
 /// The API, in the caller's account and at `expected_revision` (0: any).
-fn existing<'s>(
+pub(super) fn existing<'s>(
     state: &'s State,
     account: &str,
     api_id: &str,

@@ -37,7 +37,7 @@ pub(super) fn create(
 }
 
 /// The domain name, in the caller's account and at `expected_revision` (0: any).
-fn existing<'s>(
+pub(super) fn existing<'s>(
     state: &'s State,
     account: &str,
     domain_name: &str,

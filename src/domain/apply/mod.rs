@@ -165,25 +165,18 @@ impl WriteResult {
     /// field 0 (`create_revision`, `mod_revision`, a delete's revision), since nothing was
     /// written and no revision was taken. Everything else is what the write would return.
     pub fn without_revisions(self) -> WriteResult {
-        match self {
-            WriteResult::Api(mut a) => {
-                (a.create_revision, a.mod_revision) = (0, 0);
-                WriteResult::Api(a)
-            }
-            WriteResult::Stage(mut s) => {
-                (s.create_revision, s.mod_revision) = (0, 0);
-                WriteResult::Stage(s)
-            }
-            WriteResult::DomainName(mut d) => {
-                (d.create_revision, d.mod_revision) = (0, 0);
-                WriteResult::DomainName(d)
-            }
-            WriteResult::ApiMapping(mut m) => {
-                (m.create_revision, m.mod_revision) = (0, 0);
-                WriteResult::ApiMapping(m)
-            }
-            WriteResult::Deleted(_) => WriteResult::Deleted(0),
+        macro_rules! unrevised {
+            ($($kind:ident),*) => {
+                match self {
+                    $(WriteResult::$kind(mut r) => {
+                        (r.create_revision, r.mod_revision) = (0, 0);
+                        WriteResult::$kind(r)
+                    })*
+                    WriteResult::Deleted(_) => WriteResult::Deleted(0),
+                }
+            };
         }
+        unrevised!(Api, Stage, DomainName, ApiMapping)
     }
 }
 

@@ -39,7 +39,7 @@ pub(super) fn create(
 }
 
 /// The stage, of an API in the caller's account, at `expected_revision` (0: any).
-fn existing<'s>(
+pub(super) fn existing<'s>(
     state: &'s State,
     account: &str,
     api_id: &str,

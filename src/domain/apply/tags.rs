@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::{Ctx, Done, stored};
+use super::{Ctx, Done, api, domain_name, stage, stored};
 use crate::domain::arn::Tagged;
-use crate::domain::rules::{self, Checked, Violation, api_in_account, domain_in_account, stage_of};
+use crate::domain::rules::{Checked, Violation};
 use crate::domain::state::State;
 use crate::domain::validate::MAX_TAGS;
 use crate::pb::resource;
@@ -45,28 +45,25 @@ pub(super) fn tag(
 ) -> Done {
     let record = match target {
         Tagged::Api { api_id } => {
-            let mut api = (**api_in_account(state, account, api_id)?).clone();
-            let what = || format!("API {api_id}");
-            rules::revision_matches(what, expected_revision, api.mod_revision)?;
-            changed(&mut api.tags, &change, what)?;
+            let mut api = (**api::existing(state, account, api_id, expected_revision)?).clone();
+            changed(&mut api.tags, &change, || format!("API {api_id}"))?;
             api.mod_revision = cx.revision;
             resource::Resource::Api(api)
         }
         Tagged::Stage { api_id, stage_name } => {
-            api_in_account(state, account, api_id)?;
-            let mut stage = (**stage_of(state, api_id, stage_name)?).clone();
-            let what = || format!("stage {stage_name}");
-            rules::revision_matches(what, expected_revision, stage.mod_revision)?;
-            changed(&mut stage.tags, &change, what)?;
+            let existing = stage::existing(state, account, api_id, stage_name, expected_revision)?;
+            let mut stage = (**existing).clone();
+            changed(&mut stage.tags, &change, || format!("stage {stage_name}"))?;
             stage.last_updated_date = Some(cx.now);
             stage.mod_revision = cx.revision;
             resource::Resource::Stage(stage)
         }
         Tagged::DomainName { domain_name } => {
-            let mut domain = (*domain_in_account(state, account, domain_name)?.record).clone();
-            let what = || format!("domain name {domain_name}");
-            rules::revision_matches(what, expected_revision, domain.mod_revision)?;
-            changed(&mut domain.tags, &change, what)?;
+            let existing = domain_name::existing(state, account, domain_name, expected_revision)?;
+            let mut domain = (*existing.record).clone();
+            changed(&mut domain.tags, &change, || {
+                format!("domain name {domain_name}")
+            })?;
             domain.mod_revision = cx.revision;
             resource::Resource::DomainName(domain)
         }

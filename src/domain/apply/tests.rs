@@ -97,6 +97,21 @@ fn create_mapping(s: &mut State, d: &str, key: &str, api_id: &str) -> Result<App
     )
 }
 
+/// A state with an API of each of `protocols`, each with a stage `test`, and then domain name
+/// `domain_name`, written in that order; the APIs' ids.
+fn registry<const N: usize>(
+    protocols: [ProtocolType; N],
+    domain_name: &str,
+) -> (State, [String; N]) {
+    let mut s = State::default();
+    let ids = protocols.map(|p| api(&mut s, p));
+    for id in &ids {
+        stage(&mut s, id, "test");
+    }
+    domain(&mut s, domain_name);
+    (s, ids)
+}
+
 fn mapping_id(a: &Applied) -> String {
     match &a.result {
         WriteResult::ApiMapping(m) => m.api_mapping_id.clone(),
@@ -106,10 +121,7 @@ fn mapping_id(a: &Applied) -> String {
 
 #[test]
 fn each_write_takes_the_next_revision_and_stamps_it() {
-    let mut s = State::default();
-    let a = api(&mut s, ProtocolType::Http);
-    stage(&mut s, &a, "test");
-    domain(&mut s, "a.com");
+    let (mut s, [a]) = registry([ProtocolType::Http], "a.com");
     let m = create_mapping(&mut s, "a.com", "v1", &a).unwrap();
     assert_eq!((m.revision, s.revision()), (4, 4));
     let stored = s.mapping("a.com", &mapping_id(&m)).unwrap();
@@ -119,18 +131,16 @@ fn each_write_takes_the_next_revision_and_stamps_it() {
 
 #[test]
 fn a_refused_write_leaves_no_trace() {
-    let mut s = State::default();
-    let a = api(&mut s, ProtocolType::Http);
-    let ws = api(&mut s, ProtocolType::Websocket);
-    stage(&mut s, &a, "test");
-    stage(&mut s, &ws, "test");
-    domain(&mut s, "a.com");
+    let (mut s, [a, ws]) = registry([ProtocolType::Http, ProtocolType::Websocket], "a.com");
     create_mapping(&mut s, "a.com", "v1", &a).unwrap();
-    let before = (
-        s.revision(),
-        s.counts(),
-        s.domain("a.com").map(|d| d.counters),
-    );
+    let trace = |s: &State| {
+        (
+            s.revision(),
+            s.counts(),
+            s.domain("a.com").map(|d| d.counters),
+        )
+    };
+    let before = trace(&s);
     assert_eq!(
         reason(create_mapping(&mut s, "a.com", "v1", &a)),
         "MAPPING_KEY_CONFLICT"
@@ -147,12 +157,7 @@ fn a_refused_write_leaves_no_trace() {
         reason(create_mapping(&mut s, "a.com", "v2", "nope")),
         "API_NOT_FOUND"
     );
-    let after = (
-        s.revision(),
-        s.counts(),
-        s.domain("a.com").map(|d| d.counters),
-    );
-    assert_eq!(before, after);
+    assert_eq!(before, trace(&s));
 }
 
 #[test]
@@ -175,10 +180,7 @@ fn another_accounts_records_are_absent() {
 
 #[test]
 fn deletes_refuse_to_dangle_and_domain_delete_cascades() {
-    let mut s = State::default();
-    let a = api(&mut s, ProtocolType::Http);
-    stage(&mut s, &a, "test");
-    domain(&mut s, "a.com");
+    let (mut s, [a]) = registry([ProtocolType::Http], "a.com");
     create_mapping(&mut s, "a.com", "", &a).unwrap();
     create_mapping(&mut s, "a.com", "v1", &a).unwrap();
     let del_api = || WriteOp::DeleteApi {
@@ -212,12 +214,7 @@ fn deletes_refuse_to_dangle_and_domain_delete_cascades() {
 
 #[test]
 fn updates_recheck_and_move_references() {
-    let mut s = State::default();
-    let a = api(&mut s, ProtocolType::Http);
-    let b = api(&mut s, ProtocolType::Rest);
-    stage(&mut s, &a, "test");
-    stage(&mut s, &b, "test");
-    domain(&mut s, "a.com");
+    let (mut s, [a, b]) = registry([ProtocolType::Http, ProtocolType::Rest], "a.com");
     let m = mapping_id(&create_mapping(&mut s, "a.com", "v1", &a).unwrap());
     create_mapping(&mut s, "a.com", "v2", &a).unwrap();
     let upd = |key: Option<&str>, api_id: Option<&str>, expected: u64| WriteOp::UpdateApiMapping {
@@ -244,12 +241,7 @@ fn updates_recheck_and_move_references() {
 
 #[test]
 fn websocket_and_http_racing_onto_an_empty_domain_one_wins() {
-    let mut s = State::default();
-    let a = api(&mut s, ProtocolType::Http);
-    let ws = api(&mut s, ProtocolType::Websocket);
-    stage(&mut s, &a, "test");
-    stage(&mut s, &ws, "test");
-    domain(&mut s, "a.com");
+    let (mut s, [a, ws]) = registry([ProtocolType::Http, ProtocolType::Websocket], "a.com");
     // The writer applies one after the other: the second sees the first.
     assert!(create_mapping(&mut s, "a.com", "x", &ws).is_ok());
     assert_eq!(
@@ -261,10 +253,7 @@ fn websocket_and_http_racing_onto_an_empty_domain_one_wins() {
 #[test]
 fn tag_writes_merge_remove_and_refuse_past_the_limit() {
     use crate::domain::arn::Tagged;
-    let mut s = State::default();
-    let api_id = api(&mut s, ProtocolType::Http);
-    stage(&mut s, &api_id, "test");
-    domain(&mut s, "a.example.com");
+    let (mut s, [api_id]) = registry([ProtocolType::Http], "a.example.com");
     let tag = |target: Tagged, set: &[(&str, &str)], remove: &[&str], expected: u64| WriteOp::Tag {
         account: ACC.into(),
         target,
