@@ -30,6 +30,9 @@ use crate::pb::{ChangeSet, Event};
 /// The metadata (HTTP header) that carries a request's id, both ways.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// [`REQUEST_ID`] as a header name, parsed once (at compile time), not on every request.
+static REQUEST_ID_HEADER: http::HeaderName = http::HeaderName::from_static(REQUEST_ID);
+
 /// Longest client-sent request id kept; a longer (or unprintable) one is replaced.
 pub const MAX_REQUEST_ID: usize = 128;
 
@@ -122,18 +125,61 @@ pub fn current() -> Arc<Audit> {
     CURRENT.try_with(Arc::clone).unwrap_or_default()
 }
 
-/// A new request id: 16 random bytes, UUID-shaped.
+/// A new request id: 16 pseudo-random bytes (never repeated by one thread, see
+/// `random_16`), UUID-shaped (`8-4-4-4-12` lower-case hex digits).
 pub fn new_request_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let id = request_id_bytes();
+    // Hex digits and dashes only: always UTF-8.
+    String::from_utf8_lossy(&id).into_owned()
+}
+
+thread_local! {
+    /// The state of this thread's request-id generator, seeded from the OS-seeded
+    /// `rand::thread_rng` when the thread makes its first id.
+    static ID_STATE: std::cell::Cell<u64> = std::cell::Cell::new(rand::random());
+}
+
+/// 16 bytes from this thread's generator: SplitMix64 (Steele, Lea and Flood), whose outputs
+/// are a bijection of a counter, so a thread never repeats an id, and threads start from
+/// random points. Request ids are labels, not secrets: they need to be unique and cheap.
+fn random_16() -> [u8; 16] {
+    fn next(state: &std::cell::Cell<u64>) -> u64 {
+        let s = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let (a, b) = ID_STATE.with(|s| (next(s), next(s)));
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&a.to_le_bytes());
+    out[8..].copy_from_slice(&b.to_le_bytes());
+    out
+}
+
+/// [`new_request_id`] as ASCII bytes, formatted without `format!`: one id is made for every
+/// request that arrives without one, so it must cost next to nothing.
+fn request_id_bytes() -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let random = random_16();
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, b) in random.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
+        }
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0x0f)];
+        at += 2;
+    }
+    out
+}
+
+/// A new request id as a header value.
+fn new_request_id_value() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_bytes())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// Whether a client-sent request id is kept as is.
@@ -173,19 +219,20 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let id = match req.headers().get(REQUEST_ID) {
+        let mut id = match req.headers().get(&REQUEST_ID_HEADER) {
             Some(v) if acceptable(v) => v.clone(),
             _ => {
-                let v = HeaderValue::try_from(new_request_id())
-                    .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-                req.headers_mut().insert(REQUEST_ID, v.clone());
+                let v = new_request_id_value();
+                req.headers_mut()
+                    .insert(REQUEST_ID_HEADER.clone(), v.clone());
                 v
             }
         };
-        let span = tracing::info_span!(
-            "request",
-            request_id = %String::from_utf8_lossy(id.as_bytes()),
-        );
+        // Unique per request: HPACK must not index it. An indexed value would only evict the
+        // useful entries of both sides' dynamic tables (`:status`, `content-type`, ...), and
+        // inserting it costs the encoder more than the rest of the response headers.
+        id.set_sensitive(true);
+        let span = tracing::info_span!("request", request_id = %id.to_str().unwrap_or_default());
         let fut = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -193,7 +240,7 @@ where
         Box::pin(
             async move {
                 let mut resp = fut.await?;
-                resp.headers_mut().insert(REQUEST_ID, id);
+                resp.headers_mut().insert(REQUEST_ID_HEADER.clone(), id);
                 Ok(resp)
             }
             .instrument(span),
@@ -242,7 +289,12 @@ mod tests {
         assert!(!acceptable(&HeaderValue::from_static("")));
         let long = "x".repeat(MAX_REQUEST_ID + 1);
         assert!(!acceptable(&HeaderValue::try_from(long).unwrap()));
-        assert_eq!(new_request_id().len(), 36);
+        let id = new_request_id();
+        assert_eq!(id.len(), 36);
+        let groups: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()));
+        assert_ne!(id, new_request_id());
     }
 
     #[tokio::test]

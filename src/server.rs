@@ -20,6 +20,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod fast_path;
+
 use tokio::net::TcpListener;
 use tokio_stream::{Stream, StreamExt};
 use tonic::service::interceptor::InterceptedService;
@@ -307,6 +309,11 @@ pub async fn run_with_listeners(
         move |req| auth.intercept(req)
     };
     let registry_service = InterceptedService::new(registry_service, interceptor.clone());
+    // Registry's calls skip the router (see `fast_path`); the router keeps the service too.
+    let registry_fast_path = fast_path::FastPathLayer::new(
+        <RegistryServer<RegistryService> as tonic::server::NamedService>::NAME,
+        registry_service.clone(),
+    );
     let change_feed = ChangeFeedServer::new(
         ChangeFeedService::new(hub.clone())
             .with_auth(auth.clone())
@@ -483,6 +490,8 @@ pub async fn run_with_listeners(
             transport::mark_served::<tonic::body::Body>,
         ))
         .layer(tower::util::MapResponseLayer::new(tonic_statuses_as_mapreg))
+        // Innermost: Registry's calls pass every layer above, then go straight to it.
+        .layer(registry_fast_path)
         .add_routes(tonic::service::Routes::from(app))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -597,18 +606,24 @@ fn reload(
 /// handler's INTERNAL starts with the decoder's words (handlers say "internal error: ...").
 fn tonic_statuses_as_mapreg<B>(mut resp: http::Response<B>) -> http::Response<B> {
     let headers = resp.headers_mut();
-    let code = headers.get("grpc-status").map(|v| v.as_bytes().to_vec());
+    // Most responses carry their status in the trailers, and most trailers-only ones are not
+    // among the two rewritten: look at the message only when the code is.
+    let code = match headers.get("grpc-status").map(|v| v.as_bytes()) {
+        Some(b"11") => 11,
+        Some(b"13") => 13,
+        _ => return resp,
+    };
     let message = headers
         .get("grpc-message")
         .and_then(|v| v.to_str().ok())
         .map(percent_decode)
         .unwrap_or_default();
-    let error = match code.as_deref() {
-        Some(b"11") if message.contains("too large") => crate::error::Error::ResourceExhausted {
+    let error = match code {
+        11 if message.contains("too large") => crate::error::Error::ResourceExhausted {
             reason: "REQUEST_TOO_LARGE",
             message: format!("request message is larger than the {MAX_REQUEST_BYTES}-byte limit"),
         },
-        Some(b"13") => match malformed_request(&message) {
+        13 => match malformed_request(&message) {
             Some(e) => e,
             None => return resp,
         },

@@ -32,7 +32,7 @@ pub const REVISION_METADATA: &str = "mapreg-revision";
 pub(crate) async fn rpc<Req, Resp, F, Fut>(
     method: &'static str,
     access: Access,
-    req: Request<Req>,
+    mut req: Request<Req>,
     body: F,
 ) -> Result<Response<Resp>, Status>
 where
@@ -40,17 +40,16 @@ where
     Fut: Future<Output = Result<Resp, Error>>,
 {
     let started = Instant::now();
-    let caller = req.extensions().get::<Caller>().cloned();
-    let account = caller
-        .as_ref()
-        .map(|c| c.account_id.clone())
-        .unwrap_or_default();
-    let request_id = req
-        .metadata()
-        .get(crate::audit::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    // Taken, not cloned: nothing after the handler reads it from the request.
+    let caller = req.extensions_mut().remove::<Caller>();
+    // The log line's fields, made only when the line is written (RUST_LOG may leave it out).
+    let logged = tracing::enabled!(tracing::Level::INFO).then(|| {
+        let account = caller
+            .as_ref()
+            .map(|c| c.account_id.clone())
+            .unwrap_or_default();
+        (account, request_id_of(req.metadata()))
+    });
     let result = match caller {
         Some(caller) => match caller.require(access, method) {
             // A write runs with its audit, which the writer records with its revision.
@@ -59,7 +58,7 @@ where
                     principal: crate::audit::principal(&caller, req.extensions().get()),
                     account_id: caller.account_id.clone(),
                     method: format!("/mapreg.v1.Registry/{method}"),
-                    request_id: request_id.clone(),
+                    request_id: request_id_of(req.metadata()),
                     commit_time: None,
                 };
                 crate::audit::scope(audit, body(caller, req.into_inner())).await
@@ -75,15 +74,26 @@ where
         Ok(_) => tonic::Code::Ok,
         Err(e) => e.code(),
     };
-    tracing::info!(
-        method,
-        code = ?code,
-        duration_us = started.elapsed().as_micros() as u64,
-        account = %account,
-        request_id = %request_id,
-        "rpc"
-    );
+    if let Some((account, request_id)) = logged {
+        tracing::info!(
+            method,
+            code = ?code,
+            duration_us = started.elapsed().as_micros() as u64,
+            account = %account,
+            request_id = %request_id,
+            "rpc"
+        );
+    }
     result.map(Response::new).map_err(Status::from)
+}
+
+/// The request's `x-request-id` (empty when absent or not ASCII).
+fn request_id_of(metadata: &MetadataMap) -> String {
+    metadata
+        .get(crate::audit::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A read request: it may ask for a version at least as new as `min_revision`.
@@ -106,10 +116,14 @@ where
     Req: ReadRequest,
     F: FnOnce(Caller, &State, Req) -> Result<Resp, Error>,
 {
-    let wait = revision_wait(req.metadata());
+    // Every version is at revision 0 or newer: without a `min_revision` there is nothing to
+    // wait for (and no need to subscribe to the store's revisions on every read).
+    let wait = (req.get_ref().min_revision() > 0).then(|| revision_wait(req.metadata()));
     let answered = rpc(method, Access::Read, req, async |c: Caller, m: Req| {
         let min = m.min_revision();
-        if !store.at_least(min, wait).await {
+        if let Some(wait) = wait
+            && !store.at_least(min, wait).await
+        {
             return Err(Error::Unavailable {
                 reason: "REVISION_NOT_YET_AVAILABLE",
                 message: format!(

@@ -264,35 +264,35 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = match &self.metrics {
+        let Some(method) = (match &self.metrics {
             Some(m) if is_grpc(&req) => Some(m.method(req.uri().path())),
             _ => None,
+        }) else {
+            // Metrics off (or not gRPC): nothing to time or count.
+            let fut = self.inner.call(req);
+            return Box::pin(async move {
+                let resp = fut.await?;
+                Ok(resp.map(|inner| MeteredBody { inner, probe: None }))
+            });
         };
         let started = Instant::now();
-        if let Some(m) = &method {
-            m.started.inc();
-        }
+        method.started.inc();
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = match fut.await {
                 Ok(r) => r,
                 Err(e) => {
-                    if let Some(m) = method {
-                        m.finish(Code::Unknown, started);
-                    }
+                    method.finish(Code::Unknown, started);
                     return Err(e);
                 }
             };
-            let probe = match method {
-                Some(m) => match status_of(resp.headers()) {
-                    // Trailers-only: the status is already known.
-                    Some(code) => {
-                        m.finish(code, started);
-                        None
-                    }
-                    None => Some(Probe { method: m, started }),
-                },
-                None => None,
+            let probe = match status_of(resp.headers()) {
+                // Trailers-only: the status is already known.
+                Some(code) => {
+                    method.finish(code, started);
+                    None
+                }
+                None => Some(Probe { method, started }),
             };
             Ok(resp.map(|inner| MeteredBody { inner, probe }))
         })
