@@ -125,535 +125,328 @@ read_requests!(
     ResolveRouteRequest
 );
 
-#[tonic::async_trait]
-impl Registry for RegistryService {
-    async fn create_api(&self, req: Request<CreateApiRequest>) -> Result<Response<Api>, Status> {
-        rpc(
-            "CreateApi",
-            Access::Write,
-            req,
-            async |c: Caller, m: CreateApiRequest| {
-                validate::api_name(&m.name)?;
-                let protocol = rules::protocol_type(m.protocol_type)?;
-                validate::description("description", &m.description)?;
-                validate::tags(&m.tags)?;
-                let selection = selection::for_create(
-                    protocol,
-                    &m.route_selection_expression,
-                    &m.api_key_selection_expression,
-                )?;
-                let op = WriteOp::CreateApi {
-                    account: c.account_id,
-                    name: m.name,
-                    protocol,
-                    description: m.description,
-                    tags: m.tags,
-                    selection,
-                };
-                as_api(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
+/// Writes `impl Registry for RegistryService`: each write is one `rpc` call that needs
+/// [`Access::Write`] and runs its body with the caller and the request; each read one
+/// `read_rpc` call that runs its body on the registry's current version (after waiting for
+/// the request's `min_revision`). `$s` is `self`, handed in so the bodies may use it.
+macro_rules! registry_service {
+    (
+        $s:ident;
+        writes { $( $wfn:ident($WReq:ty) -> $WResp:ty as $wname:literal = |$wc:ident, $wm:ident| $wbody:block )* }
+        reads { $( $rfn:ident($RReq:ty) -> $RResp:ty as $rname:literal = |$rc:ident, $rst:ident, $rm:ident| $rbody:block )* }
+    ) => {
+        #[tonic::async_trait]
+        impl Registry for RegistryService {
+            $(
+                async fn $wfn(&$s, req: Request<$WReq>) -> Result<Response<$WResp>, Status> {
+                    rpc($wname, Access::Write, req, async |$wc: Caller, $wm: $WReq| $wbody).await
+                }
+            )*
+            $(
+                async fn $rfn(&$s, req: Request<$RReq>) -> Result<Response<$RResp>, Status> {
+                    read_rpc($rname, &$s.store, req, |$rc, $rst, $rm: $RReq| $rbody).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn get_api(&self, req: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
-        read_rpc("GetApi", &self.store, req, |c, state, m: GetApiRequest| {
+registry_service! {
+    self;
+    writes {
+        create_api(CreateApiRequest) -> Api as "CreateApi" = |c, m| {
+            validate::api_name(&m.name)?;
+            let protocol = rules::protocol_type(m.protocol_type)?;
+            validate::description("description", &m.description)?;
+            validate::tags(&m.tags)?;
+            let selection = selection::for_create(
+                protocol,
+                &m.route_selection_expression,
+                &m.api_key_selection_expression,
+            )?;
+            let op = WriteOp::CreateApi {
+                account: c.account_id,
+                name: m.name,
+                protocol,
+                description: m.description,
+                tags: m.tags,
+                selection,
+            };
+            as_api(self.write(op, m.validate_only).await?)
+        }
+
+        update_api(UpdateApiRequest) -> Api as "UpdateApi" = |c, m| {
+            id("api_id", &m.api_id)?;
+            if let Some(n) = &m.name {
+                validate::api_name(n)?;
+            }
+            if let Some(d) = &m.description {
+                validate::description("description", d)?;
+            }
+            let op = WriteOp::UpdateApi {
+                account: c.account_id,
+                api_id: m.api_id,
+                name: m.name,
+                description: m.description,
+                route_selection_expression: m.route_selection_expression,
+                api_key_selection_expression: m.api_key_selection_expression,
+                expected_revision: m.expected_revision,
+            };
+            as_api(self.write(op, m.validate_only).await?)
+        }
+
+        delete_api(DeleteApiRequest) -> DeleteApiResponse as "DeleteApi" = |c, m| {
+            id("api_id", &m.api_id)?;
+            let op = WriteOp::DeleteApi {
+                account: c.account_id,
+                api_id: m.api_id,
+                expected_revision: m.expected_revision,
+            };
+            Ok(DeleteApiResponse {
+                revision: as_revision(self.write(op, m.validate_only).await?)?,
+            })
+        }
+
+        create_stage(CreateStageRequest) -> Stage as "CreateStage" = |c, m| {
+            id("api_id", &m.api_id)?;
+            validate::stage_name("stage_name", &m.stage_name)?;
+            validate::description("description", &m.description)?;
+            validate::tags(&m.tags)?;
+            let op = WriteOp::CreateStage {
+                account: c.account_id,
+                api_id: m.api_id,
+                stage_name: m.stage_name,
+                description: m.description,
+                tags: m.tags,
+            };
+            as_stage(self.write(op, m.validate_only).await?)
+        }
+
+        update_stage(UpdateStageRequest) -> Stage as "UpdateStage" = |c, m| {
+            id("api_id", &m.api_id)?;
+            id("stage_name", &m.stage_name)?;
+            if let Some(d) = &m.description {
+                validate::description("description", d)?;
+            }
+            let op = WriteOp::UpdateStage {
+                account: c.account_id,
+                api_id: m.api_id,
+                stage_name: m.stage_name,
+                description: m.description,
+                expected_revision: m.expected_revision,
+            };
+            as_stage(self.write(op, m.validate_only).await?)
+        }
+
+        delete_stage(DeleteStageRequest) -> DeleteStageResponse as "DeleteStage" = |c, m| {
+            id("api_id", &m.api_id)?;
+            id("stage_name", &m.stage_name)?;
+            let op = WriteOp::DeleteStage {
+                account: c.account_id,
+                api_id: m.api_id,
+                stage_name: m.stage_name,
+                expected_revision: m.expected_revision,
+            };
+            Ok(DeleteStageResponse {
+                revision: as_revision(self.write(op, m.validate_only).await?)?,
+            })
+        }
+
+        create_domain_name(CreateDomainNameRequest) -> DomainName as "CreateDomainName" = |c, m| {
+            let domain_name = validate::normalize_domain_name("domain_name", &m.domain_name)?;
+            let configuration = rules::configuration_for_create(m.domain_name_configurations)?;
+            validate::tags(&m.tags)?;
+            let op = WriteOp::CreateDomainName {
+                account: c.account_id,
+                domain_name,
+                configuration,
+                tags: m.tags,
+            };
+            as_domain(self.write(op, m.validate_only).await?)
+        }
+
+        update_domain_name(UpdateDomainNameRequest) -> DomainName as "UpdateDomainName" = |c, m| {
+            let domain_name = lookup_domain(&m.domain_name)?;
+            let configuration = rules::configuration_patch(m.domain_name_configurations)?;
+            let op = WriteOp::UpdateDomainName {
+                account: c.account_id,
+                domain_name,
+                configuration,
+                expected_revision: m.expected_revision,
+            };
+            as_domain(self.write(op, m.validate_only).await?)
+        }
+
+        delete_domain_name(DeleteDomainNameRequest) -> DeleteDomainNameResponse as "DeleteDomainName" = |c, m| {
+            let domain_name = lookup_domain(&m.domain_name)?;
+            let op = WriteOp::DeleteDomainName {
+                account: c.account_id,
+                domain_name,
+                expected_revision: m.expected_revision,
+            };
+            Ok(DeleteDomainNameResponse {
+                revision: as_revision(self.write(op, m.validate_only).await?)?,
+            })
+        }
+
+        create_api_mapping(CreateApiMappingRequest) -> ApiMapping as "CreateApiMapping" = |c, m| {
+            let domain_name = lookup_domain(&m.domain_name)?;
+            validate::api_mapping_key(&m.api_mapping_key)?;
+            id("api_id", &m.api_id)?;
+            id("stage", &m.stage)?;
+            let op = WriteOp::CreateApiMapping {
+                account: c.account_id,
+                domain_name,
+                api_mapping_key: m.api_mapping_key,
+                api_id: m.api_id,
+                stage: m.stage,
+            };
+            as_mapping(self.write(op, m.validate_only).await?)
+        }
+
+        update_api_mapping(UpdateApiMappingRequest) -> ApiMapping as "UpdateApiMapping" = |c, m| {
+            let domain_name = lookup_domain(&m.domain_name)?;
+            id("api_mapping_id", &m.api_mapping_id)?;
+            if let Some(k) = &m.api_mapping_key {
+                validate::api_mapping_key(k)?;
+            }
+            if let Some(a) = &m.api_id {
+                id("api_id", a)?;
+            }
+            if let Some(s) = &m.stage {
+                id("stage", s)?;
+            }
+            let op = WriteOp::UpdateApiMapping {
+                account: c.account_id,
+                domain_name,
+                api_mapping_id: m.api_mapping_id,
+                api_mapping_key: m.api_mapping_key,
+                api_id: m.api_id,
+                stage: m.stage,
+                expected_revision: m.expected_revision,
+            };
+            as_mapping(self.write(op, m.validate_only).await?)
+        }
+
+        delete_api_mapping(DeleteApiMappingRequest) -> DeleteApiMappingResponse as "DeleteApiMapping" = |c, m| {
+            let domain_name = lookup_domain(&m.domain_name)?;
+            id("api_mapping_id", &m.api_mapping_id)?;
+            let op = WriteOp::DeleteApiMapping {
+                account: c.account_id,
+                domain_name,
+                api_mapping_id: m.api_mapping_id,
+                expected_revision: m.expected_revision,
+            };
+            Ok(DeleteApiMappingResponse {
+                revision: as_revision(self.write(op, m.validate_only).await?)?,
+            })
+        }
+
+        tag_resource(TagResourceRequest) -> TagResourceResponse as "TagResource" = |c, m| {
+            let target = arn::parse("resource_arn", &m.resource_arn)?;
+            validate::tags(&m.tags)?;
+            let op = WriteOp::Tag {
+                account: c.account_id,
+                target,
+                set: m.tags,
+                remove: Vec::new(),
+                expected_revision: m.expected_revision,
+            };
+            let (revision, tags) = tagged(self.write(op, false).await?)?;
+            Ok(TagResourceResponse { revision, tags })
+        }
+
+        untag_resource(UntagResourceRequest) -> UntagResourceResponse as "UntagResource" = |c, m| {
+            let target = arn::parse("resource_arn", &m.resource_arn)?;
+            validate::tag_keys(&m.tag_keys)?;
+            let op = WriteOp::Tag {
+                account: c.account_id,
+                target,
+                set: Default::default(),
+                remove: m.tag_keys,
+                expected_revision: m.expected_revision,
+            };
+            let (revision, tags) = tagged(self.write(op, false).await?)?;
+            Ok(UntagResourceResponse { revision, tags })
+        }
+    }
+    reads {
+        get_api(GetApiRequest) -> Api as "GetApi" = |c, state, m| {
             id("api_id", &m.api_id)?;
             Ok((**state.get_api(&c.scope(), &m.api_id)?).clone())
-        })
-        .await
-    }
+        }
 
-    async fn get_apis(
-        &self,
-        req: Request<GetApisRequest>,
-    ) -> Result<Response<GetApisResponse>, Status> {
-        read_rpc(
-            "GetApis",
-            &self.store,
-            req,
-            |c, state, m: GetApisRequest| {
-                let page = paging::page("apis", "", m.max_results, &m.next_token)?;
-                let listed = state.list_apis(&c.scope(), &page);
-                Ok(GetApisResponse {
-                    items: listed.items,
-                    next_token: paging::encode("apis", "", listed.next.as_deref()),
-                    revision: state.revision(),
-                })
-            },
-        )
-        .await
-    }
+        get_apis(GetApisRequest) -> GetApisResponse as "GetApis" = |c, state, m| {
+            let page = paging::page("apis", "", m.max_results, &m.next_token)?;
+            let listed = state.list_apis(&c.scope(), &page);
+            Ok(GetApisResponse {
+                items: listed.items,
+                next_token: paging::encode("apis", "", listed.next.as_deref()),
+                revision: state.revision(),
+            })
+        }
 
-    async fn update_api(&self, req: Request<UpdateApiRequest>) -> Result<Response<Api>, Status> {
-        rpc(
-            "UpdateApi",
-            Access::Write,
-            req,
-            async |c: Caller, m: UpdateApiRequest| {
-                id("api_id", &m.api_id)?;
-                if let Some(n) = &m.name {
-                    validate::api_name(n)?;
-                }
-                if let Some(d) = &m.description {
-                    validate::description("description", d)?;
-                }
-                let op = WriteOp::UpdateApi {
-                    account: c.account_id,
-                    api_id: m.api_id,
-                    name: m.name,
-                    description: m.description,
-                    route_selection_expression: m.route_selection_expression,
-                    api_key_selection_expression: m.api_key_selection_expression,
-                    expected_revision: m.expected_revision,
-                };
-                as_api(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
+        get_stage(GetStageRequest) -> Stage as "GetStage" = |c, state, m| {
+            id("api_id", &m.api_id)?;
+            id("stage_name", &m.stage_name)?;
+            Ok((**state.get_stage(&c.scope(), &m.api_id, &m.stage_name)?).clone())
+        }
 
-    async fn delete_api(
-        &self,
-        req: Request<DeleteApiRequest>,
-    ) -> Result<Response<DeleteApiResponse>, Status> {
-        rpc(
-            "DeleteApi",
-            Access::Write,
-            req,
-            async |c: Caller, m: DeleteApiRequest| {
-                id("api_id", &m.api_id)?;
-                let op = WriteOp::DeleteApi {
-                    account: c.account_id,
-                    api_id: m.api_id,
-                    expected_revision: m.expected_revision,
-                };
-                Ok(DeleteApiResponse {
-                    revision: as_revision(self.write(op, m.validate_only).await?)?,
-                })
-            },
-        )
-        .await
-    }
+        get_stages(GetStagesRequest) -> GetStagesResponse as "GetStages" = |c, state, m| {
+            id("api_id", &m.api_id)?;
+            let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
+            let listed = state.list_stages(&c.scope(), &m.api_id, &page)?;
+            Ok(GetStagesResponse {
+                items: listed.items,
+                next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
+                revision: state.revision(),
+            })
+        }
 
-    async fn create_stage(
-        &self,
-        req: Request<CreateStageRequest>,
-    ) -> Result<Response<Stage>, Status> {
-        rpc(
-            "CreateStage",
-            Access::Write,
-            req,
-            async |c: Caller, m: CreateStageRequest| {
-                id("api_id", &m.api_id)?;
-                validate::stage_name("stage_name", &m.stage_name)?;
-                validate::description("description", &m.description)?;
-                validate::tags(&m.tags)?;
-                let op = WriteOp::CreateStage {
-                    account: c.account_id,
-                    api_id: m.api_id,
-                    stage_name: m.stage_name,
-                    description: m.description,
-                    tags: m.tags,
-                };
-                as_stage(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
+        get_domain_name(GetDomainNameRequest) -> DomainName as "GetDomainName" = |c, state, m| {
+            let domain = lookup_domain(&m.domain_name)?;
+            Ok((*state.get_domain(&c.scope(), &domain)?.record).clone())
+        }
 
-    async fn get_stage(&self, req: Request<GetStageRequest>) -> Result<Response<Stage>, Status> {
-        read_rpc(
-            "GetStage",
-            &self.store,
-            req,
-            |c, state, m: GetStageRequest| {
-                id("api_id", &m.api_id)?;
-                id("stage_name", &m.stage_name)?;
-                Ok((**state.get_stage(&c.scope(), &m.api_id, &m.stage_name)?).clone())
-            },
-        )
-        .await
-    }
+        get_domain_names(GetDomainNamesRequest) -> GetDomainNamesResponse as "GetDomainNames" = |c, state, m| {
+            let page = paging::page("domains", "", m.max_results, &m.next_token)?;
+            let listed = state.list_domains(&c.scope(), &page);
+            Ok(GetDomainNamesResponse {
+                items: listed.items,
+                next_token: paging::encode("domains", "", listed.next.as_deref()),
+                revision: state.revision(),
+            })
+        }
 
-    async fn get_stages(
-        &self,
-        req: Request<GetStagesRequest>,
-    ) -> Result<Response<GetStagesResponse>, Status> {
-        read_rpc(
-            "GetStages",
-            &self.store,
-            req,
-            |c, state, m: GetStagesRequest| {
-                id("api_id", &m.api_id)?;
-                let page = paging::page("stages", &m.api_id, m.max_results, &m.next_token)?;
-                let listed = state.list_stages(&c.scope(), &m.api_id, &page)?;
-                Ok(GetStagesResponse {
-                    items: listed.items,
-                    next_token: paging::encode("stages", &m.api_id, listed.next.as_deref()),
-                    revision: state.revision(),
-                })
-            },
-        )
-        .await
-    }
+        get_api_mapping(GetApiMappingRequest) -> ApiMapping as "GetApiMapping" = |c, state, m| {
+            let domain = lookup_domain(&m.domain_name)?;
+            id("api_mapping_id", &m.api_mapping_id)?;
+            Ok((**state.get_mapping(&c.scope(), &domain, &m.api_mapping_id)?).clone())
+        }
 
-    async fn update_stage(
-        &self,
-        req: Request<UpdateStageRequest>,
-    ) -> Result<Response<Stage>, Status> {
-        rpc(
-            "UpdateStage",
-            Access::Write,
-            req,
-            async |c: Caller, m: UpdateStageRequest| {
-                id("api_id", &m.api_id)?;
-                id("stage_name", &m.stage_name)?;
-                if let Some(d) = &m.description {
-                    validate::description("description", d)?;
-                }
-                let op = WriteOp::UpdateStage {
-                    account: c.account_id,
-                    api_id: m.api_id,
-                    stage_name: m.stage_name,
-                    description: m.description,
-                    expected_revision: m.expected_revision,
-                };
-                as_stage(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
+        get_api_mappings(GetApiMappingsRequest) -> GetApiMappingsResponse as "GetApiMappings" = |c, state, m| {
+            let domain = lookup_domain(&m.domain_name)?;
+            let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
+            let listed = state.list_mappings(&c.scope(), &domain, &page)?;
+            Ok(GetApiMappingsResponse {
+                items: listed.items,
+                next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
+                revision: state.revision(),
+            })
+        }
 
-    async fn delete_stage(
-        &self,
-        req: Request<DeleteStageRequest>,
-    ) -> Result<Response<DeleteStageResponse>, Status> {
-        rpc(
-            "DeleteStage",
-            Access::Write,
-            req,
-            async |c: Caller, m: DeleteStageRequest| {
-                id("api_id", &m.api_id)?;
-                id("stage_name", &m.stage_name)?;
-                let op = WriteOp::DeleteStage {
-                    account: c.account_id,
-                    api_id: m.api_id,
-                    stage_name: m.stage_name,
-                    expected_revision: m.expected_revision,
-                };
-                Ok(DeleteStageResponse {
-                    revision: as_revision(self.write(op, m.validate_only).await?)?,
-                })
-            },
-        )
-        .await
-    }
-
-    async fn create_domain_name(
-        &self,
-        req: Request<CreateDomainNameRequest>,
-    ) -> Result<Response<DomainName>, Status> {
-        rpc(
-            "CreateDomainName",
-            Access::Write,
-            req,
-            async |c: Caller, m: CreateDomainNameRequest| {
-                let domain_name = validate::normalize_domain_name("domain_name", &m.domain_name)?;
-                let configuration = rules::configuration_for_create(m.domain_name_configurations)?;
-                validate::tags(&m.tags)?;
-                let op = WriteOp::CreateDomainName {
-                    account: c.account_id,
-                    domain_name,
-                    configuration,
-                    tags: m.tags,
-                };
-                as_domain(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
-
-    async fn get_domain_name(
-        &self,
-        req: Request<GetDomainNameRequest>,
-    ) -> Result<Response<DomainName>, Status> {
-        read_rpc(
-            "GetDomainName",
-            &self.store,
-            req,
-            |c, state, m: GetDomainNameRequest| {
-                let domain = lookup_domain(&m.domain_name)?;
-                Ok((*state.get_domain(&c.scope(), &domain)?.record).clone())
-            },
-        )
-        .await
-    }
-
-    async fn get_domain_names(
-        &self,
-        req: Request<GetDomainNamesRequest>,
-    ) -> Result<Response<GetDomainNamesResponse>, Status> {
-        read_rpc(
-            "GetDomainNames",
-            &self.store,
-            req,
-            |c, state, m: GetDomainNamesRequest| {
-                let page = paging::page("domains", "", m.max_results, &m.next_token)?;
-                let listed = state.list_domains(&c.scope(), &page);
-                Ok(GetDomainNamesResponse {
-                    items: listed.items,
-                    next_token: paging::encode("domains", "", listed.next.as_deref()),
-                    revision: state.revision(),
-                })
-            },
-        )
-        .await
-    }
-
-    async fn update_domain_name(
-        &self,
-        req: Request<UpdateDomainNameRequest>,
-    ) -> Result<Response<DomainName>, Status> {
-        rpc(
-            "UpdateDomainName",
-            Access::Write,
-            req,
-            async |c: Caller, m: UpdateDomainNameRequest| {
-                let domain_name = lookup_domain(&m.domain_name)?;
-                let configuration = rules::configuration_patch(m.domain_name_configurations)?;
-                let op = WriteOp::UpdateDomainName {
-                    account: c.account_id,
-                    domain_name,
-                    configuration,
-                    expected_revision: m.expected_revision,
-                };
-                as_domain(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
-
-    async fn delete_domain_name(
-        &self,
-        req: Request<DeleteDomainNameRequest>,
-    ) -> Result<Response<DeleteDomainNameResponse>, Status> {
-        rpc(
-            "DeleteDomainName",
-            Access::Write,
-            req,
-            async |c: Caller, m: DeleteDomainNameRequest| {
-                let domain_name = lookup_domain(&m.domain_name)?;
-                let op = WriteOp::DeleteDomainName {
-                    account: c.account_id,
-                    domain_name,
-                    expected_revision: m.expected_revision,
-                };
-                Ok(DeleteDomainNameResponse {
-                    revision: as_revision(self.write(op, m.validate_only).await?)?,
-                })
-            },
-        )
-        .await
-    }
-
-    async fn create_api_mapping(
-        &self,
-        req: Request<CreateApiMappingRequest>,
-    ) -> Result<Response<ApiMapping>, Status> {
-        rpc(
-            "CreateApiMapping",
-            Access::Write,
-            req,
-            async |c: Caller, m: CreateApiMappingRequest| {
-                let domain_name = lookup_domain(&m.domain_name)?;
-                validate::api_mapping_key(&m.api_mapping_key)?;
-                id("api_id", &m.api_id)?;
-                id("stage", &m.stage)?;
-                let op = WriteOp::CreateApiMapping {
-                    account: c.account_id,
-                    domain_name,
-                    api_mapping_key: m.api_mapping_key,
-                    api_id: m.api_id,
-                    stage: m.stage,
-                };
-                as_mapping(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
-
-    async fn get_api_mapping(
-        &self,
-        req: Request<GetApiMappingRequest>,
-    ) -> Result<Response<ApiMapping>, Status> {
-        read_rpc(
-            "GetApiMapping",
-            &self.store,
-            req,
-            |c, state, m: GetApiMappingRequest| {
-                let domain = lookup_domain(&m.domain_name)?;
-                id("api_mapping_id", &m.api_mapping_id)?;
-                Ok((**state.get_mapping(&c.scope(), &domain, &m.api_mapping_id)?).clone())
-            },
-        )
-        .await
-    }
-
-    async fn get_api_mappings(
-        &self,
-        req: Request<GetApiMappingsRequest>,
-    ) -> Result<Response<GetApiMappingsResponse>, Status> {
-        read_rpc(
-            "GetApiMappings",
-            &self.store,
-            req,
-            |c, state, m: GetApiMappingsRequest| {
-                let domain = lookup_domain(&m.domain_name)?;
-                let page = paging::page("mappings", &domain, m.max_results, &m.next_token)?;
-                let listed = state.list_mappings(&c.scope(), &domain, &page)?;
-                Ok(GetApiMappingsResponse {
-                    items: listed.items,
-                    next_token: paging::encode("mappings", &domain, listed.next.as_deref()),
-                    revision: state.revision(),
-                })
-            },
-        )
-        .await
-    }
-
-    async fn update_api_mapping(
-        &self,
-        req: Request<UpdateApiMappingRequest>,
-    ) -> Result<Response<ApiMapping>, Status> {
-        rpc(
-            "UpdateApiMapping",
-            Access::Write,
-            req,
-            async |c: Caller, m: UpdateApiMappingRequest| {
-                let domain_name = lookup_domain(&m.domain_name)?;
-                id("api_mapping_id", &m.api_mapping_id)?;
-                if let Some(k) = &m.api_mapping_key {
-                    validate::api_mapping_key(k)?;
-                }
-                if let Some(a) = &m.api_id {
-                    id("api_id", a)?;
-                }
-                if let Some(s) = &m.stage {
-                    id("stage", s)?;
-                }
-                let op = WriteOp::UpdateApiMapping {
-                    account: c.account_id,
-                    domain_name,
-                    api_mapping_id: m.api_mapping_id,
-                    api_mapping_key: m.api_mapping_key,
-                    api_id: m.api_id,
-                    stage: m.stage,
-                    expected_revision: m.expected_revision,
-                };
-                as_mapping(self.write(op, m.validate_only).await?)
-            },
-        )
-        .await
-    }
-
-    async fn delete_api_mapping(
-        &self,
-        req: Request<DeleteApiMappingRequest>,
-    ) -> Result<Response<DeleteApiMappingResponse>, Status> {
-        rpc(
-            "DeleteApiMapping",
-            Access::Write,
-            req,
-            async |c: Caller, m: DeleteApiMappingRequest| {
-                let domain_name = lookup_domain(&m.domain_name)?;
-                id("api_mapping_id", &m.api_mapping_id)?;
-                let op = WriteOp::DeleteApiMapping {
-                    account: c.account_id,
-                    domain_name,
-                    api_mapping_id: m.api_mapping_id,
-                    expected_revision: m.expected_revision,
-                };
-                Ok(DeleteApiMappingResponse {
-                    revision: as_revision(self.write(op, m.validate_only).await?)?,
-                })
-            },
-        )
-        .await
-    }
-
-    async fn resolve_route(
-        &self,
-        req: Request<ResolveRouteRequest>,
-    ) -> Result<Response<ResolveRouteResponse>, Status> {
-        read_rpc(
-            "ResolveRoute",
-            &self.store,
-            req,
-            |c, state, m: ResolveRouteRequest| {
-                let host = resolve::normalize_host(&m.host)?;
-                let path = resolve::normalize_path(&m.path)?;
-                // From memory: the state at one durable revision, which the answer reports.
-                let (route, api) = state.resolve_for(&c.scope(), &host, &path)?;
-                Ok(ResolveRouteResponse {
-                    api_mapping: Some(route.mapping.clone()),
-                    api: Some(api.clone()),
-                    matched_domain_name: route.domain_name,
-                    remaining_path: route.remaining_path,
-                    revision: state.revision(),
-                })
-            },
-        )
-        .await
-    }
-
-    async fn tag_resource(
-        &self,
-        req: Request<TagResourceRequest>,
-    ) -> Result<Response<TagResourceResponse>, Status> {
-        rpc(
-            "TagResource",
-            Access::Write,
-            req,
-            async |c: Caller, m: TagResourceRequest| {
-                let target = arn::parse("resource_arn", &m.resource_arn)?;
-                validate::tags(&m.tags)?;
-                let op = WriteOp::Tag {
-                    account: c.account_id,
-                    target,
-                    set: m.tags,
-                    remove: Vec::new(),
-                    expected_revision: m.expected_revision,
-                };
-                let (revision, tags) = tagged(self.write(op, false).await?)?;
-                Ok(TagResourceResponse { revision, tags })
-            },
-        )
-        .await
-    }
-
-    async fn untag_resource(
-        &self,
-        req: Request<UntagResourceRequest>,
-    ) -> Result<Response<UntagResourceResponse>, Status> {
-        rpc(
-            "UntagResource",
-            Access::Write,
-            req,
-            async |c: Caller, m: UntagResourceRequest| {
-                let target = arn::parse("resource_arn", &m.resource_arn)?;
-                validate::tag_keys(&m.tag_keys)?;
-                let op = WriteOp::Tag {
-                    account: c.account_id,
-                    target,
-                    set: Default::default(),
-                    remove: m.tag_keys,
-                    expected_revision: m.expected_revision,
-                };
-                let (revision, tags) = tagged(self.write(op, false).await?)?;
-                Ok(UntagResourceResponse { revision, tags })
-            },
-        )
-        .await
+        resolve_route(ResolveRouteRequest) -> ResolveRouteResponse as "ResolveRoute" = |c, state, m| {
+            let host = resolve::normalize_host(&m.host)?;
+            let path = resolve::normalize_path(&m.path)?;
+            // From memory: the state at one durable revision, which the answer reports.
+            let (route, api) = state.resolve_for(&c.scope(), &host, &path)?;
+            Ok(ResolveRouteResponse {
+                api_mapping: Some(route.mapping.clone()),
+                api: Some(api.clone()),
+                matched_domain_name: route.domain_name,
+                remaining_path: route.remaining_path,
+                revision: state.revision(),
+            })
+        }
     }
 }
