@@ -331,16 +331,7 @@ pub async fn run_with_listeners(
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<RegistryServer<RegistryService>>()
-        .await;
-    health
-        .set_serving::<ChangeFeedServer<ChangeFeedService>>()
-        .await;
-    health
-        .set_serving::<GatewaysServer<GatewaysService>>()
-        .await;
-    health.set_service_status("", ServingStatus::Serving).await;
+    set_health(&health, ServingStatus::Serving).await;
     // Writes alone (SPEC.md 8.2): NOT_SERVING while the store is unreachable (etcd without a
     // quorum); reads and watches keep serving the last version meanwhile.
     {
@@ -428,22 +419,11 @@ pub async fn run_with_listeners(
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, no new connections, watches end");
-        health_on_stop
-            .set_not_serving::<RegistryServer<RegistryService>>()
-            .await;
-        health_on_stop
-            .set_not_serving::<ChangeFeedServer<ChangeFeedService>>()
-            .await;
-        health_on_stop
-            .set_not_serving::<GatewaysServer<GatewaysService>>()
-            .await;
+        set_health(&health_on_stop, ServingStatus::NotServing).await;
         // Watch streams end with UNAVAILABLE so gateways reconnect elsewhere or later.
         hub_on_stop.close();
         health_on_stop
             .set_service_status(WRITES_SERVICE, ServingStatus::NotServing)
-            .await;
-        health_on_stop
-            .set_service_status("", ServingStatus::NotServing)
             .await;
         let _ = stop_tx.send(true);
     });
@@ -539,6 +519,20 @@ pub async fn run_with_listeners(
     registry.sync_high_water();
     tracing::info!(writes, flushes, "mapreg stopped");
     result
+}
+
+/// Sets the health of each of the three gRPC services and of the server as a whole ("") to
+/// `status`. The writes entry ([`WRITES_SERVICE`]) follows the store on its own.
+async fn set_health(health: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    use tonic::server::NamedService;
+    for name in [
+        RegistryServer::<RegistryService>::NAME,
+        ChangeFeedServer::<ChangeFeedService>::NAME,
+        GatewaysServer::<GatewaysService>::NAME,
+        "",
+    ] {
+        health.set_service_status(name, status).await;
+    }
 }
 
 /// Applies each configuration of `reloads` (see the module documentation), logging the
