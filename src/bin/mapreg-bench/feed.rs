@@ -104,6 +104,28 @@ where
     Ok(handles)
 }
 
+/// Opens `n` Watch streams on `m` from `start_revision`, `per_connection` to a connection,
+/// each handed to `task`, which owns it from then on.
+async fn watch_streams(
+    m: &Arc<Mapreg>,
+    n: usize,
+    per_connection: usize,
+    start_revision: u64,
+    task: impl Fn(tonic::Streaming<WatchResponse>) -> JoinHandle<Result<Received>>,
+) -> Result<Vec<JoinHandle<Result<Received>>>> {
+    let task = &task;
+    open_streams(
+        n,
+        per_connection,
+        || m.channel(),
+        |ch| {
+            let m = m.clone();
+            async move { Ok(task(watch(&m, ch, start_revision).await?)) }
+        },
+    )
+    .await
+}
+
 /// Waits for every stream task; ends those still running at `deadline`.
 async fn collect(handles: Vec<JoinHandle<Result<Received>>>, deadline: Instant) -> Vec<Received> {
     let mut out = Vec::with_capacity(handles.len());
@@ -247,27 +269,18 @@ pub async fn fanout(opts: &Opts, a: &FanoutArgs) -> Result<Vec<Row>> {
     let ch = m.channel().await?;
     let fx = Arc::new(Fixture::create(&m, &ch, "fanout").await?);
     let start_revision = fx.revision + 1;
-    let handles = open_streams(
-        a.watchers,
-        a.per_connection,
-        || m.channel(),
-        |ch| {
-            let m = m.clone();
-            async move {
-                let mut s = watch(&m, ch, start_revision).await?;
-                Ok(tokio::spawn(async move {
-                    let mut got = Vec::with_capacity(writes);
-                    while got.len() < writes {
-                        let Some(r) = s.message().await? else { break };
-                        if let Some(Kind::ChangeSet(_)) = r.kind {
-                            got.push((r.revision, unix_ns()));
-                        }
-                    }
-                    anyhow::Ok(got)
-                }))
+    let handles = watch_streams(&m, a.watchers, a.per_connection, start_revision, |mut s| {
+        tokio::spawn(async move {
+            let mut got = Vec::with_capacity(writes);
+            while got.len() < writes {
+                let Some(r) = s.message().await? else { break };
+                if let Some(Kind::ChangeSet(_)) = r.kind {
+                    got.push((r.revision, unix_ns()));
+                }
             }
-        },
-    )
+            anyhow::Ok(got)
+        })
+    })
     .await?;
     // A watch's headers arrive before its watcher task reads the durable revision; give the
     // tasks a moment so the first writes are not measured from a cold start.
@@ -424,16 +437,7 @@ pub async fn idle(opts: &Opts, a: &IdleArgs) -> Result<Vec<Row>> {
     let before = m.rss_kib();
     let start_revision = fx.revision + 1;
     let started = Instant::now();
-    let handles = open_streams(
-        a.watchers,
-        a.per_connection,
-        || m.channel(),
-        |ch| {
-            let m = m.clone();
-            async move { Ok(hold(watch(&m, ch, start_revision).await?)) }
-        },
-    )
-    .await?;
+    let handles = watch_streams(&m, a.watchers, a.per_connection, start_revision, hold).await?;
     let opened = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut row = idle_row("mapreg", a.watchers, before, m.rss_kib(), opened);
