@@ -7,7 +7,8 @@
 //!   `--client-cert` / `--client-key` present a certificate to servers that ask for one.
 //! - An `http://` endpoint is plaintext. Against a TLS server it fails, and
 //!   [`explain_status`] turns the server's answer (a GOAWAY whose text is
-//!   [`TLS_ONLY`](crate::transport::TLS_ONLY)) into a message that says to use `https://`.
+//!   [`TLS_ONLY`](crate::transport::TLS_ONLY)) into a message that says to use `https://`;
+//!   [`explain_failure`] also asks the server when the call ended before that text arrived.
 //! - A `host:port` endpoint means `http://host:port`.
 
 use std::path::{Path, PathBuf};
@@ -173,6 +174,47 @@ pub fn explain_status(endpoint: &str, status: &tonic::Status) -> Option<String> 
         "the server at {url} accepts TLS only: use {https} (with --ca-bundle if its \
          certificate is not signed by a CA the system trusts)"
     ))
+}
+
+/// [`explain_status`], and when the answer does not say it (a plaintext request that lost the
+/// race with the server's GOAWAY ends as a cancelled or unavailable call, without its text),
+/// asks the server itself: an `http://` endpoint that answers a one-line HTTP/1.1 request with
+/// [`TLS_ONLY`](crate::transport::TLS_ONLY) is a TLS port. The probe takes at most 2 s and is
+/// made only after such a failure.
+pub async fn explain_failure(endpoint: &str, status: &tonic::Status) -> Option<String> {
+    if let Some(why) = explain_status(endpoint, status) {
+        return Some(why);
+    }
+    use tonic::Code;
+    if !matches!(
+        status.code(),
+        Code::Cancelled | Code::Unknown | Code::Unavailable | Code::Internal
+    ) {
+        return None;
+    }
+    let url = endpoint_url(endpoint);
+    let authority = url.strip_prefix("http://")?.split('/').next()?.to_string();
+    let probe = async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(&authority).await.ok()?;
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: mapreg\r\nconnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut answer = Vec::new();
+        let _ = (&mut tcp).take(4096).read_to_end(&mut answer).await;
+        Some(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .ok()??;
+    let text = String::from_utf8_lossy(&answer);
+    if !text.contains(crate::transport::TLS_ONLY) {
+        return None;
+    }
+    explain_status(
+        endpoint,
+        &tonic::Status::unavailable(crate::transport::TLS_ONLY),
+    )
 }
 
 fn read_file(what: &str, path: &Path) -> Result<Vec<u8>, ConnectError> {
