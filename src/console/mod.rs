@@ -193,13 +193,31 @@ impl FromRequest<Arc<Console>> for Write {
 /// How many items the console asks for a page of a list (it reads every page).
 const PAGE: i32 = 1000;
 
+/// A list request the console sends: [`PAGE`] items from `next_token` on.
+trait ListRequest {
+    fn page(self, next_token: String) -> Self;
+}
+
+macro_rules! list_requests {
+    ($($t:ty),*) => {
+        $(impl ListRequest for $t {
+            fn page(self, next_token: String) -> Self {
+                Self { max_results: PAGE, next_token, ..self }
+            }
+        })*
+    };
+}
+
+list_requests!(
+    pb::GetDomainNamesRequest,
+    pb::GetApisRequest,
+    pb::GetStagesRequest,
+    pb::GetApiMappingsRequest
+);
+
 async fn all_domains(c: &Console, v: &Viewer) -> Result<Vec<pb::DomainName>, Status> {
     let call = |next_token| {
-        let msg = pb::GetDomainNamesRequest {
-            max_results: PAGE,
-            next_token,
-            ..Default::default()
-        };
+        let msg = pb::GetDomainNamesRequest::default().page(next_token);
         c.svc.get_domain_names(request(v, msg))
     };
     every_page(call, client::page).await
@@ -208,11 +226,7 @@ async fn all_domains(c: &Console, v: &Viewer) -> Result<Vec<pb::DomainName>, Sta
 /// Every API of the viewer with its stages.
 async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage>)>, Status> {
     let call = |next_token| {
-        let msg = pb::GetApisRequest {
-            max_results: PAGE,
-            next_token,
-            ..Default::default()
-        };
+        let msg = pb::GetApisRequest::default().page(next_token);
         c.svc.get_apis(request(v, msg))
     };
     let mut out = Vec::new();
@@ -220,10 +234,9 @@ async fn all_apis(c: &Console, v: &Viewer) -> Result<Vec<(pb::Api, Vec<pb::Stage
         let call = |next_token| {
             let msg = pb::GetStagesRequest {
                 api_id: a.api_id.clone(),
-                max_results: PAGE,
-                next_token,
                 ..Default::default()
-            };
+            }
+            .page(next_token);
             c.svc.get_stages(request(v, msg))
         };
         let stages = every_page(call, client::page).await?;
@@ -241,10 +254,9 @@ async fn all_mappings(
     let call = |next_token| {
         let msg = pb::GetApiMappingsRequest {
             domain_name: domain.to_string(),
-            max_results: PAGE,
-            next_token,
             ..Default::default()
-        };
+        }
+        .page(next_token);
         c.svc.get_api_mappings(request(v, msg))
     };
     let mut revision = 0;
@@ -463,6 +475,20 @@ impl Screen<'_> {
             Screen::Apis => "/console/apis".to_string(),
         }
     }
+
+    /// The answer to form `form` (of mapping or API `of`) on this page, where a write that
+    /// succeeded leads too; refused, the form is shown again emptied.
+    async fn emptied<T>(
+        self,
+        c: &Console,
+        v: &Viewer,
+        done: Result<T, Status>,
+        form: &'static str,
+        of: &str,
+    ) -> Response {
+        let done = done.map(|_| self.url());
+        answer(c, v, done, self, form, of, &Posted::default()).await
+    }
 }
 
 /// The answer to a posted form (POST/redirect/GET): a redirect to `done`'s page when the write
@@ -493,20 +519,6 @@ fn domain_url(domain: &str) -> String {
     format!("/console/domains/{}", pages::seg(domain))
 }
 
-/// The answer to form `form` (of mapping or API `of`) on page `back`, where a write that
-/// succeeded leads too; refused, the form is shown again emptied.
-async fn emptied<T>(
-    c: &Console,
-    v: &Viewer,
-    done: Result<T, Status>,
-    back: Screen<'_>,
-    form: &'static str,
-    of: &str,
-) -> Response {
-    let done = done.map(|_| back.url());
-    answer(c, v, done, back, form, of, &Posted::default()).await
-}
-
 async fn create_domain(State(c): Shared, Write(v, f): Write) -> Response {
     let msg = pb::CreateDomainNameRequest {
         domain_name: f.domain_name.trim().to_string(),
@@ -528,7 +540,9 @@ async fn delete_domain(
         ..Default::default()
     };
     let done = c.svc.delete_domain_name(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Domains, "delete-domain", "").await
+    Screen::Domains
+        .emptied(&c, &v, done, "delete-domain", "")
+        .await
 }
 
 async fn create_mapping(
@@ -549,35 +563,53 @@ async fn create_mapping(
     answer(&c, &v, done, back, "new-mapping", "", &f).await
 }
 
-async fn update_mapping(
-    State(c): Shared,
-    Path((domain, id)): Path<(String, String)>,
-    Write(v, f): Write,
-) -> Response {
-    let msg = pb::UpdateApiMappingRequest {
-        domain_name: domain.clone(),
-        api_mapping_id: id.clone(),
-        api_mapping_key: Some(f.api_mapping_key.trim().to_string()),
-        api_id: Some(f.api_id.clone()),
-        stage: Some(f.stage.clone()),
-        ..Default::default()
-    };
-    let done = c.svc.update_api_mapping(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Domain(&domain), "mapping", &id).await
+/// What a form on a mapping's row does.
+#[derive(Clone, Copy)]
+enum MappingForm {
+    Update,
+    Delete,
 }
 
-async fn delete_mapping(
-    State(c): Shared,
-    Path((domain, id)): Path<(String, String)>,
-    Write(v, _): Write,
+/// The mapping row's forms: update mapping `id` of `domain` from the form's fields, or delete
+/// it; back to the domain's page either way.
+async fn mapping_form(
+    c: &Console,
+    (domain, id): (String, String),
+    Write(v, f): Write,
+    form: MappingForm,
 ) -> Response {
-    let msg = pb::DeleteApiMappingRequest {
-        domain_name: domain.clone(),
-        api_mapping_id: id.clone(),
-        ..Default::default()
+    let done = match form {
+        MappingForm::Update => {
+            let msg = pb::UpdateApiMappingRequest {
+                domain_name: domain.clone(),
+                api_mapping_id: id.clone(),
+                api_mapping_key: Some(f.api_mapping_key.trim().to_string()),
+                api_id: Some(f.api_id.clone()),
+                stage: Some(f.stage.clone()),
+                ..Default::default()
+            };
+            c.svc.update_api_mapping(request(&v, msg)).await.map(drop)
+        }
+        MappingForm::Delete => {
+            let msg = pb::DeleteApiMappingRequest {
+                domain_name: domain.clone(),
+                api_mapping_id: id.clone(),
+                ..Default::default()
+            };
+            c.svc.delete_api_mapping(request(&v, msg)).await.map(drop)
+        }
     };
-    let done = c.svc.delete_api_mapping(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Domain(&domain), "mapping", &id).await
+    Screen::Domain(&domain)
+        .emptied(c, &v, done, "mapping", &id)
+        .await
+}
+
+async fn update_mapping(State(c): Shared, Path(p): Path<(String, String)>, w: Write) -> Response {
+    mapping_form(&c, p, w, MappingForm::Update).await
+}
+
+async fn delete_mapping(State(c): Shared, Path(p): Path<(String, String)>, w: Write) -> Response {
+    mapping_form(&c, p, w, MappingForm::Delete).await
 }
 
 async fn create_api(State(c): Shared, Write(v, f): Write) -> Response {
@@ -605,7 +637,7 @@ async fn delete_api(State(c): Shared, Path(api): Path<String>, Write(v, _): Writ
         ..Default::default()
     };
     let done = c.svc.delete_api(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Apis, "delete-api", &api).await
+    Screen::Apis.emptied(&c, &v, done, "delete-api", &api).await
 }
 
 async fn create_stage(State(c): Shared, Path(api): Path<String>, Write(v, f): Write) -> Response {
@@ -615,7 +647,9 @@ async fn create_stage(State(c): Shared, Path(api): Path<String>, Write(v, f): Wr
         ..Default::default()
     };
     let done = c.svc.create_stage(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Apis, "create-stage", &api).await
+    Screen::Apis
+        .emptied(&c, &v, done, "create-stage", &api)
+        .await
 }
 
 async fn delete_stage(
@@ -629,5 +663,7 @@ async fn delete_stage(
         ..Default::default()
     };
     let done = c.svc.delete_stage(request(&v, msg)).await;
-    emptied(&c, &v, done, Screen::Apis, "delete-stage", &api).await
+    Screen::Apis
+        .emptied(&c, &v, done, "delete-stage", &api)
+        .await
 }
