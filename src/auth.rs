@@ -520,19 +520,29 @@ pub fn token_hash(token: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A reader token of account 111122223333.
+    fn reader_token(token: &str) -> TokenConfig {
+        TokenConfig {
+            sha256: token_hash(token),
+            account_id: "111122223333".into(),
+            role: Role::Reader,
+            name: None,
+        }
+    }
+
+    /// A client certificate of account 999999999999.
+    fn client(subject: &str, role: Role) -> ClientCertConfig {
+        ClientCertConfig {
+            subject: subject.into(),
+            account_id: "999999999999".into(),
+            role,
+        }
+    }
+
     fn auth() -> Authenticator {
         Authenticator::new(
-            &[TokenConfig {
-                sha256: token_hash("s3cret"),
-                account_id: "111122223333".into(),
-                role: Role::Reader,
-                name: None,
-            }],
-            &[ClientCertConfig {
-                subject: "GW-EU-1".into(),
-                account_id: "999999999999".into(),
-                role: Role::Gateway,
-            }],
+            &[reader_token("s3cret")],
+            &[client("GW-EU-1", Role::Gateway)],
         )
     }
 
@@ -607,17 +617,8 @@ mod tests {
         let cert_changed = a.revoked(&gateway);
         tokio::pin!(token_gone, cert_changed);
         a.reload(
-            &[TokenConfig {
-                sha256: token_hash("new"),
-                account_id: "111122223333".into(),
-                role: Role::Reader,
-                name: None,
-            }],
-            &[ClientCertConfig {
-                subject: "gw-eu-1".into(),
-                account_id: "999999999999".into(),
-                role: Role::Gateway,
-            }],
+            &[reader_token("new")],
+            &[client("gw-eu-1", Role::Gateway)],
             &[],
         )
         .expect("reload");
@@ -637,16 +638,8 @@ mod tests {
             "TOKEN_UNKNOWN"
         );
         assert!(a.authenticate(Some(b"Bearer new")).is_ok());
-        a.reload(
-            &[],
-            &[ClientCertConfig {
-                subject: "gw-eu-1".into(),
-                account_id: "999999999999".into(),
-                role: Role::Reader,
-            }],
-            &[],
-        )
-        .expect("reload");
+        a.reload(&[], &[client("gw-eu-1", Role::Reader)], &[])
+            .expect("reload");
         let e = tokio::time::timeout(std::time::Duration::from_secs(5), &mut cert_changed)
             .await
             .expect("a changed role ends the stream");
@@ -654,15 +647,7 @@ mod tests {
         assert!(a.reload(&[], &[], &[]).is_err(), "never into dev mode");
         assert!(
             Authenticator::new(&[], &[])
-                .reload(
-                    &[],
-                    &[ClientCertConfig {
-                        subject: "x".into(),
-                        account_id: "999999999999".into(),
-                        role: Role::Reader,
-                    }],
-                    &[]
-                )
+                .reload(&[], &[client("x", Role::Reader)], &[])
                 .is_err(),
             "never out of dev mode"
         );

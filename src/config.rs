@@ -297,12 +297,7 @@ impl Config {
                     "tokens[{i}].sha256 must be 64 hex digits (the SHA-256 of the token, never the token)"
                 )));
             }
-            if !crate::auth::is_account_id(&t.account_id) {
-                return Err(ConfigError::Invalid(format!(
-                    "tokens[{i}].account_id must be 12 decimal digits, got {:?}",
-                    t.account_id
-                )));
-            }
+            check_account_id("tokens", i, &t.account_id)?;
             if let Some(first) = hashes.insert(t.sha256.to_ascii_lowercase(), i) {
                 return Err(ConfigError::Invalid(format!(
                     "tokens[{i}].sha256 is the same as tokens[{first}].sha256: each token may be \
@@ -318,12 +313,7 @@ impl Config {
                     c.subject
                 )));
             }
-            if !crate::auth::is_account_id(&c.account_id) {
-                return Err(ConfigError::Invalid(format!(
-                    "clients[{i}].account_id must be 12 decimal digits, got {:?}",
-                    c.account_id
-                )));
-            }
+            check_account_id("clients", i, &c.account_id)?;
             if let Some(first) = subjects.insert(c.subject.to_ascii_lowercase(), i) {
                 return Err(ConfigError::Invalid(format!(
                     "clients[{i}].subject {:?} is the same as clients[{first}].subject (ASCII case \
@@ -354,37 +344,21 @@ impl Config {
                     .into(),
             ));
         }
-        if self.max_connections == 0 {
-            return Err(ConfigError::Invalid(
-                "max_connections must be at least 1".into(),
-            ));
-        }
-        if self.first_request_timeout_ms == 0 {
-            return Err(ConfigError::Invalid(
-                "first_request_timeout_ms must be at least 1".into(),
-            ));
-        }
+        at_least("max_connections", self.max_connections, 1)?;
+        at_least("first_request_timeout_ms", self.first_request_timeout_ms, 1)?;
         check_access_keys(&self.access_keys)?;
-        if self.max_multi_level_mappings_per_domain == 0 {
-            return Err(ConfigError::Invalid(
-                "max_multi_level_mappings_per_domain must be at least 1".into(),
-            ));
-        }
-        if self.watch_buffer_bytes < 64 * 1024 {
-            return Err(ConfigError::Invalid(
-                "watch_buffer_bytes must be at least 65536".into(),
-            ));
-        }
-        if self.max_watches_per_principal == 0 {
-            return Err(ConfigError::Invalid(
-                "max_watches_per_principal must be at least 1".into(),
-            ));
-        }
-        if self.watch_history == 0 {
-            return Err(ConfigError::Invalid(
-                "watch_history must be at least 1".into(),
-            ));
-        }
+        at_least(
+            "max_multi_level_mappings_per_domain",
+            self.max_multi_level_mappings_per_domain,
+            1,
+        )?;
+        at_least("watch_buffer_bytes", self.watch_buffer_bytes, 64 * 1024)?;
+        at_least(
+            "max_watches_per_principal",
+            self.max_watches_per_principal,
+            1,
+        )?;
+        at_least("watch_history", self.watch_history, 1)?;
         if let Some(url) = &self.advertise_url {
             let host = url
                 .strip_prefix("http://")
@@ -435,6 +409,31 @@ impl Config {
     }
 }
 
+/// Refuses `value` below `min`, naming the setting `name`.
+fn at_least<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    min: T,
+) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::Invalid(format!(
+            "{name} must be at least {min}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an `account_id` of entry `i` of `list` (`tokens`, `clients`, `access_keys`) that is
+/// not 12 decimal digits.
+fn check_account_id(list: &str, i: usize, account_id: &str) -> Result<(), ConfigError> {
+    if !crate::auth::is_account_id(account_id) {
+        return Err(ConfigError::Invalid(format!(
+            "{list}[{i}].account_id must be 12 decimal digits, got {account_id:?}"
+        )));
+    }
+    Ok(())
+}
+
 /// `[[access_keys]]`: ids of 16 to 128 ASCII letters and digits, each once; a secret; a
 /// 12-digit account.
 fn check_access_keys(keys: &[AccessKeyConfig]) -> Result<(), ConfigError> {
@@ -456,12 +455,7 @@ fn check_access_keys(keys: &[AccessKeyConfig]) -> Result<(), ConfigError> {
                 "access_keys[{i}].secret_access_key is empty"
             )));
         }
-        if !crate::auth::is_account_id(&k.account_id) {
-            return Err(ConfigError::Invalid(format!(
-                "access_keys[{i}].account_id must be 12 decimal digits, got {:?}",
-                k.account_id
-            )));
-        }
+        check_account_id("access_keys", i, &k.account_id)?;
     }
     Ok(())
 }
@@ -519,31 +513,48 @@ mod tests {
         }
     }
 
+    /// A config file that must parse.
+    fn parse(text: &str) -> Config {
+        toml::from_str(text).expect("parses")
+    }
+
+    /// One `[[table]]` entry of a config file, its `key = "value"` lines in order.
+    fn entry(table: &str, fields: &[(&str, &str)]) -> String {
+        let mut text = format!("[[{table}]]\n");
+        for (key, value) in fields {
+            text.push_str(&format!("{key} = {value:?}\n"));
+        }
+        text
+    }
+
+    /// An `[[access_keys]]` entry of account 111122223333.
+    fn access_key(id: &str, secret: &str, role: &str) -> String {
+        let fields = [
+            ("access_key_id", id),
+            ("secret_access_key", secret),
+            ("account_id", "111122223333"),
+            ("role", role),
+        ];
+        entry("access_keys", &fields)
+    }
+
     #[test]
     fn parses_tokens_and_refuses_bad_ones() {
-        let ok: Config = toml::from_str(
-            r#"
-            listen = "0.0.0.0:5000"
-            insecure_plaintext = true
-            [[tokens]]
-            sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-            account_id = "111122223333"
-            role = "gateway"
-            "#,
-        )
-        .expect("parses");
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let token = [
+            ("sha256", hash),
+            ("account_id", "111122223333"),
+            ("role", "gateway"),
+        ];
+        let ok = parse(&format!(
+            "listen = \"0.0.0.0:5000\"\ninsecure_plaintext = true\n{}",
+            entry("tokens", &token)
+        ));
         assert!(ok.check().is_ok());
         assert!(ok.check_listen().is_ok());
         assert_eq!(ok.tokens[0].role, Role::Gateway);
-        let bad: Config = toml::from_str(
-            r#"
-            [[tokens]]
-            sha256 = "secret"
-            account_id = "1"
-            role = "admin"
-            "#,
-        )
-        .expect("parses");
+        let bad_token = [("sha256", "secret"), ("account_id", "1"), ("role", "admin")];
+        let bad = parse(&entry("tokens", &bad_token));
         assert!(bad.check().is_err());
         assert!(toml::from_str::<Config>("role = 3").is_err());
     }
@@ -597,10 +608,21 @@ mod tests {
         assert!(c.check_listen().is_ok());
     }
 
+    /// A config with a server certificate and key, and `ca` as its client CA.
+    fn tls(clients: Vec<ClientCertConfig>, ca: Option<&str>) -> Config {
+        Config {
+            clients,
+            tls_cert: Some("c".into()),
+            tls_key: Some("k".into()),
+            tls_client_ca: ca.map(PathBuf::from),
+            ..Config::default()
+        }
+    }
+
     #[test]
     fn duplicates_and_half_tls_settings_are_refused() {
         let h = crate::auth::token_hash("t");
-        let c = Config {
+        let same_hash = Config {
             tokens: vec![
                 token(&h),
                 token(&crate::auth::token_hash("u")),
@@ -608,82 +630,39 @@ mod tests {
             ],
             ..Config::default()
         };
-        let e = c.check().expect_err("same hash twice").to_string();
-        assert!(
-            e.contains("tokens[2].sha256") && e.contains("tokens[0]"),
-            "{e}"
-        );
-        let c = Config {
-            clients: vec![client("gw-1"), client("GW-1")],
-            tls_cert: Some("c".into()),
-            tls_key: Some("k".into()),
-            tls_client_ca: Some("ca".into()),
-            ..Config::default()
-        };
-        let e = c.check().expect_err("same subject twice").to_string();
-        assert!(
-            e.contains("clients[1].subject") && e.contains("clients[0]"),
-            "{e}"
-        );
         let half = Config {
             tls_cert: Some("c".into()),
             ..Config::default()
         };
-        assert!(
-            half.check()
-                .expect_err("no key")
-                .to_string()
-                .contains("--tls-key")
-        );
-        let no_ca = Config {
-            clients: vec![client("gw-1")],
-            tls_cert: Some("c".into()),
-            tls_key: Some("k".into()),
-            ..Config::default()
-        };
-        assert!(
-            no_ca
-                .check()
-                .expect_err("no ca")
-                .to_string()
-                .contains("--tls-client-ca")
-        );
+        let cases = [
+            (same_hash, &["tokens[2].sha256", "tokens[0]"][..]),
+            (
+                tls(vec![client("gw-1"), client("GW-1")], Some("ca")),
+                &["clients[1].subject", "clients[0]"],
+            ),
+            (half, &["--tls-key"]),
+            (tls(vec![client("gw-1")], None), &["--tls-client-ca"]),
+        ];
+        for (c, says) in cases {
+            let e = c.check().expect_err("refused").to_string();
+            assert!(says.iter().all(|s| e.contains(s)), "{says:?}: {e}");
+        }
     }
 
     #[test]
     fn parses_access_keys_and_refuses_bad_ones() {
-        let ok: Config = toml::from_str(
-            r#"
-            [[access_keys]]
-            access_key_id = "AKIAMAPREGEXAMPLE01"
-            secret_access_key = "s3cret"
-            account_id = "111122223333"
-            role = "reader"
-            name = "ci"
-            "#,
-        )
-        .expect("parses");
+        let id = "AKIAMAPREGEXAMPLE01";
+        let ok = parse(&format!(
+            "{}name = \"ci\"\n",
+            access_key(id, "s3cret", "reader")
+        ));
         assert!(ok.check().is_ok());
         assert!(!ok.dev_mode(), "access keys alone end dev mode");
         assert!(
             !format!("{ok:?}").contains("s3cret"),
             "Debug hides the secret"
         );
-        let twice: Config = toml::from_str(
-            r#"
-            [[access_keys]]
-            access_key_id = "AKIAMAPREGEXAMPLE01"
-            secret_access_key = "a"
-            account_id = "111122223333"
-            role = "admin"
-            [[access_keys]]
-            access_key_id = "AKIAMAPREGEXAMPLE01"
-            secret_access_key = "b"
-            account_id = "111122223333"
-            role = "admin"
-            "#,
-        )
-        .expect("parses");
+        let twice = parse(&(access_key(id, "a", "admin") + &access_key(id, "b", "admin")));
         assert!(
             twice
                 .check()
@@ -691,16 +670,7 @@ mod tests {
                 .to_string()
                 .contains("twice")
         );
-        let short: Config = toml::from_str(
-            r#"
-            [[access_keys]]
-            access_key_id = "AKIA"
-            secret_access_key = "a"
-            account_id = "111122223333"
-            role = "admin"
-            "#,
-        )
-        .expect("parses");
+        let short = parse(&access_key("AKIA", "a", "admin"));
         assert!(short.check().is_err());
     }
 }

@@ -29,7 +29,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
-use super::args::ClientOptions;
+use super::args::{ClientOptions, Cmd};
 use super::commands::Bearer;
 use super::error::{CliError, EXIT_OTHER, EXIT_USAGE};
 use crate::cfn::TemplateError;
@@ -53,22 +53,11 @@ const PREFIX: &str = "mapreg:cloudformation:";
 #[derive(Debug, Clone, Subcommand)]
 pub enum StackCommand {
     /// Deploy a CloudFormation template as a stack: create, update or delete its resources.
-    Deploy(StackCmd<DeployArgs>),
+    Deploy(Cmd<DeployArgs>),
     /// Delete a stack's resources.
-    DeleteStack(StackCmd<StackNameArgs>),
+    DeleteStack(Cmd<StackNameArgs>),
     /// List a stack's resources.
-    DescribeStackResources(StackCmd<StackNameArgs>),
-}
-
-/// A stack command's flags plus the connection options.
-#[derive(Debug, Clone, Args)]
-pub struct StackCmd<T: Args> {
-    /// The command's own flags.
-    #[command(flatten)]
-    pub args: T,
-    /// Endpoint, token.
-    #[command(flatten)]
-    pub options: ClientOptions,
+    DescribeStackResources(Cmd<StackNameArgs>),
 }
 
 /// Flags of `deploy`.
@@ -195,109 +184,153 @@ fn user_tags(tags: &HashMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn api_physical(a: &pb::Api) -> Physical {
-    let scheme = if a.protocol_type == pb::ProtocolType::Websocket as i32 {
-        "wss"
-    } else {
-        "https"
+/// A registry record as a stack sees it.
+trait Live {
+    /// Its physical id and the attributes `Fn::GetAtt` reads.
+    fn physical(&self) -> Physical;
+    /// Its properties, in the template's terms (the user's tags only).
+    fn live(&self) -> Desired;
+    /// Every tag it carries (none for a mapping: its domain carries the stack's record of it).
+    fn into_tags(self) -> HashMap<String, String>;
+}
+
+/// [`Live::into_tags`] of a record that carries tags of its own.
+macro_rules! own_tags {
+    () => {
+        fn into_tags(self) -> HashMap<String, String> {
+            self.tags
+        }
     };
-    Physical {
-        reference: a.api_id.clone(),
-        attributes: BTreeMap::from([
-            ("ApiId".to_string(), a.api_id.clone()),
-            (
-                "ApiEndpoint".to_string(),
-                format!("{scheme}://{}.execute-api.mapreg.internal", a.api_id),
-            ),
-        ]),
-    }
 }
 
-fn api_live(a: &pb::Api) -> Desired {
-    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    Desired::Api {
-        name: a.name.clone(),
-        protocol_type: super::output::protocol_type(a.protocol_type)
-            .unwrap_or_default()
-            .to_string(),
-        route_selection_expression: some(&a.route_selection_expression),
-        api_key_selection_expression: some(&a.api_key_selection_expression),
-        description: a.description.clone(),
-        tags: user_tags(&a.tags),
-    }
+/// Sends a write; its answer as a stack sees it, with every tag the record carries.
+async fn written<R: Live>(
+    call: impl Future<Output = Result<tonic::Response<R>, Status>>,
+) -> Result<(Physical, Desired, HashMap<String, String>), Status> {
+    let r = call.await?.into_inner();
+    Ok((r.physical(), r.live(), r.into_tags()))
 }
 
-fn stage_physical(s: &pb::Stage) -> Physical {
-    Physical {
-        reference: s.stage_name.clone(),
-        attributes: BTreeMap::new(),
+impl Live for pb::Api {
+    fn physical(&self) -> Physical {
+        let scheme = if self.protocol_type == pb::ProtocolType::Websocket as i32 {
+            "wss"
+        } else {
+            "https"
+        };
+        Physical {
+            reference: self.api_id.clone(),
+            attributes: BTreeMap::from([
+                ("ApiId".to_string(), self.api_id.clone()),
+                (
+                    "ApiEndpoint".to_string(),
+                    format!("{scheme}://{}.execute-api.mapreg.internal", self.api_id),
+                ),
+            ]),
+        }
     }
+
+    fn live(&self) -> Desired {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Desired::Api {
+            name: self.name.clone(),
+            protocol_type: super::output::protocol_type(self.protocol_type)
+                .unwrap_or_default()
+                .to_string(),
+            route_selection_expression: some(&self.route_selection_expression),
+            api_key_selection_expression: some(&self.api_key_selection_expression),
+            description: self.description.clone(),
+            tags: user_tags(&self.tags),
+        }
+    }
+    own_tags!();
 }
 
-fn stage_live(s: &pb::Stage) -> Desired {
-    Desired::Stage {
-        api_id: s.api_id.clone(),
-        stage_name: s.stage_name.clone(),
-        description: s.description.clone(),
-        tags: user_tags(&s.tags),
+impl Live for pb::Stage {
+    fn physical(&self) -> Physical {
+        Physical {
+            reference: self.stage_name.clone(),
+            attributes: BTreeMap::new(),
+        }
     }
+
+    fn live(&self) -> Desired {
+        Desired::Stage {
+            api_id: self.api_id.clone(),
+            stage_name: self.stage_name.clone(),
+            description: self.description.clone(),
+            tags: user_tags(&self.tags),
+        }
+    }
+    own_tags!();
 }
 
-fn domain_physical(d: &pb::DomainName) -> Physical {
-    let regional = d
-        .domain_name_configurations
-        .first()
-        .map(|c| c.api_gateway_domain_name.clone())
-        .unwrap_or_default();
-    Physical {
-        reference: d.domain_name.clone(),
-        attributes: BTreeMap::from([
-            ("RegionalDomainName".to_string(), regional),
-            // mapreg has no Route 53: a fixed zone id stands in.
-            ("RegionalHostedZoneId".to_string(), "ZMAPREG".to_string()),
-            ("DomainNameArn".to_string(), domain_arn(&d.domain_name)),
-        ]),
+impl Live for pb::DomainName {
+    fn physical(&self) -> Physical {
+        let regional = self
+            .domain_name_configurations
+            .first()
+            .map(|c| c.api_gateway_domain_name.clone())
+            .unwrap_or_default();
+        Physical {
+            reference: self.domain_name.clone(),
+            attributes: BTreeMap::from([
+                ("RegionalDomainName".to_string(), regional),
+                // mapreg has no Route 53: a fixed zone id stands in.
+                ("RegionalHostedZoneId".to_string(), "ZMAPREG".to_string()),
+                ("DomainNameArn".to_string(), domain_arn(&self.domain_name)),
+            ]),
+        }
     }
+
+    fn live(&self) -> Desired {
+        let configuration = self
+            .domain_name_configurations
+            .first()
+            .map(|c| Configuration {
+                endpoint_type: Some(
+                    match pb::EndpointType::try_from(c.endpoint_type) {
+                        Ok(pb::EndpointType::Edge) => "EDGE",
+                        _ => "REGIONAL",
+                    }
+                    .to_string(),
+                ),
+                security_policy: Some(
+                    match pb::SecurityPolicy::try_from(c.security_policy) {
+                        Ok(pb::SecurityPolicy::Tls10) => "TLS_1_0",
+                        _ => "TLS_1_2",
+                    }
+                    .to_string(),
+                ),
+                certificate_arn: (!c.certificate_arn.is_empty()).then(|| c.certificate_arn.clone()),
+            });
+        Desired::DomainName {
+            domain_name: self.domain_name.clone(),
+            configuration,
+            tags: user_tags(&self.tags),
+        }
+    }
+    own_tags!();
 }
 
-fn domain_live(d: &pb::DomainName) -> Desired {
-    let configuration = d.domain_name_configurations.first().map(|c| Configuration {
-        endpoint_type: Some(
-            match pb::EndpointType::try_from(c.endpoint_type) {
-                Ok(pb::EndpointType::Edge) => "EDGE",
-                _ => "REGIONAL",
-            }
-            .to_string(),
-        ),
-        security_policy: Some(
-            match pb::SecurityPolicy::try_from(c.security_policy) {
-                Ok(pb::SecurityPolicy::Tls10) => "TLS_1_0",
-                _ => "TLS_1_2",
-            }
-            .to_string(),
-        ),
-        certificate_arn: (!c.certificate_arn.is_empty()).then(|| c.certificate_arn.clone()),
-    });
-    Desired::DomainName {
-        domain_name: d.domain_name.clone(),
-        configuration,
-        tags: user_tags(&d.tags),
+impl Live for pb::ApiMapping {
+    fn physical(&self) -> Physical {
+        Physical {
+            reference: self.api_mapping_id.clone(),
+            attributes: BTreeMap::from([("ApiMappingId".to_string(), self.api_mapping_id.clone())]),
+        }
     }
-}
 
-fn mapping_physical(m: &pb::ApiMapping) -> Physical {
-    Physical {
-        reference: m.api_mapping_id.clone(),
-        attributes: BTreeMap::from([("ApiMappingId".to_string(), m.api_mapping_id.clone())]),
+    fn live(&self) -> Desired {
+        Desired::ApiMapping {
+            domain_name: self.domain_name.clone(),
+            api_mapping_key: self.api_mapping_key.clone(),
+            api_id: self.api_id.clone(),
+            stage: self.stage.clone(),
+        }
     }
-}
-
-fn mapping_live(m: &pb::ApiMapping) -> Desired {
-    Desired::ApiMapping {
-        domain_name: m.domain_name.clone(),
-        api_mapping_key: m.api_mapping_key.clone(),
-        api_id: m.api_id.clone(),
-        stage: m.stage.clone(),
+    fn into_tags(self) -> HashMap<String, String> {
+        HashMap::new()
     }
 }
 
@@ -335,41 +368,45 @@ where
     every_page(page, client::page).await
 }
 
+/// Every item of listing `$op`, asked of `$method` in pages of 1000 with `$request`'s other
+/// `$field`s.
+macro_rules! every {
+    ($c:expr, $op:literal, $method:ident, $request:ident { $($field:ident: $value:expr),* }) => {
+        all($c, $op, |mut c, next_token| {
+            let msg = pb::$request {
+                $($field: $value,)*
+                max_results: 1000,
+                next_token,
+                ..Default::default()
+            };
+            async move { c.$method(msg).await }
+        })
+        .await
+    };
+}
+
 async fn all_apis(c: &Client) -> Result<Vec<pb::Api>, Failure> {
-    all(c, "GetApis", |mut c, next_token| async move {
-        let msg = pb::GetApisRequest {
-            max_results: 1000,
-            next_token,
-            ..Default::default()
-        };
-        c.get_apis(msg).await
-    })
-    .await
+    every!(c, "GetApis", get_apis, GetApisRequest {})
 }
 
 async fn all_stages(c: &Client, api_id: &str) -> Result<Vec<pb::Stage>, Failure> {
-    all(c, "GetStages", |mut c, next_token| {
-        let msg = pb::GetStagesRequest {
-            api_id: api_id.to_string(),
-            max_results: 1000,
-            next_token,
-            ..Default::default()
-        };
-        async move { c.get_stages(msg).await }
-    })
-    .await
+    every!(
+        c,
+        "GetStages",
+        get_stages,
+        GetStagesRequest {
+            api_id: api_id.to_string()
+        }
+    )
 }
 
 async fn all_domains(c: &Client) -> Result<Vec<pb::DomainName>, Failure> {
-    all(c, "GetDomainNames", |mut c, next_token| async move {
-        let msg = pb::GetDomainNamesRequest {
-            max_results: 1000,
-            next_token,
-            ..Default::default()
-        };
-        c.get_domain_names(msg).await
-    })
-    .await
+    every!(
+        c,
+        "GetDomainNames",
+        get_domain_names,
+        GetDomainNamesRequest {}
+    )
 }
 
 /// An API, stage or domain name of the stack, as the registry holds it.
@@ -406,18 +443,15 @@ async fn load(c: &mut Client, stack: &str) -> Result<BTreeMap<String, Held>, Fai
     };
     for a in all_apis(c).await? {
         if let Some((id, checksum)) = membership(&a.tags, stack) {
-            let live = api_live(&a);
-            add(
-                id,
-                tagged(Kind::Api, api_physical(&a), live, checksum, &a.tags),
-            )?;
+            let live = a.live();
+            add(id, tagged(Kind::Api, a.physical(), live, checksum, &a.tags))?;
         }
         for s in all_stages(c, &a.api_id).await? {
             if let Some((id, checksum)) = membership(&s.tags, stack) {
-                let live = stage_live(&s);
+                let live = s.live();
                 add(
                     id,
-                    tagged(Kind::Stage, stage_physical(&s), live, checksum, &s.tags),
+                    tagged(Kind::Stage, s.physical(), live, checksum, &s.tags),
                 )?;
             }
         }
@@ -425,7 +459,7 @@ async fn load(c: &mut Client, stack: &str) -> Result<BTreeMap<String, Held>, Fai
     let mapping_prefix = format!("{PREFIX}{stack}:");
     for d in all_domains(c).await? {
         if let Some((id, checksum)) = membership(&d.tags, stack) {
-            let (physical, live) = (domain_physical(&d), domain_live(&d));
+            let (physical, live) = (d.physical(), d.live());
             add(
                 id,
                 tagged(Kind::DomainName, physical, live, checksum, &d.tags),
@@ -451,9 +485,9 @@ async fn load(c: &mut Client, stack: &str) -> Result<BTreeMap<String, Held>, Fai
             };
             let recorded = Recorded {
                 kind: Kind::ApiMapping,
-                physical: mapping_physical(&m),
+                physical: m.physical(),
                 checksum: checksum.to_string(),
-                live: mapping_live(&m),
+                live: m.live(),
             };
             add(
                 id.to_string(),
@@ -561,7 +595,8 @@ impl Writer<'_> {
         let checksum = d.checksum();
         let tags = tags.unwrap_or_else(|| stack_tags(&d.tags(), &self.stack, id, &checksum));
         let c = &mut *self.c;
-        let (physical, live, tags, mapping) = match d {
+        let mut mapping = None;
+        let (physical, live, tags) = match d {
             Desired::Api {
                 name,
                 protocol_type,
@@ -570,23 +605,20 @@ impl Writer<'_> {
                 description,
                 ..
             } => {
-                let a = c
-                    .create_api(pb::CreateApiRequest {
-                        name: name.clone(),
-                        protocol_type: protocol_value(protocol_type),
-                        description: description.clone(),
-                        tags,
-                        route_selection_expression: route_selection_expression
-                            .clone()
-                            .unwrap_or_default(),
-                        api_key_selection_expression: api_key_selection_expression
-                            .clone()
-                            .unwrap_or_default(),
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (api_physical(&a), api_live(&a), a.tags, None)
+                let request = pb::CreateApiRequest {
+                    name: name.clone(),
+                    protocol_type: protocol_value(protocol_type),
+                    description: description.clone(),
+                    tags,
+                    route_selection_expression: route_selection_expression
+                        .clone()
+                        .unwrap_or_default(),
+                    api_key_selection_expression: api_key_selection_expression
+                        .clone()
+                        .unwrap_or_default(),
+                    validate_only: dry_run,
+                };
+                written(c.create_api(request)).await?
             }
             Desired::Stage {
                 api_id,
@@ -594,33 +626,27 @@ impl Writer<'_> {
                 description,
                 ..
             } => {
-                let s = c
-                    .create_stage(pb::CreateStageRequest {
-                        api_id: api_id.clone(),
-                        stage_name: stage_name.clone(),
-                        description: description.clone(),
-                        tags,
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (stage_physical(&s), stage_live(&s), s.tags, None)
+                let request = pb::CreateStageRequest {
+                    api_id: api_id.clone(),
+                    stage_name: stage_name.clone(),
+                    description: description.clone(),
+                    tags,
+                    validate_only: dry_run,
+                };
+                written(c.create_stage(request)).await?
             }
             Desired::DomainName {
                 domain_name,
                 configuration,
                 ..
             } => {
-                let dn = c
-                    .create_domain_name(pb::CreateDomainNameRequest {
-                        domain_name: domain_name.clone(),
-                        domain_name_configurations: configurations(configuration),
-                        tags,
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (domain_physical(&dn), domain_live(&dn), dn.tags, None)
+                let request = pb::CreateDomainNameRequest {
+                    domain_name: domain_name.clone(),
+                    domain_name_configurations: configurations(configuration),
+                    tags,
+                    validate_only: dry_run,
+                };
+                written(c.create_domain_name(request)).await?
             }
             Desired::ApiMapping {
                 domain_name,
@@ -628,16 +654,14 @@ impl Writer<'_> {
                 api_id,
                 stage,
             } => {
-                let m = c
-                    .create_api_mapping(pb::CreateApiMappingRequest {
-                        domain_name: domain_name.clone(),
-                        api_mapping_key: api_mapping_key.clone(),
-                        api_id: api_id.clone(),
-                        stage: stage.clone(),
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
+                let request = pb::CreateApiMappingRequest {
+                    domain_name: domain_name.clone(),
+                    api_mapping_key: api_mapping_key.clone(),
+                    api_id: api_id.clone(),
+                    stage: stage.clone(),
+                    validate_only: dry_run,
+                };
+                let m = c.create_api_mapping(request).await?.into_inner();
                 let mut domain_tags = HashMap::new();
                 if !dry_run {
                     let key = mapping_tag(&self.stack, id);
@@ -652,8 +676,8 @@ impl Writer<'_> {
                         .into_inner()
                         .tags;
                 }
-                let mapping = Some((m.domain_name.clone(), m.api_mapping_id.clone()));
-                (mapping_physical(&m), mapping_live(&m), domain_tags, mapping)
+                mapping = Some((m.domain_name.clone(), m.api_mapping_id.clone()));
+                (m.physical(), m.live(), domain_tags)
             }
         };
         let held = Held {
@@ -688,7 +712,7 @@ impl Writer<'_> {
         let c = &mut *self.c;
         let p = &old.recorded.physical;
         let kind = old.recorded.kind;
-        let (physical, live) = match d {
+        let (physical, live, _) = match d {
             Desired::Api {
                 name,
                 route_selection_expression,
@@ -696,19 +720,16 @@ impl Writer<'_> {
                 description,
                 ..
             } => {
-                let a = c
-                    .update_api(pb::UpdateApiRequest {
-                        api_id: p.reference.clone(),
-                        name: Some(name.clone()),
-                        description: Some(description.clone()),
-                        expected_revision: 0,
-                        route_selection_expression: route_selection_expression.clone(),
-                        api_key_selection_expression: api_key_selection_expression.clone(),
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (api_physical(&a), api_live(&a))
+                let request = pb::UpdateApiRequest {
+                    api_id: p.reference.clone(),
+                    name: Some(name.clone()),
+                    description: Some(description.clone()),
+                    expected_revision: 0,
+                    route_selection_expression: route_selection_expression.clone(),
+                    api_key_selection_expression: api_key_selection_expression.clone(),
+                    validate_only: dry_run,
+                };
+                written(c.update_api(request)).await?
             }
             Desired::Stage {
                 api_id,
@@ -716,33 +737,27 @@ impl Writer<'_> {
                 description,
                 ..
             } => {
-                let s = c
-                    .update_stage(pb::UpdateStageRequest {
-                        api_id: api_id.clone(),
-                        stage_name: stage_name.clone(),
-                        description: Some(description.clone()),
-                        expected_revision: 0,
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (stage_physical(&s), stage_live(&s))
+                let request = pb::UpdateStageRequest {
+                    api_id: api_id.clone(),
+                    stage_name: stage_name.clone(),
+                    description: Some(description.clone()),
+                    expected_revision: 0,
+                    validate_only: dry_run,
+                };
+                written(c.update_stage(request)).await?
             }
             Desired::DomainName {
                 domain_name,
                 configuration,
                 ..
             } => {
-                let dn = c
-                    .update_domain_name(pb::UpdateDomainNameRequest {
-                        domain_name: domain_name.clone(),
-                        domain_name_configurations: configurations(configuration),
-                        expected_revision: 0,
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (domain_physical(&dn), domain_live(&dn))
+                let request = pb::UpdateDomainNameRequest {
+                    domain_name: domain_name.clone(),
+                    domain_name_configurations: configurations(configuration),
+                    expected_revision: 0,
+                    validate_only: dry_run,
+                };
+                written(c.update_domain_name(request)).await?
             }
             Desired::ApiMapping {
                 domain_name,
@@ -750,19 +765,16 @@ impl Writer<'_> {
                 api_id,
                 stage,
             } => {
-                let m = c
-                    .update_api_mapping(pb::UpdateApiMappingRequest {
-                        domain_name: domain_name.clone(),
-                        api_mapping_id: p.reference.clone(),
-                        api_mapping_key: Some(api_mapping_key.clone()),
-                        api_id: Some(api_id.clone()),
-                        stage: Some(stage.clone()),
-                        expected_revision: 0,
-                        validate_only: dry_run,
-                    })
-                    .await?
-                    .into_inner();
-                (mapping_physical(&m), mapping_live(&m))
+                let request = pb::UpdateApiMappingRequest {
+                    domain_name: domain_name.clone(),
+                    api_mapping_id: p.reference.clone(),
+                    api_mapping_key: Some(api_mapping_key.clone()),
+                    api_id: Some(api_id.clone()),
+                    stage: Some(stage.clone()),
+                    expected_revision: 0,
+                    validate_only: dry_run,
+                };
+                written(c.update_api_mapping(request)).await?
             }
         };
         let mut tags = old.tags.clone();

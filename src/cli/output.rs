@@ -27,37 +27,32 @@ pub fn timestamp(t: &prost_types::Timestamp) -> String {
     t.to_string()
 }
 
-/// `HTTP`, `WEBSOCKET` or `REST`, as the AWS CLI prints a protocol type.
-pub fn protocol_type(p: i32) -> Option<&'static str> {
-    match pb::ProtocolType::try_from(p).ok()? {
-        pb::ProtocolType::Http => Some("HTTP"),
-        pb::ProtocolType::Websocket => Some("WEBSOCKET"),
-        pb::ProtocolType::Rest => Some("REST"),
-        pb::ProtocolType::Unspecified => None,
-    }
+/// Defines `fn $name(i32) -> Option<&'static str>`: the AWS CLI's spelling of a value of enum
+/// `pb::$enum`; None for `Unspecified` and for a number the enum does not have.
+macro_rules! spelling {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($enum:ident) { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        $vis fn $name(value: i32) -> Option<&'static str> {
+            match pb::$enum::try_from(value).ok()? {
+                $(pb::$enum::$variant => Some($text),)+
+                pb::$enum::Unspecified => None,
+            }
+        }
+    };
 }
 
-fn endpoint_type(e: i32) -> Option<&'static str> {
-    match pb::EndpointType::try_from(e).ok()? {
-        pb::EndpointType::Regional => Some("REGIONAL"),
-        pb::EndpointType::Edge => Some("EDGE"),
-        pb::EndpointType::Unspecified => None,
-    }
+spelling! {
+    /// `HTTP`, `WEBSOCKET` or `REST`, as the AWS CLI prints a protocol type.
+    pub fn protocol_type(ProtocolType) { Http => "HTTP", Websocket => "WEBSOCKET", Rest => "REST" }
 }
-
-fn security_policy(s: i32) -> Option<&'static str> {
-    match pb::SecurityPolicy::try_from(s).ok()? {
-        pb::SecurityPolicy::Tls12 => Some("TLS_1_2"),
-        pb::SecurityPolicy::Tls10 => Some("TLS_1_0"),
-        pb::SecurityPolicy::Unspecified => None,
-    }
+spelling! {
+    fn endpoint_type(EndpointType) { Regional => "REGIONAL", Edge => "EDGE" }
 }
-
-fn domain_name_status(s: i32) -> Option<&'static str> {
-    match pb::DomainNameStatus::try_from(s).ok()? {
-        pb::DomainNameStatus::Available => Some("AVAILABLE"),
-        pb::DomainNameStatus::Unspecified => None,
-    }
+spelling! {
+    fn security_policy(SecurityPolicy) { Tls12 => "TLS_1_2", Tls10 => "TLS_1_0" }
+}
+spelling! {
+    fn domain_name_status(DomainNameStatus) { Available => "AVAILABLE" }
 }
 
 /// A JSON object under construction that leaves out empty optional values.
@@ -105,14 +100,31 @@ impl Obj {
         self.put("Tags", map)
     }
 
-    fn revisions(self, create: u64, modified: u64) -> Self {
-        self.put("CreateRevision", create)
-            .put("ModRevision", modified)
+    /// `Tags` (left out when none) and `CreatedDate` (left out when unset).
+    fn created(
+        self,
+        tags: &std::collections::HashMap<String, String>,
+        created: &Option<prost_types::Timestamp>,
+    ) -> Self {
+        self.tags(tags).time("CreatedDate", created)
     }
 
-    fn account(self, detail: Detail, account_id: &str) -> Self {
+    /// `CreateRevision`, `ModRevision` and, with [`Detail::Full`] only, `AccountId`: the
+    /// members every record ends with.
+    fn owner(self, detail: Detail, account_id: &str, create: u64, modified: u64) -> Self {
+        let o = self
+            .put("CreateRevision", create)
+            .put("ModRevision", modified);
         match detail {
-            Detail::Full => self.text("AccountId", account_id),
+            Detail::Full => o.text("AccountId", account_id),
+            Detail::Aws => o,
+        }
+    }
+
+    /// `key` with [`Detail::Full`] only (always present there, even when empty).
+    fn full(self, detail: Detail, key: &str, value: &str) -> Self {
+        match detail {
+            Detail::Full => self.put(key, value),
             Detail::Aws => self,
         }
     }
@@ -132,27 +144,21 @@ pub fn api(a: &pb::Api, detail: Detail) -> Value {
         .text("Description", &a.description)
         .text("RouteSelectionExpression", &a.route_selection_expression)
         .text("ApiKeySelectionExpression", &a.api_key_selection_expression)
-        .tags(&a.tags)
-        .time("CreatedDate", &a.created_date)
-        .revisions(a.create_revision, a.mod_revision)
-        .account(detail, &a.account_id)
+        .created(&a.tags, &a.created_date)
+        .owner(detail, &a.account_id, a.create_revision, a.mod_revision)
         .done()
 }
 
 /// A stage: `StageName`, `Description`, `Tags`, `CreatedDate`, `LastUpdatedDate`, revisions.
 pub fn stage(s: &pb::Stage, detail: Detail) -> Value {
-    let o = Obj::default()
+    Obj::default()
         .put("StageName", s.stage_name.as_str())
         .text("Description", &s.description)
-        .tags(&s.tags)
-        .time("CreatedDate", &s.created_date)
+        .created(&s.tags, &s.created_date)
         .time("LastUpdatedDate", &s.last_updated_date)
-        .revisions(s.create_revision, s.mod_revision)
-        .account(detail, &s.account_id);
-    match detail {
-        Detail::Full => o.put("ApiId", s.api_id.as_str()).done(),
-        Detail::Aws => o.done(),
-    }
+        .owner(detail, &s.account_id, s.create_revision, s.mod_revision)
+        .full(detail, "ApiId", &s.api_id)
+        .done()
 }
 
 /// One endpoint configuration of a domain name.
@@ -181,27 +187,22 @@ pub fn domain_name(d: &pb::DomainName, detail: Detail) -> Value {
             "ApiMappingSelectionExpression",
             &d.api_mapping_selection_expression,
         )
-        .tags(&d.tags)
-        .time("CreatedDate", &d.created_date)
-        .revisions(d.create_revision, d.mod_revision)
-        .account(detail, &d.account_id)
+        .created(&d.tags, &d.created_date)
+        .owner(detail, &d.account_id, d.create_revision, d.mod_revision)
         .done()
 }
 
 /// An API mapping: `ApiId`, `ApiMappingId`, `ApiMappingKey` (`""` for the root mapping, which
 /// the table shows as `(none)`), `Stage`, revisions.
 pub fn api_mapping(m: &pb::ApiMapping, detail: Detail) -> Value {
-    let o = Obj::default()
+    Obj::default()
         .put("ApiId", m.api_id.as_str())
         .put("ApiMappingId", m.api_mapping_id.as_str())
         .put("ApiMappingKey", m.api_mapping_key.as_str())
         .put("Stage", m.stage.as_str())
-        .revisions(m.create_revision, m.mod_revision)
-        .account(detail, &m.account_id);
-    match detail {
-        Detail::Full => o.put("DomainName", m.domain_name.as_str()).done(),
-        Detail::Aws => o.done(),
-    }
+        .owner(detail, &m.account_id, m.create_revision, m.mod_revision)
+        .full(detail, "DomainName", &m.domain_name)
+        .done()
 }
 
 /// A list command's result: `{"Items": [...]}`, plus `NextToken` when the listing stopped early.
