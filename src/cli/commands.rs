@@ -312,18 +312,18 @@ async fn run(cmd: ClientCommand) -> Result<(), CliError> {
             execute(registry, cmd.clone(), options.debug).await
         };
         // A TLS server refusing a plaintext client is a connection problem, not the service's.
-        let result = result.map_err(|e| match &e {
-            CliError::Service { status, .. } => {
-                match crate::client::connect::explain_status(&url, status) {
-                    Some(reason) => CliError::Connect {
+        let result = match result {
+            Err(CliError::Service { ref status, .. }) => {
+                match crate::client::connect::explain_failure(&url, status).await {
+                    Some(reason) => Err(CliError::Connect {
                         endpoint: url.clone(),
                         reason,
-                    },
-                    None => e,
+                    }),
+                    None => result,
                 }
             }
-            _ => e,
-        });
+            other => other,
+        };
         match result.map_err(|e| super::error::explain(e, token_set)) {
             Ok(o) => {
                 outcome = Some(o);
