@@ -1,12 +1,11 @@
-//! CreateDomainName, GetDomainNames, GetDomainName, UpdateDomainName, DeleteDomainName.
+//! CreateDomainName, GetDomainNames, GetDomainName, UpdateDomainName, DeleteDomainName: the
+//! members CreateDomainName and UpdateDomainName read from the body, and the response shape.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Cx, Paging, Reply, not_one_of, read_revision};
-use crate::pb::registry_server::Registry;
+use super::{Cx, not_one_of};
 use crate::pb::{
-    CreateDomainNameRequest, DeleteDomainNameRequest, DomainNameConfiguration,
-    GetDomainNameRequest, GetDomainNamesRequest, UpdateDomainNameRequest,
+    CreateDomainNameRequest, DomainName, DomainNameConfiguration, UpdateDomainNameRequest,
 };
 use crate::rest::error::AwsError;
 use crate::rest::input::Body;
@@ -39,81 +38,21 @@ fn configurations(op: &str, b: &mut Body) -> Result<Vec<DomainNameConfiguration>
     Ok(out)
 }
 
-pub(super) async fn create(cx: &Cx, mut b: Body) -> Result<Reply, AwsError> {
-    let msg = CreateDomainNameRequest {
-        domain_name: b.string("domainName")?.unwrap_or_default(),
-        domain_name_configurations: configurations("CreateDomainName", &mut b)?,
-        tags: b.string_map("tags")?.unwrap_or_default(),
-        ..Default::default()
-    };
-    b.only("routingMode", json!("API_MAPPING_ONLY"))?;
-    b.finish()?;
-    let d = cx
-        .svc
-        .create_domain_name(cx.request(msg))
-        .await?
-        .into_inner();
-    Ok(Reply::created(
-        shapes::domain_name(&d, &cx.region),
-        d.mod_revision,
-    ))
+/// The response shape of a domain name, its ARN in the request's region.
+pub(super) fn shape(cx: &Cx) -> impl Fn(&DomainName) -> Value + Send + '_ {
+    |d| shapes::domain_name(d, &cx.region)
 }
 
-pub(super) async fn get(cx: &Cx, domain_name: String) -> Result<Reply, AwsError> {
-    let msg = GetDomainNameRequest {
-        domain_name,
-        ..Default::default()
-    };
-    let r = cx.svc.get_domain_name(cx.request(msg)).await?;
-    Ok(Reply::ok(
-        shapes::domain_name(r.get_ref(), &cx.region),
-        read_revision(&r),
-    ))
+/// CreateDomainName's members into `msg`.
+pub(super) fn create(msg: &mut CreateDomainNameRequest, b: &mut Body) -> Result<(), AwsError> {
+    msg.domain_name = b.string("domainName")?.unwrap_or_default();
+    msg.domain_name_configurations = configurations("CreateDomainName", b)?;
+    msg.tags = b.string_map("tags")?.unwrap_or_default();
+    b.only("routingMode", json!("API_MAPPING_ONLY"))
 }
 
-pub(super) async fn list(cx: &Cx, p: Paging) -> Result<Reply, AwsError> {
-    let msg = GetDomainNamesRequest {
-        max_results: p.max_results,
-        next_token: p.next_token,
-        ..Default::default()
-    };
-    let r = cx.svc.get_domain_names(cx.request(msg)).await?.into_inner();
-    let items = r
-        .items
-        .iter()
-        .map(|d| shapes::domain_name(d, &cx.region))
-        .collect();
-    Ok(Reply::ok(shapes::page(items, &r.next_token), r.revision))
-}
-
-pub(super) async fn update(cx: &Cx, domain_name: String, mut b: Body) -> Result<Reply, AwsError> {
-    let msg = UpdateDomainNameRequest {
-        domain_name,
-        domain_name_configurations: configurations("UpdateDomainName", &mut b)?,
-        ..Default::default()
-    };
-    b.only("routingMode", json!("API_MAPPING_ONLY"))?;
-    b.finish()?;
-    let d = cx
-        .svc
-        .update_domain_name(cx.request(msg))
-        .await?
-        .into_inner();
-    Ok(Reply::ok(
-        shapes::domain_name(&d, &cx.region),
-        d.mod_revision,
-    ))
-}
-
-pub(super) async fn delete(cx: &Cx, domain_name: String) -> Result<Reply, AwsError> {
-    let msg = DeleteDomainNameRequest {
-        domain_name,
-        ..Default::default()
-    };
-    let r = cx
-        .svc
-        .delete_domain_name(cx.request(msg))
-        .await?
-        .into_inner();
-    Ok(Reply::deleted(r.revision))
+/// UpdateDomainName's members into `msg`.
+pub(super) fn update(msg: &mut UpdateDomainNameRequest, b: &mut Body) -> Result<(), AwsError> {
+    msg.domain_name_configurations = configurations("UpdateDomainName", b)?;
+    b.only("routingMode", json!("API_MAPPING_ONLY"))
 }

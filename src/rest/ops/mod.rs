@@ -1,13 +1,72 @@
-//! One function per operation: read the request's members, build the gRPC request, call the
-//! Registry service's own handler (as the caller the signature authenticated), shape the answer.
-//! One file per resource kind; [`run`] dispatches.
+//! Each operation reads the request's members, builds the gRPC request, calls the Registry
+//! service's own handler (as the caller the signature authenticated) and shapes the answer.
+//! [`run`] is a table, a row an operation (its request message, how it runs, its response
+//! shape); `call` holds the calls and answers all operations share; one file per resource kind
+//! holds what is that kind's own (the members its create and update read, its shapes).
 //!
 //! Going through the gRPC handler means the REST edge cannot drift from gRPC: the same
 //! validation, the same rules, the same writer (revisions, change feed), the same access
 //! checks and log line per RPC.
+//!
+//! An operation's path parameters have the names of the gRPC request's fields they fill, so
+//! [`run`] builds each request with them ([`request!`]) and the operation adds its members.
+
+/// `request!(Message, field, ...)`: a `Message` with each `field` set from the variable of that
+/// name (an operation's path parameters), every other field at its default.
+macro_rules! request {
+    ($msg:ident $(, $field:ident)*) => {
+        $msg {
+            $($field,)*
+            ..Default::default()
+        }
+    };
+}
+
+/// The match of [`run`] on an operation, a row each:
+/// `Op { path parameters } => how(Request [+ more fields], ...)`. The request is built with
+/// the path parameters (and the named locals) by [`request!`]; `how` is
+/// - `write(Request, members, shape, reply)`: `members` reads the body's members into the
+///   request, any other member is refused, and the write's answer is `reply` of `shape` of it;
+/// - `read(Request, shape)`, `list(Request, shape)`, `deleted(Request)`: the body must have no
+///   members; then [`call::read`], [`call::list`] (the page the query names), [`call::deleted`].
+///
+/// Rows after `;` are match arms as written.
+macro_rules! ops {
+    ($cx:ident, $op:ident, $b:ident, $paging:ident;
+     $($variant:ident $({ $($param:ident),* })? =>
+        $how:ident($msg:ident $(+ $field:ident)* $(, $arg:expr)*)),*;
+     $($arm:pat => $e:expr),*) => {
+        match $op {
+            $(Op::$variant $({ $($param),* })? => {
+                let msg = request!($msg $($(, $param)*)? $(, $field)*);
+                ops!(@$how $cx, $b, $paging, msg $(, $arg)*)
+            })*
+            $($arm => $e),*
+        }
+    };
+    (@write $cx:ident, $b:ident, $paging:ident, $msg:ident, $members:expr, $shape:expr, $reply:expr) => {{
+        let mut msg = $msg;
+        $members(&mut msg, &mut $b)?;
+        $b.finish()?;
+        call::write($cx, msg, $shape, $reply).await
+    }};
+    (@read $cx:ident, $b:ident, $paging:ident, $msg:ident, $shape:expr) => {{
+        $b.finish()?;
+        call::read($cx, $msg, $shape).await
+    }};
+    (@list $cx:ident, $b:ident, $paging:ident, $msg:ident, $shape:expr) => {{
+        $b.finish()?;
+        call::list($cx, $msg, $paging, $shape).await
+    }};
+    (@deleted $cx:ident, $b:ident, $paging:ident, $msg:ident) => {{
+        $b.finish()?;
+        call::deleted($cx, $msg).await
+    }};
+}
 
 mod api_mappings;
 mod apis;
+mod call;
 mod domain_names;
 mod stages;
 mod tags;
@@ -19,8 +78,17 @@ use tonic::metadata::MetadataValue;
 use super::error::AwsError;
 use super::input::{Body, Query};
 use super::routes::Op;
+use super::shapes;
 use crate::api::registry::RegistryService;
 use crate::auth::Caller;
+use crate::pb::{
+    CreateApiMappingRequest, CreateApiRequest, CreateDomainNameRequest, CreateStageRequest,
+    DeleteApiMappingRequest, DeleteApiRequest, DeleteDomainNameRequest, DeleteStageRequest,
+    GetApiMappingRequest, GetApiMappingsRequest, GetApiRequest, GetApisRequest,
+    GetDomainNameRequest, GetDomainNamesRequest, GetStageRequest, GetStagesRequest,
+    TagResourceRequest, UntagResourceRequest, UpdateApiMappingRequest, UpdateApiRequest,
+    UpdateDomainNameRequest, UpdateStageRequest,
+};
 
 /// What an operation runs with: the service, the authenticated caller, the request's region
 /// (for ARNs) and request id.
@@ -72,15 +140,6 @@ impl Reply {
     }
 }
 
-/// The revision a read answered at (`mapreg-revision` metadata), or 0.
-fn read_revision<T>(r: &tonic::Response<T>) -> u64 {
-    r.metadata()
-        .get("mapreg-revision")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// `maxResults` and `nextToken` of a list.
 pub(crate) struct Paging {
     pub(crate) max_results: i32,
@@ -113,75 +172,46 @@ pub(crate) async fn run(
         _ => Vec::new(),
     };
     q.finish()?;
-    let with_body = matches!(
-        op,
-        Op::CreateApi
-            | Op::UpdateApi { .. }
-            | Op::CreateStage { .. }
-            | Op::UpdateStage { .. }
-            | Op::CreateDomainName
-            | Op::UpdateDomainName { .. }
-            | Op::CreateApiMapping { .. }
-            | Op::UpdateApiMapping { .. }
-            | Op::TagResource { .. }
-    );
-    let b = Body::parse(name, body)?;
-    if !with_body {
-        // GET and DELETE take no members.
-        b.finish()?;
-        return run_bodiless(cx, op, paging, tag_keys).await;
-    }
-    match op {
-        Op::CreateApi => apis::create(cx, b).await,
-        Op::UpdateApi { api_id } => apis::update(cx, api_id, b).await,
-        Op::CreateStage { api_id } => stages::create(cx, api_id, b).await,
-        Op::UpdateStage { api_id, stage_name } => stages::update(cx, api_id, stage_name, b).await,
-        Op::CreateDomainName => domain_names::create(cx, b).await,
-        Op::UpdateDomainName { domain_name } => domain_names::update(cx, domain_name, b).await,
-        Op::CreateApiMapping { domain_name } => api_mappings::create(cx, domain_name, b).await,
-        Op::UpdateApiMapping {
-            domain_name,
-            api_mapping_id,
-        } => api_mappings::update(cx, domain_name, api_mapping_id, b).await,
-        Op::TagResource { resource_arn } => tags::tag(cx, resource_arn, b).await,
-        other => Err(AwsError::bad_request(format!(
-            "{}: takes no request body",
-            other.name()
-        ))),
-    }
-}
-
-async fn run_bodiless(
-    cx: &Cx,
-    op: Op,
-    paging: Paging,
-    tag_keys: Vec<String>,
-) -> Result<Reply, AwsError> {
-    match op {
-        Op::GetApis => apis::list(cx, paging).await,
-        Op::GetApi { api_id } => apis::get(cx, api_id).await,
-        Op::DeleteApi { api_id } => apis::delete(cx, api_id).await,
-        Op::GetStages { api_id } => stages::list(cx, api_id, paging).await,
-        Op::GetStage { api_id, stage_name } => stages::get(cx, api_id, stage_name).await,
-        Op::DeleteStage { api_id, stage_name } => stages::delete(cx, api_id, stage_name).await,
-        Op::GetDomainNames => domain_names::list(cx, paging).await,
-        Op::GetDomainName { domain_name } => domain_names::get(cx, domain_name).await,
-        Op::DeleteDomainName { domain_name } => domain_names::delete(cx, domain_name).await,
-        Op::GetApiMappings { domain_name } => api_mappings::list(cx, domain_name, paging).await,
-        Op::GetApiMapping {
-            domain_name,
-            api_mapping_id,
-        } => api_mappings::get(cx, domain_name, api_mapping_id).await,
-        Op::DeleteApiMapping {
-            domain_name,
-            api_mapping_id,
-        } => api_mappings::delete(cx, domain_name, api_mapping_id).await,
-        Op::GetTags { resource_arn } => tags::get(cx, resource_arn).await,
-        Op::UntagResource { resource_arn } => tags::untag(cx, resource_arn, tag_keys).await,
-        other => Err(AwsError::bad_request(format!(
-            "{}: a request body is required",
-            other.name()
-        ))),
+    let mut b = Body::parse(name, body)?;
+    ops! { cx, op, b, paging;
+        CreateApi => write(CreateApiRequest, apis::create, shapes::api, Reply::created),
+        GetApis => list(GetApisRequest, shapes::api),
+        GetApi { api_id } => read(GetApiRequest, shapes::api),
+        UpdateApi { api_id } => write(UpdateApiRequest, apis::update, shapes::api, Reply::ok),
+        DeleteApi { api_id } => deleted(DeleteApiRequest),
+        CreateStage { api_id } =>
+            write(CreateStageRequest, stages::create, shapes::stage, Reply::created),
+        GetStages { api_id } => list(GetStagesRequest, shapes::stage),
+        GetStage { api_id, stage_name } => read(GetStageRequest, shapes::stage),
+        UpdateStage { api_id, stage_name } =>
+            write(UpdateStageRequest, stages::update, shapes::stage, Reply::ok),
+        DeleteStage { api_id, stage_name } => deleted(DeleteStageRequest),
+        CreateDomainName => write(
+            CreateDomainNameRequest, domain_names::create, domain_names::shape(cx), Reply::created
+        ),
+        GetDomainNames => list(GetDomainNamesRequest, domain_names::shape(cx)),
+        GetDomainName { domain_name } => read(GetDomainNameRequest, domain_names::shape(cx)),
+        UpdateDomainName { domain_name } => write(
+            UpdateDomainNameRequest, domain_names::update, domain_names::shape(cx), Reply::ok
+        ),
+        DeleteDomainName { domain_name } => deleted(DeleteDomainNameRequest),
+        CreateApiMapping { domain_name } => write(
+            CreateApiMappingRequest, api_mappings::create, shapes::api_mapping, Reply::created
+        ),
+        GetApiMappings { domain_name } => list(GetApiMappingsRequest, shapes::api_mapping),
+        GetApiMapping { domain_name, api_mapping_id } =>
+            read(GetApiMappingRequest, shapes::api_mapping),
+        UpdateApiMapping { domain_name, api_mapping_id } => write(
+            UpdateApiMappingRequest, api_mappings::update, shapes::api_mapping, Reply::ok
+        ),
+        DeleteApiMapping { domain_name, api_mapping_id } => deleted(DeleteApiMappingRequest),
+        TagResource { resource_arn } =>
+            write(TagResourceRequest, tags::tag, tags::tagged, Reply::created),
+        UntagResource { resource_arn } => deleted(UntagResourceRequest + tag_keys);
+        Op::GetTags { resource_arn } => {
+            b.finish()?;
+            tags::get(cx, resource_arn).await
+        }
     }
 }
 
