@@ -145,21 +145,15 @@ fn grpc_type(path: &str) -> &'static str {
 impl GrpcMetrics {
     /// Registers the three families in `r`.
     pub fn register(&self, r: &mut Prometheus) {
-        r.register(
-            "grpc_server_started",
-            "Total number of RPCs started on the server",
-            self.started.clone(),
-        );
-        r.register(
+        register_metrics!(r;
+            "grpc_server_started", "Total number of RPCs started on the server" => self.started;
             "grpc_server_handled",
-            "Total number of RPCs completed on the server, regardless of success or failure",
-            self.handled.clone(),
-        );
-        r.register(
+            "Total number of RPCs completed on the server, regardless of success or failure"
+                => self.handled;
             "grpc_server_handling_seconds",
             "Histogram of response latency (seconds) of gRPC that had been application-level \
-             handled by the server",
-            self.handling.clone(),
+             handled by the server"
+                => self.handling;
         );
     }
 

@@ -19,6 +19,54 @@
 //!
 //! Every server has its own metrics (tests run several servers in one process).
 
+/// Registers each `"name", "help" => metric;` in the registry `$r`: a clone of the metric,
+/// which shares its values with the one the server updates.
+macro_rules! register_metrics {
+    ($r:expr; $($name:literal, $help:literal => $metric:expr;)+) => {
+        $($r.register($name, $help, $metric.clone());)+
+    };
+}
+
+/// Implements the [`Engine`] methods a wrapper passes through unchanged to its `inner`
+/// engine: the required ones but `commit` and `flush`, which a wrapper is for. The caller
+/// implements those two, and overrides any provided method it wants to pass through too.
+macro_rules! engine_pass_through {
+    () => {
+        fn store_id(&self, fresh: &dyn Fn() -> String) -> $crate::error::Result<String> {
+            self.inner.store_id(fresh)
+        }
+        fn revision(&self) -> $crate::error::Result<u64> {
+            self.inner.revision()
+        }
+        fn compact_revision(&self) -> $crate::error::Result<u64> {
+            self.inner.compact_revision()
+        }
+        fn read_log(
+            &self,
+            from: u64,
+            to: u64,
+            max: usize,
+        ) -> $crate::error::Result<Vec<(u64, Vec<u8>)>> {
+            self.inner.read_log(from, to, max)
+        }
+        fn scan_records(&self) -> $crate::store::RecordIter {
+            self.inner.scan_records()
+        }
+        fn compact(
+            &self,
+            upto: u64,
+            hash: &$crate::store::history::Hash,
+        ) -> $crate::error::Result<usize> {
+            self.inner.compact(upto, hash)
+        }
+        fn compact_hash(&self) -> $crate::error::Result<$crate::store::history::Hash> {
+            self.inner.compact_hash()
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use engine_pass_through;
+
 pub mod grpc;
 pub mod process;
 
@@ -74,15 +122,10 @@ impl Metrics {
     pub fn registry(&self, state: State) -> Prometheus {
         let mut r = Prometheus::default();
         self.grpc.register(&mut r);
-        r.register(
-            "mapreg_write_batch_size",
-            "Writes committed per batch (one flush each)",
-            self.write_batch_size.clone(),
-        );
-        r.register(
-            "mapreg_flush_seconds",
-            "Time of each storage flush (fsync)",
-            self.flush_seconds.clone(),
+        register_metrics!(r;
+            "mapreg_write_batch_size", "Writes committed per batch (one flush each)"
+                => self.write_batch_size;
+            "mapreg_flush_seconds", "Time of each storage flush (fsync)" => self.flush_seconds;
         );
         r.register_collector(Box::new(state));
         r.register_collector(Box::new(process::Process));
@@ -249,15 +292,7 @@ impl Metered {
 }
 
 impl Engine for Metered {
-    fn store_id(&self, fresh: &dyn Fn() -> String) -> Result<String> {
-        self.inner.store_id(fresh)
-    }
-    fn revision(&self) -> Result<u64> {
-        self.inner.revision()
-    }
-    fn compact_revision(&self) -> Result<u64> {
-        self.inner.compact_revision()
-    }
+    engine_pass_through!();
     fn commit(&self, batch: &Batch) -> std::result::Result<(), CommitError> {
         self.inner.commit(batch)?;
         self.metrics
@@ -265,20 +300,8 @@ impl Engine for Metered {
             .observe(batch.log.len() as f64);
         Ok(())
     }
-    fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-        self.inner.read_log(from, to, max)
-    }
-    fn scan_records(&self) -> RecordIter {
-        self.inner.scan_records()
-    }
     fn scan_snapshot(&self) -> Result<(u64, RecordIter)> {
         self.inner.scan_snapshot()
-    }
-    fn compact(&self, upto: u64, hash: &crate::store::history::Hash) -> Result<usize> {
-        self.inner.compact(upto, hash)
-    }
-    fn compact_hash(&self) -> Result<crate::store::history::Hash> {
-        self.inner.compact_hash()
     }
     fn flush(&self) -> Result<()> {
         let started = Instant::now();

@@ -1084,18 +1084,23 @@ mod tests {
 
     #[test]
     fn refuses_bad_urls_saying_why() {
-        assert!(err("http://a:1").contains("does not start with etcd://"));
-        assert!(err("etcd://").contains("names no HOST:PORT"));
-        assert!(err("etcd:///p").contains("names no HOST:PORT"));
-        assert!(err("etcd://a").contains("has no :PORT"));
-        assert!(err("etcd://a:1,b").contains("\"b\" has no :PORT"));
-        assert!(err("etcd://:1").contains("has no host"));
-        assert!(err("etcd://a:x").contains("not a number"));
-        assert!(err("etcd://a:0").contains("not a number"));
-        assert!(err("etcd://a:70000").contains("not a number"));
-        assert!(err("etcd://a:1,,b:2").contains("has no :PORT"));
-        assert!(err("etcd://::1:2").contains("IPv6"));
-        assert!(err("etcd://a:1/p q").contains("prefix"));
+        for (url, why) in [
+            ("http://a:1", "does not start with etcd://"),
+            ("etcd://", "names no HOST:PORT"),
+            ("etcd:///p", "names no HOST:PORT"),
+            ("etcd://a", "has no :PORT"),
+            ("etcd://a:1,b", "\"b\" has no :PORT"),
+            ("etcd://:1", "has no host"),
+            ("etcd://a:x", "not a number"),
+            ("etcd://a:0", "not a number"),
+            ("etcd://a:70000", "not a number"),
+            ("etcd://a:1,,b:2", "has no :PORT"),
+            ("etcd://::1:2", "IPv6"),
+            ("etcd://a:1/p q", "prefix"),
+        ] {
+            let e = err(url);
+            assert!(e.contains(why), "{url}: {e:?} does not say {why:?}");
+        }
     }
 
     #[test]

@@ -810,8 +810,8 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     use super::*;
+    use crate::store::Engine;
     use crate::store::memory::MemoryEngine;
-    use crate::store::{Engine, RecordIter};
 
     /// A memory engine whose next flush or commit can be made to fail, and whose batches
     /// may be limited to `max_ops` operations (0: unlimited).
@@ -825,15 +825,7 @@ mod tests {
     }
 
     impl Engine for Flaky {
-        fn store_id(&self, fresh: &dyn Fn() -> String) -> Result<String> {
-            self.inner.store_id(fresh)
-        }
-        fn revision(&self) -> Result<u64> {
-            self.inner.revision()
-        }
-        fn compact_revision(&self) -> Result<u64> {
-            self.inner.compact_revision()
-        }
+        crate::metrics::engine_pass_through!();
         fn commit(&self, batch: &Batch) -> Result<(), CommitError> {
             if self.fail_commit.swap(false, Ordering::SeqCst) {
                 return Err(CommitError::Failed(Error::internal("disk on fire")));
@@ -846,18 +838,6 @@ mod tests {
             );
             self.commits.fetch_add(1, Ordering::SeqCst);
             self.inner.commit(batch)
-        }
-        fn read_log(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>> {
-            self.inner.read_log(from, to, max)
-        }
-        fn scan_records(&self) -> RecordIter {
-            self.inner.scan_records()
-        }
-        fn compact(&self, upto: u64, hash: &crate::store::history::Hash) -> Result<usize> {
-            self.inner.compact(upto, hash)
-        }
-        fn compact_hash(&self) -> Result<crate::store::history::Hash> {
-            self.inner.compact_hash()
         }
         fn flush(&self) -> Result<()> {
             if self.fail_flush.swap(false, Ordering::SeqCst) {

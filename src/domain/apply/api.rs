@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Ctx, Done, WriteResult, delete_event, stored};
+use super::{Ctx, Done, removed, resources, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, api_in_account};
 use crate::domain::selection::{self, Selection};
@@ -27,54 +27,41 @@ pub(super) struct Patch<'a> {
     pub(super) api_key_selection_expression: Option<&'a str>,
 }
 
-pub(super) fn create(state: &mut State, cx: &Ctx<'_>, account: &str, f: Fields<'_>) -> Done {
+pub(super) fn create(state: &mut State, cx: &Ctx<'_>, f: Fields<'_>) -> Done {
     let api_id = loop {
         let id = ids::api_id();
         if state.api(&id).is_none() {
             break id;
         }
     };
-    let api = Api {
-        api_id,
-        name: f.name.into(),
-        protocol_type: f.protocol as i32,
-        description: f.description.into(),
-        tags: f.tags.clone(),
-        created_date: Some(cx.now),
-        account_id: account.into(),
-        create_revision: cx.revision,
-        mod_revision: cx.revision,
-        route_selection_expression: f.selection.route.clone(),
-        api_key_selection_expression: f.selection.api_key.clone(),
-    };
+    let api = new_record!(
+        cx,
+        dated Api {
+            api_id,
+            name: f.name.into(),
+            protocol_type: f.protocol as i32,
+            description: f.description.into(),
+            tags: f.tags.clone(),
+            route_selection_expression: f.selection.route.clone(),
+            api_key_selection_expression: f.selection.api_key.clone(),
+        }
+    );
     stored(state, resource::Resource::Api(api))
 }
 
-/// The API, in the caller's account and at `expected_revision` (0: any).
+/// The API, in the caller's account and at the write's expected revision (0: any).
 pub(super) fn existing<'s>(
     state: &'s State,
-    account: &str,
+    cx: &Ctx<'_>,
     api_id: &str,
-    expected_revision: u64,
 ) -> Result<&'s Arc<Api>, Violation> {
-    let api = api_in_account(state, account, api_id)?;
-    rules::revision_matches(
-        || format!("API {api_id}"),
-        expected_revision,
-        api.mod_revision,
-    )?;
+    let api = api_in_account(state, cx.account, api_id)?;
+    cx.expects(|| format!("API {api_id}"), api.mod_revision)?;
     Ok(api)
 }
 
-pub(super) fn update(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    api_id: &str,
-    patch: Patch<'_>,
-    expected_revision: u64,
-) -> Done {
-    let mut api = (**existing(state, account, api_id, expected_revision)?).clone();
+pub(super) fn update(state: &mut State, cx: &Ctx<'_>, api_id: &str, patch: Patch<'_>) -> Done {
+    let mut api = (**existing(state, cx, api_id)?).clone();
     let protocol = ProtocolType::try_from(api.protocol_type).unwrap_or(ProtocolType::Http);
     let sel = selection::for_update(
         protocol,
@@ -96,23 +83,11 @@ pub(super) fn update(
     stored(state, resource::Resource::Api(api))
 }
 
-pub(super) fn delete(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    api_id: &str,
-    expected_revision: u64,
-) -> Done {
-    let api = existing(state, account, api_id, expected_revision)?.clone();
+/// Deletes the API's stages, then the API: one DELETE event each, in that order.
+pub(super) fn delete(state: &mut State, cx: &Ctx<'_>, api_id: &str) -> Done {
+    let api = resource::Resource::Api((**existing(state, cx, api_id)?).clone());
     // No mapping points at the API, so none points at any of its stages either.
     rules::api_deletable(state, api_id)?;
-    let stages: Vec<_> = state.stages_of(api_id).cloned().collect();
-    let mut events = Vec::with_capacity(stages.len() + 1);
-    for s in stages {
-        state.delete_stage(api_id, &s.stage_name);
-        events.push(delete_event(resource::Resource::Stage((*s).clone())));
-    }
-    state.delete_api(api_id);
-    events.push(delete_event(resource::Resource::Api((*api).clone())));
-    Ok((WriteResult::Deleted(cx.revision), events))
+    let stages = resources(state.stages_of(api_id), resource::Resource::Stage);
+    removed(state, cx.revision, stages, api)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Ctx, Done, WriteResult, delete_event, stored};
+use super::{Ctx, Done, removed, resources, stored};
 use crate::domain::ids;
 use crate::domain::rules::{self, Violation, domain_in_account};
 use crate::domain::state::{DomainEntry, State};
@@ -12,7 +12,6 @@ use crate::pb::{DomainName, DomainNameConfiguration, resource};
 pub(super) fn create(
     state: &mut State,
     cx: &Ctx<'_>,
-    account: &str,
     domain_name: &str,
     configuration: &DomainNameConfiguration,
     tags: &HashMap<String, String>,
@@ -23,30 +22,27 @@ pub(super) fn create(
     }
     let mut cfg = configuration.clone();
     cfg.api_gateway_domain_name = ids::api_gateway_domain_name();
-    let domain = DomainName {
-        domain_name: domain_name.into(),
-        domain_name_configurations: vec![cfg],
-        api_mapping_selection_expression: "$request.basepath".to_string(),
-        tags: tags.clone(),
-        created_date: Some(cx.now),
-        account_id: account.into(),
-        create_revision: cx.revision,
-        mod_revision: cx.revision,
-    };
+    let domain = new_record!(
+        cx,
+        dated DomainName {
+            domain_name: domain_name.into(),
+            domain_name_configurations: vec![cfg],
+            api_mapping_selection_expression: "$request.basepath".to_string(),
+            tags: tags.clone(),
+        }
+    );
     stored(state, resource::Resource::DomainName(domain))
 }
 
-/// The domain name, in the caller's account and at `expected_revision` (0: any).
+/// The domain name, in the caller's account and at the write's expected revision (0: any).
 pub(super) fn existing<'s>(
     state: &'s State,
-    account: &str,
+    cx: &Ctx<'_>,
     domain_name: &str,
-    expected_revision: u64,
 ) -> Result<&'s DomainEntry, Violation> {
-    let entry = domain_in_account(state, account, domain_name)?;
-    rules::revision_matches(
+    let entry = domain_in_account(state, cx.account, domain_name)?;
+    cx.expects(
         || format!("domain name {domain_name}"),
-        expected_revision,
         entry.record.mod_revision,
     )?;
     Ok(entry)
@@ -55,12 +51,10 @@ pub(super) fn existing<'s>(
 pub(super) fn update(
     state: &mut State,
     cx: &Ctx<'_>,
-    account: &str,
     domain_name: &str,
     configuration: Option<&DomainNameConfiguration>,
-    expected_revision: u64,
 ) -> Done {
-    let entry = existing(state, account, domain_name, expected_revision)?;
+    let entry = existing(state, cx, domain_name)?;
     let mut domain = (*entry.record).clone();
     if let Some(patch) = configuration {
         let next = rules::apply_configuration_patch(&rules::configuration(entry), patch);
@@ -71,24 +65,14 @@ pub(super) fn update(
     stored(state, resource::Resource::DomainName(domain))
 }
 
-pub(super) fn delete(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    domain_name: &str,
-    expected_revision: u64,
-) -> Done {
-    let entry = existing(state, account, domain_name, expected_revision)?;
-    let record = entry.record.clone();
-    let mappings: Vec<_> = state.mappings_on(domain_name).cloned().collect();
-    let mut events = Vec::with_capacity(mappings.len() + 1);
-    for m in mappings {
-        state.delete_mapping(domain_name, &m.api_mapping_id);
-        events.push(delete_event(resource::Resource::ApiMapping((*m).clone())));
-    }
-    state.delete_domain(domain_name);
-    events.push(delete_event(resource::Resource::DomainName(
-        (*record).clone(),
-    )));
-    Ok((WriteResult::Deleted(cx.revision), events))
+/// Deletes the domain name's mappings, then the domain name: one DELETE event each, in that
+/// order.
+pub(super) fn delete(state: &mut State, cx: &Ctx<'_>, domain_name: &str) -> Done {
+    let record = existing(state, cx, domain_name)?.record.clone();
+    let domain = resource::Resource::DomainName((*record).clone());
+    let mappings = resources(
+        state.mappings_on(domain_name),
+        resource::Resource::ApiMapping,
+    );
+    removed(state, cx.revision, mappings, domain)
 }

@@ -22,18 +22,17 @@ pub(super) struct Patch<'a> {
     pub(super) stage: Option<&'a str>,
 }
 
-/// Rules 1 to 7 for mapping `m` (its new state) in `account`; `except` is the mapping being
-/// updated (it does not conflict with itself).
+/// Rules 1 to 7 for mapping `m` (its new state) in the caller's account; `except` is the
+/// mapping being updated (it does not conflict with itself).
 fn check_placement(
     state: &State,
     cx: &Ctx<'_>,
-    account: &str,
     m: &ApiMapping,
     except: Option<&str>,
 ) -> Result<(), Violation> {
     let (domain, key) = (m.domain_name.as_str(), m.api_mapping_key.as_str());
-    let entry = domain_in_account(state, account, domain)?;
-    let api = api_in_account(state, account, &m.api_id)?;
+    let entry = domain_in_account(state, cx.account, domain)?;
+    let api = api_in_account(state, cx.account, &m.api_id)?;
     stage_of(state, &m.api_id, &m.stage)?;
     rules::key_free(state, domain, key, except)?;
     let limit = cx.limits.max_multi_level_mappings_per_domain;
@@ -46,23 +45,22 @@ fn check_placement(
 pub(super) fn create(
     state: &mut State,
     cx: &Ctx<'_>,
-    account: &str,
     domain_name: &str,
     key: &str,
     api_id: &str,
     stage: &str,
 ) -> Done {
-    let mut mapping = ApiMapping {
-        api_mapping_id: String::new(),
-        domain_name: domain_name.into(),
-        api_mapping_key: key.into(),
-        api_id: api_id.into(),
-        stage: stage.into(),
-        account_id: account.into(),
-        create_revision: cx.revision,
-        mod_revision: cx.revision,
-    };
-    check_placement(state, cx, account, &mapping, None)?;
+    let mut mapping = new_record!(
+        cx,
+        ApiMapping {
+            api_mapping_id: String::new(),
+            domain_name: domain_name.into(),
+            api_mapping_key: key.into(),
+            api_id: api_id.into(),
+            stage: stage.into(),
+        }
+    );
+    check_placement(state, cx, &mapping, None)?;
     mapping.api_mapping_id = loop {
         let id = ids::api_mapping_id();
         if state.mapping(domain_name, &id).is_none() {
@@ -72,20 +70,19 @@ pub(super) fn create(
     stored(state, resource::Resource::ApiMapping(mapping))
 }
 
-/// The mapping named by `target`, if its domain is in the caller's account.
+/// The mapping named by `target`, if its domain is in the caller's account, at the write's
+/// expected revision (0: any).
 fn existing<'s>(
     state: &'s State,
-    account: &str,
+    cx: &Ctx<'_>,
     target: &Target<'_>,
-    expected_revision: u64,
 ) -> Result<&'s Arc<ApiMapping>, Violation> {
-    domain_in_account(state, account, target.domain_name)?;
+    domain_in_account(state, cx.account, target.domain_name)?;
     let m = state
         .mapping(target.domain_name, target.api_mapping_id)
         .ok_or_else(|| Violation::MappingNotFound(target.api_mapping_id.into()))?;
-    rules::revision_matches(
+    cx.expects(
         || format!("API mapping {}", target.api_mapping_id),
-        expected_revision,
         m.mod_revision,
     )?;
     Ok(m)
@@ -94,12 +91,10 @@ fn existing<'s>(
 pub(super) fn update(
     state: &mut State,
     cx: &Ctx<'_>,
-    account: &str,
     target: Target<'_>,
     patch: Patch<'_>,
-    expected_revision: u64,
 ) -> Done {
-    let mut mapping = (**existing(state, account, &target, expected_revision)?).clone();
+    let mut mapping = (**existing(state, cx, &target)?).clone();
     if let Some(k) = patch.api_mapping_key {
         mapping.api_mapping_key = k.into();
     }
@@ -109,22 +104,13 @@ pub(super) fn update(
     if let Some(s) = patch.stage {
         mapping.stage = s.into();
     }
-    check_placement(state, cx, account, &mapping, Some(target.api_mapping_id))?;
+    check_placement(state, cx, &mapping, Some(target.api_mapping_id))?;
     mapping.mod_revision = cx.revision;
     stored(state, resource::Resource::ApiMapping(mapping))
 }
 
-pub(super) fn delete(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    target: Target<'_>,
-    expected_revision: u64,
-) -> Done {
-    let mapping = existing(state, account, &target, expected_revision)?.clone();
-    removed(
-        state,
-        cx.revision,
-        resource::Resource::ApiMapping((*mapping).clone()),
-    )
+pub(super) fn delete(state: &mut State, cx: &Ctx<'_>, target: Target<'_>) -> Done {
+    let mapping = existing(state, cx, &target)?.clone();
+    let record = resource::Resource::ApiMapping((*mapping).clone());
+    removed(state, cx.revision, Vec::new(), record)
 }

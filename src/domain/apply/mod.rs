@@ -9,6 +9,25 @@
 //! the ones before it, then persists the group; a gateway's cache and startup replay
 //! change sets with [`State::apply`](super::state::State::apply) instead.
 
+/// A new record, `$kind { fields }` with the stamp every record a write creates carries: the
+/// caller's account, and the write's revision as both its create and its mod revision. A
+/// `dated` record (every kind but the mapping) is also created at the write's time.
+macro_rules! new_record {
+    ($cx:expr, dated $kind:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let cx: &$crate::domain::apply::Ctx<'_> = $cx;
+        new_record!(cx, $kind { $($field $(: $value)?,)* created_date: Some(cx.now) })
+    }};
+    ($cx:expr, $kind:ident { $($field:ident $(: $value:expr)?),* $(,)? }) => {{
+        let cx: &$crate::domain::apply::Ctx<'_> = $cx;
+        $kind {
+            $($field $(: $value)?,)*
+            account_id: cx.account.into(),
+            create_revision: cx.revision,
+            mod_revision: cx.revision,
+        }
+    }};
+}
+
 mod api;
 mod domain_name;
 mod mapping;
@@ -194,11 +213,86 @@ pub struct Applied {
     pub audit: std::sync::Arc<crate::audit::Audit>,
 }
 
-/// What a write's code gets besides the state: the revision it will take, the time, limits.
+/// What a write's code gets besides the state: the revision it will take, the time, limits,
+/// the caller's account and the revision the write expects its record at.
 pub(crate) struct Ctx<'a> {
     pub(crate) revision: u64,
     pub(crate) now: Timestamp,
     pub(crate) limits: &'a Limits,
+    /// The account the write is made in.
+    pub(crate) account: &'a str,
+    /// The record's revision the write expects (0: any; a create names no record).
+    pub(crate) expected_revision: u64,
+}
+
+impl Ctx<'_> {
+    /// Optimistic concurrency for the record the write names, now at `mod_revision`: `Ok`
+    /// if the write expects any revision (0) or that one, else the mismatch, naming the
+    /// record by `what`.
+    pub(crate) fn expects(
+        &self,
+        what: impl FnOnce() -> String,
+        mod_revision: u64,
+    ) -> super::rules::Checked {
+        super::rules::revision_matches(what, self.expected_revision, mod_revision)
+    }
+}
+
+/// The account `op` is made in, and the revision it expects its record at (0: any; a create
+/// names no record).
+fn caller(op: &WriteOp) -> (&str, u64) {
+    use WriteOp::*;
+    match op {
+        CreateApi { account, .. }
+        | CreateStage { account, .. }
+        | CreateDomainName { account, .. }
+        | CreateApiMapping { account, .. } => (account, 0),
+        UpdateApi {
+            account,
+            expected_revision,
+            ..
+        }
+        | DeleteApi {
+            account,
+            expected_revision,
+            ..
+        }
+        | UpdateStage {
+            account,
+            expected_revision,
+            ..
+        }
+        | DeleteStage {
+            account,
+            expected_revision,
+            ..
+        }
+        | UpdateDomainName {
+            account,
+            expected_revision,
+            ..
+        }
+        | DeleteDomainName {
+            account,
+            expected_revision,
+            ..
+        }
+        | UpdateApiMapping {
+            account,
+            expected_revision,
+            ..
+        }
+        | DeleteApiMapping {
+            account,
+            expected_revision,
+            ..
+        }
+        | Tag {
+            account,
+            expected_revision,
+            ..
+        } => (account, *expected_revision),
+    }
 }
 
 /// Applies `op` to `state`, which becomes the registry at the next revision, or refuses it
@@ -209,24 +303,26 @@ pub fn apply(
     limits: &Limits,
     now: Timestamp,
 ) -> Result<Applied, Violation> {
+    let (account, expected_revision) = caller(op);
     let cx = Ctx {
         revision: state.revision() + 1,
         now,
         limits,
+        account,
+        expected_revision,
     };
     let s = state;
     let (result, events) = match op {
         WriteOp::CreateApi {
-            account,
             name,
             protocol,
             description,
             tags,
             selection,
+            ..
         } => api::create(
             s,
             &cx,
-            account,
             api::Fields {
                 name,
                 protocol: *protocol,
@@ -236,17 +332,15 @@ pub fn apply(
             },
         ),
         WriteOp::UpdateApi {
-            account,
             api_id,
             name,
             description,
             route_selection_expression,
             api_key_selection_expression,
-            expected_revision,
+            ..
         } => api::update(
             s,
             &cx,
-            account,
             api_id,
             api::Patch {
                 name: name.as_deref(),
@@ -254,84 +348,53 @@ pub fn apply(
                 route_selection_expression: route_selection_expression.as_deref(),
                 api_key_selection_expression: api_key_selection_expression.as_deref(),
             },
-            *expected_revision,
         ),
-        WriteOp::DeleteApi {
-            account,
-            api_id,
-            expected_revision,
-        } => api::delete(s, &cx, account, api_id, *expected_revision),
+        WriteOp::DeleteApi { api_id, .. } => api::delete(s, &cx, api_id),
         WriteOp::CreateStage {
-            account,
             api_id,
             stage_name,
             description,
             tags,
-        } => stage::create(s, &cx, account, api_id, stage_name, description, tags),
+            ..
+        } => stage::create(s, &cx, api_id, stage_name, description, tags),
         WriteOp::UpdateStage {
-            account,
             api_id,
             stage_name,
             description,
-            expected_revision,
-        } => stage::update(
-            s,
-            &cx,
-            account,
-            api_id,
-            stage_name,
-            description,
-            *expected_revision,
-        ),
+            ..
+        } => stage::update(s, &cx, api_id, stage_name, description),
         WriteOp::DeleteStage {
-            account,
-            api_id,
-            stage_name,
-            expected_revision,
-        } => stage::delete(s, &cx, account, api_id, stage_name, *expected_revision),
+            api_id, stage_name, ..
+        } => stage::delete(s, &cx, api_id, stage_name),
         WriteOp::CreateDomainName {
-            account,
             domain_name,
             configuration,
             tags,
-        } => domain_name::create(s, &cx, account, domain_name, configuration, tags),
+            ..
+        } => domain_name::create(s, &cx, domain_name, configuration, tags),
         WriteOp::UpdateDomainName {
-            account,
             domain_name,
             configuration,
-            expected_revision,
-        } => domain_name::update(
-            s,
-            &cx,
-            account,
-            domain_name,
-            configuration.as_ref(),
-            *expected_revision,
-        ),
-        WriteOp::DeleteDomainName {
-            account,
-            domain_name,
-            expected_revision,
-        } => domain_name::delete(s, &cx, account, domain_name, *expected_revision),
+            ..
+        } => domain_name::update(s, &cx, domain_name, configuration.as_ref()),
+        WriteOp::DeleteDomainName { domain_name, .. } => domain_name::delete(s, &cx, domain_name),
         WriteOp::CreateApiMapping {
-            account,
             domain_name,
             api_mapping_key,
             api_id,
             stage,
-        } => mapping::create(s, &cx, account, domain_name, api_mapping_key, api_id, stage),
+            ..
+        } => mapping::create(s, &cx, domain_name, api_mapping_key, api_id, stage),
         WriteOp::UpdateApiMapping {
-            account,
             domain_name,
             api_mapping_id,
             api_mapping_key,
             api_id,
             stage,
-            expected_revision,
+            ..
         } => mapping::update(
             s,
             &cx,
-            account,
             mapping::Target {
                 domain_name,
                 api_mapping_id,
@@ -341,37 +404,25 @@ pub fn apply(
                 api_id: api_id.as_deref(),
                 stage: stage.as_deref(),
             },
-            *expected_revision,
         ),
         WriteOp::DeleteApiMapping {
-            account,
             domain_name,
             api_mapping_id,
-            expected_revision,
+            ..
         } => mapping::delete(
             s,
             &cx,
-            account,
             mapping::Target {
                 domain_name,
                 api_mapping_id,
             },
-            *expected_revision,
         ),
         WriteOp::Tag {
-            account,
             target,
             set,
             remove,
-            expected_revision,
-        } => tags::tag(
-            s,
-            &cx,
-            account,
-            target,
-            tags::Change { set, remove },
-            *expected_revision,
-        ),
+            ..
+        } => tags::tag(s, &cx, target, tags::Change { set, remove }),
     }?;
     s.set_revision(cx.revision);
     Ok(Applied {
@@ -399,10 +450,32 @@ fn stored(state: &mut State, r: resource::Resource) -> Done {
     Ok((result, vec![event]))
 }
 
-/// Removes the record `r` (its last state) and answers the delete at `revision`.
-fn removed(state: &mut State, revision: u64, r: resource::Resource) -> Done {
-    state.delete(&r);
-    Ok((WriteResult::Deleted(revision), vec![delete_event(r)]))
+/// Removes `children` (the records that go with `r`), then `r`, each in its last state, and
+/// answers the delete at `revision`: the change set is one DELETE event per record, in that
+/// order.
+fn removed(
+    state: &mut State,
+    revision: u64,
+    children: Vec<resource::Resource>,
+    r: resource::Resource,
+) -> Done {
+    let events = children
+        .into_iter()
+        .chain([r])
+        .map(|r| {
+            state.delete(&r);
+            delete_event(r)
+        })
+        .collect();
+    Ok((WriteResult::Deleted(revision), events))
+}
+
+/// `records`, each as a `kind` resource (for [`removed`], before the state changes).
+fn resources<'s, T: Clone + 's>(
+    records: impl Iterator<Item = &'s std::sync::Arc<T>>,
+    kind: fn(T) -> resource::Resource,
+) -> Vec<resource::Resource> {
+    records.map(|r| kind((**r).clone())).collect()
 }
 
 fn put_event(r: resource::Resource) -> Event {

@@ -35,23 +35,16 @@ fn changed(
     Ok(())
 }
 
-pub(super) fn tag(
-    state: &mut State,
-    cx: &Ctx<'_>,
-    account: &str,
-    target: &Tagged,
-    change: Change<'_>,
-    expected_revision: u64,
-) -> Done {
+pub(super) fn tag(state: &mut State, cx: &Ctx<'_>, target: &Tagged, change: Change<'_>) -> Done {
     let record = match target {
         Tagged::Api { api_id } => {
-            let mut api = (**api::existing(state, account, api_id, expected_revision)?).clone();
+            let mut api = (**api::existing(state, cx, api_id)?).clone();
             changed(&mut api.tags, &change, || format!("API {api_id}"))?;
             api.mod_revision = cx.revision;
             resource::Resource::Api(api)
         }
         Tagged::Stage { api_id, stage_name } => {
-            let existing = stage::existing(state, account, api_id, stage_name, expected_revision)?;
+            let existing = stage::existing(state, cx, api_id, stage_name)?;
             let mut stage = (**existing).clone();
             changed(&mut stage.tags, &change, || format!("stage {stage_name}"))?;
             stage.last_updated_date = Some(cx.now);
@@ -59,7 +52,7 @@ pub(super) fn tag(
             resource::Resource::Stage(stage)
         }
         Tagged::DomainName { domain_name } => {
-            let existing = domain_name::existing(state, account, domain_name, expected_revision)?;
+            let existing = domain_name::existing(state, cx, domain_name)?;
             let mut domain = (*existing.record).clone();
             changed(&mut domain.tags, &change, || {
                 format!("domain name {domain_name}")

@@ -130,6 +130,9 @@ fn healthy(port: u16) -> bool {
     body.contains("\"health\":\"true\"")
 }
 
+/// Where a test binary keeps a shared cluster: started once, or the error that stopped it.
+type Shared = OnceLock<Result<EtcdCluster, String>>;
+
 impl EtcdCluster {
     /// Starts `n` members as one new cluster and waits (up to 30 s) until every one is healthy.
     pub fn start(n: usize) -> Result<EtcdCluster, String> {
@@ -171,30 +174,28 @@ impl EtcdCluster {
     /// One single-member cluster per test binary, started on first use and killed at exit.
     /// Tests sharing it use a fresh prefix each ([`EtcdCluster::fresh_url`]).
     pub fn shared() -> Result<&'static EtcdCluster, String> {
-        static SHARED: OnceLock<Result<EtcdCluster, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| {
-                let cluster = EtcdCluster::start(1)?;
-                cluster.clean_up_at_exit();
-                Ok(cluster)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        static SHARED: Shared = OnceLock::new();
+        EtcdCluster::shared_in(&SHARED, 1)
     }
 
     /// One 3-member cluster per test binary, started on first use and killed at exit: the
     /// multi-node tests and the e2e suites run with `MAPREG_TEST_STORE=etcd` share it, each
     /// on a fresh prefix. Tests that stop members start a cluster of their own.
     pub fn shared_three() -> Result<&'static EtcdCluster, String> {
-        static SHARED: OnceLock<Result<EtcdCluster, String>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| {
-                let cluster = EtcdCluster::start(3)?;
-                cluster.clean_up_at_exit();
-                Ok(cluster)
-            })
-            .as_ref()
-            .map_err(Clone::clone)
+        static SHARED: Shared = OnceLock::new();
+        EtcdCluster::shared_in(&SHARED, 3)
+    }
+
+    /// The cluster of `n` members in `cell`, started (and cleaned up at exit) on first use;
+    /// a start that failed is answered with its error every time.
+    fn shared_in(cell: &'static Shared, n: usize) -> Result<&'static EtcdCluster, String> {
+        cell.get_or_init(|| {
+            let cluster = EtcdCluster::start(n)?;
+            cluster.clean_up_at_exit();
+            Ok(cluster)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
     }
 
     /// A static is never dropped: at exit, kill the members and remove their data here.
