@@ -99,52 +99,40 @@ pub fn description(field: &str, d: &str) -> Result<()> {
 /// (empty values are allowed). Keys are checked in sorted order so the reported key is
 /// deterministic. Errors are on field `tags` and quote the offending key (cut to 64 characters).
 pub fn tags(tags: &HashMap<String, String>) -> Result<()> {
+    let refuse = |message: String| Err(Error::invalid("tags", message));
     if tags.len() > MAX_TAGS {
-        return Err(Error::invalid(
-            "tags",
-            format!(
-                "tags: at most {MAX_TAGS} tags are allowed, got {}",
-                tags.len()
-            ),
+        return refuse(format!(
+            "tags: at most {MAX_TAGS} tags are allowed, got {}",
+            tags.len()
         ));
     }
     let mut entries: Vec<(&String, &String)> = tags.iter().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
     for (key, value) in entries {
         if key.is_empty() {
-            return Err(Error::invalid(
-                "tags",
-                format!("tags: a tag key is empty (keys are 1 to {MAX_TAG_KEY} characters)"),
+            return refuse(format!(
+                "tags: a tag key is empty (keys are 1 to {MAX_TAG_KEY} characters)"
             ));
         }
         if key.chars().count() > MAX_TAG_KEY {
-            return Err(Error::invalid(
-                "tags",
-                format!(
-                    "tags: key {} is longer than {MAX_TAG_KEY} characters",
-                    echo(key)
-                ),
+            return refuse(format!(
+                "tags: key {} is longer than {MAX_TAG_KEY} characters",
+                echo(key)
             ));
         }
         if key
             .get(..RESERVED_TAG_PREFIX.len())
             .is_some_and(|p| p.eq_ignore_ascii_case(RESERVED_TAG_PREFIX))
         {
-            return Err(Error::invalid(
-                "tags",
-                format!(
-                    "tags: key {} uses the reserved prefix \"{RESERVED_TAG_PREFIX}\"",
-                    echo(key)
-                ),
+            return refuse(format!(
+                "tags: key {} uses the reserved prefix \"{RESERVED_TAG_PREFIX}\"",
+                echo(key)
             ));
         }
         if value.chars().count() > MAX_TAG_VALUE {
-            return Err(Error::invalid(
-                "tags",
-                format!(
-                    "tags: the value of key {} is longer than {MAX_TAG_VALUE} characters",
-                    echo(key)
-                ),
+            return refuse(format!(
+                "tags: the value of key {} is longer than {MAX_TAG_VALUE} characters",
+                echo(key)
             ));
         }
     }
@@ -155,29 +143,21 @@ pub fn tags(tags: &HashMap<String, String>) -> Result<()> {
 ///
 /// Guarantees on `Ok`: 1 to 50 keys, each 1 to 128 characters. Errors are on field `tag_keys`.
 pub fn tag_keys(keys: &[String]) -> Result<()> {
+    let refuse = |message: String| Err(Error::invalid("tag_keys", message));
     if keys.is_empty() {
-        return Err(Error::invalid(
-            "tag_keys",
-            "tag_keys is required: name at least one tag key to remove",
-        ));
+        return refuse("tag_keys is required: name at least one tag key to remove".into());
     }
     if keys.len() > MAX_TAGS {
-        return Err(Error::invalid(
-            "tag_keys",
-            format!(
-                "tag_keys: at most {MAX_TAGS} keys are allowed, got {}",
-                keys.len()
-            ),
+        return refuse(format!(
+            "tag_keys: at most {MAX_TAGS} keys are allowed, got {}",
+            keys.len()
         ));
     }
     for key in keys {
         if key.is_empty() || key.chars().count() > MAX_TAG_KEY {
-            return Err(Error::invalid(
-                "tag_keys",
-                format!(
-                    "tag_keys: key {} is not 1 to {MAX_TAG_KEY} characters",
-                    echo(key)
-                ),
+            return refuse(format!(
+                "tag_keys: key {} is not 1 to {MAX_TAG_KEY} characters",
+                echo(key)
             ));
         }
     }
@@ -228,41 +208,30 @@ pub fn stage_name(field: &str, s: &str) -> Result<()> {
 /// non-empty levels. Checks run in this order: length, characters, leading slash, trailing
 /// slash, empty level. Errors are on field `api_mapping_key`.
 pub fn api_mapping_key(key: &str) -> Result<()> {
-    const FIELD: &str = "api_mapping_key";
+    let refuse = |message: String| Err(Error::invalid("api_mapping_key", message));
     if key.is_empty() {
         return Ok(());
     }
     if key.chars().count() > MAX_API_MAPPING_KEY {
-        return Err(Error::invalid(
-            FIELD,
-            format!("api_mapping_key is longer than {MAX_API_MAPPING_KEY} characters"),
+        return refuse(format!(
+            "api_mapping_key is longer than {MAX_API_MAPPING_KEY} characters"
         ));
     }
     if let Some(c) = key.chars().find(|c| !is_key_char(*c)) {
-        return Err(Error::invalid(
-            FIELD,
-            format!(
-                "api_mapping_key: An ApiMapping key may contain only letters, numbers and one of {API_MAPPING_KEY_PUNCTUATION}, plus / between levels; found {c:?}"
-            ),
+        return refuse(format!(
+            "api_mapping_key: An ApiMapping key may contain only letters, numbers and one of {API_MAPPING_KEY_PUNCTUATION}, plus / between levels; found {c:?}"
         ));
     }
     if key.starts_with('/') {
-        return Err(Error::invalid(
-            FIELD,
-            "api_mapping_key must not start with '/' (write \"v1\", not \"/v1\")",
-        ));
+        return refuse(
+            "api_mapping_key must not start with '/' (write \"v1\", not \"/v1\")".into(),
+        );
     }
     if key.ends_with('/') {
-        return Err(Error::invalid(
-            FIELD,
-            "api_mapping_key must not end with '/' (write \"v1\", not \"v1/\")",
-        ));
+        return refuse("api_mapping_key must not end with '/' (write \"v1\", not \"v1/\")".into());
     }
     if key.contains("//") {
-        return Err(Error::invalid(
-            FIELD,
-            "api_mapping_key must not contain an empty level (\"//\")",
-        ));
+        return refuse("api_mapping_key must not contain an empty level (\"//\")".into());
     }
     Ok(())
 }
@@ -288,84 +257,63 @@ pub fn is_multi_level(key: &str) -> bool {
 /// (a wildcard name such as `*.example.com`). No trailing dot, no empty labels, no
 /// underscores, no non-ASCII characters (IDNs must be given in punycode, `xn--…`).
 pub fn normalize_domain_name(field: &str, raw: &str) -> Result<String> {
+    let refuse = |message: String| Err(Error::invalid(field, message));
     if raw.is_empty() {
-        return Err(Error::invalid(field, format!("{field} is required")));
+        return refuse(format!("{field} is required"));
     }
     if raw.chars().count() > MAX_DOMAIN_NAME {
-        return Err(Error::invalid(
-            field,
-            format!("{field} is longer than {MAX_DOMAIN_NAME} characters"),
+        return refuse(format!(
+            "{field} is longer than {MAX_DOMAIN_NAME} characters"
         ));
     }
     let name = raw.to_ascii_lowercase();
     let labels: Vec<&str> = name.split('.').collect();
     if labels.len() < 2 {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{field} {} must have at least two labels separated by '.', like example.com",
-                echo(raw)
-            ),
+        return refuse(format!(
+            "{field} {} must have at least two labels separated by '.', like example.com",
+            echo(raw)
         ));
     }
     for (i, label) in labels.iter().enumerate() {
         if label.is_empty() {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field} {} has an empty label (leading, trailing or double '.')",
-                    echo(raw)
-                ),
+            return refuse(format!(
+                "{field} {} has an empty label (leading, trailing or double '.')",
+                echo(raw)
             ));
         }
         if *label == "*" {
             if i == 0 {
                 continue;
             }
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field}: label \"*\" is allowed only as the whole first label, like *.example.com"
-                ),
+            return refuse(format!(
+                "{field}: label \"*\" is allowed only as the whole first label, like *.example.com"
             ));
         }
         if label.contains('*') {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field}: label {} is invalid; '*' is allowed only as the whole first label, like *.example.com",
-                    echo(label)
-                ),
+            return refuse(format!(
+                "{field}: label {} is invalid; '*' is allowed only as the whole first label, like *.example.com",
+                echo(label)
             ));
         }
         if label.chars().count() > MAX_DOMAIN_LABEL {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field}: label {} is longer than {MAX_DOMAIN_LABEL} characters",
-                    echo(label)
-                ),
+            return refuse(format!(
+                "{field}: label {} is longer than {MAX_DOMAIN_LABEL} characters",
+                echo(label)
             ));
         }
         if let Some(c) = label
             .chars()
             .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
         {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field}: label {} contains {c:?}; labels may contain only letters, numbers and '-'",
-                    echo(label)
-                ),
+            return refuse(format!(
+                "{field}: label {} contains {c:?}; labels may contain only letters, numbers and '-'",
+                echo(label)
             ));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(Error::invalid(
-                field,
-                format!(
-                    "{field}: label {} must not start or end with '-'",
-                    echo(label)
-                ),
+            return refuse(format!(
+                "{field}: label {} must not start or end with '-'",
+                echo(label)
             ));
         }
     }
@@ -374,12 +322,9 @@ pub fn normalize_domain_name(field: &str, raw: &str) -> Result<String> {
         .last()
         .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
     {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{field} {} looks like an IP address; its last label must not be all digits",
-                echo(raw)
-            ),
+        return refuse(format!(
+            "{field} {} looks like an IP address; its last label must not be all digits",
+            echo(raw)
         ));
     }
     Ok(name)
@@ -485,21 +430,25 @@ mod tests {
         invalid_on(api_name(&"é".repeat(129)), "name");
     }
 
+    /// `check` takes "" and `max` characters (of one byte and of three), refuses `max` + 1 on
+    /// `field` with a message that starts with the field's name.
+    #[track_caller]
+    fn optional_up_to(check: impl Fn(&str) -> Result<()>, field: &str, max: usize) {
+        for ok in [String::new(), "d".repeat(max), "日".repeat(max)] {
+            assert!(check(&ok).is_ok(), "{} characters", ok.chars().count());
+        }
+        let m = invalid_on(check(&"d".repeat(max + 1)), field);
+        assert!(m.starts_with(field), "{m}");
+    }
+
     #[test]
     fn description_limits() {
-        assert!(description("description", "").is_ok());
-        assert!(description("description", &"d".repeat(1024)).is_ok());
-        assert!(description("description", &"日".repeat(1024)).is_ok());
-        let m = invalid_on(description("description", &"d".repeat(1025)), "description");
-        assert!(m.starts_with("description"), "{m}");
+        optional_up_to(|d| description("description", d), "description", 1024);
     }
 
     #[test]
     fn certificate_arn_limits() {
-        assert!(certificate_arn("").is_ok());
-        assert!(certificate_arn(&"a".repeat(2048)).is_ok());
-        let m = invalid_on(certificate_arn(&"a".repeat(2049)), "certificate_arn");
-        assert!(m.starts_with("certificate_arn"), "{m}");
+        optional_up_to(certificate_arn, "certificate_arn", 2048);
     }
 
     #[test]
