@@ -423,12 +423,15 @@ mod etcd_shared {
         };
         let (a, b) = (open(&url), open(&url));
         a.commit(&batch(0, 20, &[])).unwrap();
-        let removed = std::thread::scope(|s| {
-            let ha = s.spawn(|| a.compact(10, &[10; 32]).unwrap());
-            let hb = s.spawn(|| b.compact(15, &[15; 32]).unwrap());
-            ha.join().unwrap() + hb.join().unwrap()
-        });
-        assert_eq!(removed, 15);
+        // Both at once, each to its own point (hash = [point; 32]): what both removed.
+        let both = |pa: u64, pb: u64| {
+            std::thread::scope(|s| {
+                let ha = s.spawn(|| a.compact(pa, &[pa as u8; 32]).unwrap());
+                let hb = s.spawn(|| b.compact(pb, &[pb as u8; 32]).unwrap());
+                ha.join().unwrap() + hb.join().unwrap()
+            })
+        };
+        assert_eq!(both(10, 15), 15);
         assert_eq!(a.compact_revision().unwrap(), 15);
         assert_eq!(b.compact_hash().unwrap(), [15; 32]);
         assert_eq!(
@@ -436,12 +439,7 @@ mod etcd_shared {
             Some(16)
         );
         // The same point from both: the entries go once.
-        let removed = std::thread::scope(|s| {
-            let ha = s.spawn(|| a.compact(18, &[18; 32]).unwrap());
-            let hb = s.spawn(|| b.compact(18, &[18; 32]).unwrap());
-            ha.join().unwrap() + hb.join().unwrap()
-        });
-        assert_eq!(removed, 3);
+        assert_eq!(both(18, 18), 3);
         assert_eq!(b.compact_revision().unwrap(), 18);
     }
 
@@ -477,34 +475,63 @@ mod etcd_shared {
         assert_eq!(records(&e).len(), 2_501);
     }
 
-    #[test]
-    fn unreachable_etcd_is_store_unavailable_and_recovers() {
-        if !testkit::available("unreachable_etcd_is_store_unavailable_and_recovers") {
-            return;
+    /// A cluster of `members` of this test's own (it stops members), a fresh prefix on it, and
+    /// an engine there that follows the store and has committed revision 1; None where etcd is
+    /// not available.
+    #[allow(clippy::type_complexity)]
+    fn own_cluster(
+        test: &str,
+        members: usize,
+    ) -> Option<(
+        EtcdCluster,
+        EtcdUrl,
+        EtcdEngine,
+        tokio::sync::watch::Receiver<u64>,
+    )> {
+        if !testkit::available(test) {
+            return None;
         }
-        let mut cluster = EtcdCluster::start(1).expect("start etcd");
+        let cluster = EtcdCluster::start(members).expect("start etcd");
         let url = cluster.fresh_url();
-        let (e, other) = (open(&url), open(&url));
+        let e = open(&url);
         let rx = e.follow().expect("follows");
         e.commit(&batch(0, 1, &[])).unwrap();
-        wait_for(&rx, 1, Duration::from_secs(5));
-        cluster.stop(0);
+        Some((cluster, url, e, rx))
+    }
+
+    /// Commits a batch on `base`, which must fail `STORE_UNAVAILABLE` within the engine's
+    /// commit timeout (and 2 s); its message.
+    #[track_caller]
+    fn commit_unavailable(e: &EtcdEngine, base: u64) -> String {
         let started = Instant::now();
-        match e.commit(&batch(1, 1, &[])) {
+        let message = match e.commit(&batch(base, 1, &[])) {
             Err(CommitError::Failed(Error::Unavailable { reason, message })) => {
                 assert_eq!(reason, "STORE_UNAVAILABLE");
-                assert!(
-                    message.contains("etcd is unreachable at 127.0.0.1:"),
-                    "{message}"
-                );
-                eprintln!(
-                    "commit with etcd down: {message} after {:?}",
-                    started.elapsed()
-                );
+                message
             }
             other => panic!("expected STORE_UNAVAILABLE, got {other:?}"),
-        }
-        assert!(started.elapsed() < super::super::etcd::COMMIT_TIMEOUT + Duration::from_secs(2));
+        };
+        let took = started.elapsed();
+        eprintln!("commit refused: {message} after {took:?}");
+        assert!(took < super::super::etcd::COMMIT_TIMEOUT + Duration::from_secs(2));
+        message
+    }
+
+    #[test]
+    fn unreachable_etcd_is_store_unavailable_and_recovers() {
+        let Some((mut cluster, url, e, rx)) =
+            own_cluster("unreachable_etcd_is_store_unavailable_and_recovers", 1)
+        else {
+            return;
+        };
+        let other = open(&url);
+        wait_for(&rx, 1, Duration::from_secs(5));
+        cluster.stop(0);
+        let message = commit_unavailable(&e, 1);
+        assert!(
+            message.contains("etcd is unreachable at 127.0.0.1:"),
+            "{message}"
+        );
         let started = Instant::now();
         match e.revision() {
             Err(Error::Unavailable { reason, .. }) => assert_eq!(reason, "STORE_UNAVAILABLE"),
@@ -531,28 +558,14 @@ mod etcd_shared {
 
     #[test]
     fn losing_the_quorum_is_store_unavailable_and_recovers() {
-        if !testkit::available("losing_the_quorum_is_store_unavailable_and_recovers") {
+        let Some((mut cluster, _, e, rx)) =
+            own_cluster("losing_the_quorum_is_store_unavailable_and_recovers", 3)
+        else {
             return;
-        }
-        let mut cluster = EtcdCluster::start(3).expect("start etcd");
-        let url = cluster.fresh_url();
-        let e = open(&url);
-        let rx = e.follow().expect("follows");
-        e.commit(&batch(0, 1, &[])).unwrap();
+        };
         cluster.stop(1);
         cluster.stop(2);
-        let started = Instant::now();
-        match e.commit(&batch(1, 1, &[])) {
-            Err(CommitError::Failed(Error::Unavailable { reason, message })) => {
-                assert_eq!(reason, "STORE_UNAVAILABLE");
-                eprintln!(
-                    "commit without quorum: {message} after {:?}",
-                    started.elapsed()
-                );
-            }
-            other => panic!("expected STORE_UNAVAILABLE, got {other:?}"),
-        }
-        assert!(started.elapsed() < super::super::etcd::COMMIT_TIMEOUT + Duration::from_secs(2));
+        commit_unavailable(&e, 1);
         cluster.restart(1).expect("restart");
         cluster.restart(2).expect("restart");
         cluster
