@@ -250,6 +250,23 @@ fn webpki_verifier(bundle: Option<&Path>) -> Result<Arc<dyn ServerCertVerifier>,
     Ok(verifier)
 }
 
+/// The handshake signature checks of a [`ServerCertVerifier`] that holds its
+/// [`CryptoProvider`] in field 0: each TLS version's check with the provider's algorithms.
+macro_rules! signature_checks {
+    ($($method:ident => $check:path),*) => {
+        $(
+            fn $method(
+                &self,
+                message: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                $check(message, cert, dss, &self.0.signature_verification_algorithms)
+            }
+        )*
+    };
+}
+
 /// `--no-verify-ssl`: any certificate is accepted, but the handshake's signatures are still
 /// checked, so the session is encrypted with the key of the certificate shown.
 #[derive(Debug)]
@@ -267,33 +284,10 @@ impl ServerCertVerifier for NoVerification {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
+    signature_checks!(
+        verify_tls12_signature => rustls::crypto::verify_tls12_signature,
+        verify_tls13_signature => rustls::crypto::verify_tls13_signature
+    );
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
