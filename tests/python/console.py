@@ -25,7 +25,7 @@ import sys
 import time
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -58,6 +58,22 @@ def browser():
         except OSError:
             pass
     return webdriver.Chrome(options=opts, service=service) if service else webdriver.Chrome(options=opts)
+
+
+def browser_at(url):
+    """A browser showing `url`. Headless Chromium on a loaded 2-core machine has crashed its
+    renderer on the very first load ("Unable to receive message from renderer"): the page load
+    is tried once more in a fresh browser then, as nothing has been done yet."""
+    for attempt in (1, 2):
+        d = browser()
+        try:
+            d.get(url)
+            return d
+        except WebDriverException as e:
+            d.quit()
+            if attempt == 2:
+                raise
+            print(f"first page load failed, once more in a new browser: {e.msg}", file=sys.stderr)
 
 
 def wait(d, cond, what, timeout=15):
@@ -98,9 +114,8 @@ def post_status(d, action, fields):
 
 def dev(base, mapreg, api_id, stage, screenshot):
     out = {}
-    d = browser()
+    d = browser_at(base + "/")
     try:
-        d.get(base + "/")
         form = wait(d, ec.presence_of_element_located((By.ID, "create-domain")), "the create form")
         form.find_element(By.NAME, "domain_name").send_keys("api.example.com")
         Select(form.find_element(By.NAME, "endpoint_type")).select_by_value("REGIONAL")
@@ -145,9 +160,8 @@ def dev(base, mapreg, api_id, stage, screenshot):
 
 def tokens(base, reader, admin):
     out = {}
-    d = browser()
+    d = browser_at(base + "/")
     try:
-        d.get(base + "/")
         wait(d, ec.presence_of_element_located((By.ID, "login")), "the login form")
         d.find_element(By.NAME, "token").send_keys(reader)
         d.find_element(By.CSS_SELECTOR, "#login button").click()
