@@ -475,12 +475,11 @@ mod etcd_shared {
         assert_eq!(records(&e).len(), 2_501);
     }
 
-    /// A cluster of `members` of this test's own (it stops members), a fresh prefix on it, and
+    /// A cluster of `members` of the calling test's own (it stops members), a fresh prefix on it, and
     /// an engine there that follows the store and has committed revision 1; None where etcd is
     /// not available.
     #[allow(clippy::type_complexity)]
     fn own_cluster(
-        test: &str,
         members: usize,
     ) -> Option<(
         EtcdCluster,
@@ -488,7 +487,9 @@ mod etcd_shared {
         EtcdEngine,
         tokio::sync::watch::Receiver<u64>,
     )> {
-        if !testkit::available(test) {
+        // The test harness names each test's thread after the test.
+        let thread = std::thread::current();
+        if !testkit::available(thread.name().unwrap_or("an etcd outage test")) {
             return None;
         }
         let cluster = EtcdCluster::start(members).expect("start etcd");
@@ -519,9 +520,7 @@ mod etcd_shared {
 
     #[test]
     fn unreachable_etcd_is_store_unavailable_and_recovers() {
-        let Some((mut cluster, url, e, rx)) =
-            own_cluster("unreachable_etcd_is_store_unavailable_and_recovers", 1)
-        else {
+        let Some((mut cluster, url, e, rx)) = own_cluster(1) else {
             return;
         };
         let other = open(&url);
@@ -558,9 +557,7 @@ mod etcd_shared {
 
     #[test]
     fn losing_the_quorum_is_store_unavailable_and_recovers() {
-        let Some((mut cluster, _, e, rx)) =
-            own_cluster("losing_the_quorum_is_store_unavailable_and_recovers", 3)
-        else {
+        let Some((mut cluster, _, e, rx)) = own_cluster(3) else {
             return;
         };
         cluster.stop(1);
